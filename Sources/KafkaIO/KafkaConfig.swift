@@ -1,0 +1,133 @@
+/// Settings shared by producers and consumers, mapped to librdkafka properties.
+///
+/// Typed fields cover what sluice itself relies on; `properties` passes any other librdkafka property through
+/// verbatim (`security.protocol`, `sasl.mechanisms`, ...). A property librdkafka does not know, or a value it
+/// rejects, makes client creation throw a ``KafkaError`` of kind `.configuration` that names the property.
+public struct KafkaConfig: Sendable {
+    /// Comma-separated `host:port` list of brokers.
+    ///
+    /// Default: `localhost:9092`.
+    public var bootstrapServers: String
+    /// The client id sent to the brokers.
+    ///
+    /// Default: `sluice`.
+    public var clientID: String
+    /// Extra librdkafka properties, applied after the typed fields (so they can override them).
+    ///
+    /// Default: empty.
+    public var properties: [String: String]
+
+    public init(bootstrapServers: String = "localhost:9092", clientID: String = "sluice", properties: [String: String] = [:]) {
+        self.bootstrapServers = bootstrapServers
+        self.clientID = clientID
+        self.properties = properties
+    }
+
+    /// The librdkafka properties common to every client, in the order they are applied.
+    func baseProperties() -> [(String, String)] {
+        [("bootstrap.servers", bootstrapServers), ("client.id", clientID)]
+    }
+}
+
+/// Consumer settings on top of ``KafkaConfig``.
+public struct KafkaConsumerConfig: Sendable {
+    /// Where a partition with no committed offset starts.
+    public struct OffsetReset: Sendable, Hashable {
+        let value: String
+        /// Start at the oldest retained record.
+        public static let earliest = OffsetReset(value: "earliest")
+        /// Start at the end: only records produced after the assignment.
+        public static let latest = OffsetReset(value: "latest")
+    }
+
+    /// Connection and passthrough settings.
+    public var common: KafkaConfig
+    /// The consumer group.
+    ///
+    /// Default: `sluice`.
+    public var groupID: String
+    /// Where to start without a committed offset.
+    ///
+    /// Default: `.earliest`.
+    public var offsetReset: OffsetReset
+    /// How long the group coordinator waits for a silent member before rebalancing it away, in milliseconds.
+    ///
+    /// Default: 10000 (a restarted instance gets its partitions back within this time).
+    public var sessionTimeoutMilliseconds: Int
+    /// Report the end of each partition as an event.
+    ///
+    /// Default: `true`.
+    public var reportsEndOfPartition: Bool
+
+    public init(
+        common: KafkaConfig = KafkaConfig(),
+        groupID: String = "sluice",
+        offsetReset: OffsetReset = .earliest,
+        sessionTimeoutMilliseconds: Int = 10_000,
+        reportsEndOfPartition: Bool = true
+    ) {
+        self.common = common
+        self.groupID = groupID
+        self.offsetReset = offsetReset
+        self.sessionTimeoutMilliseconds = sessionTimeoutMilliseconds
+        self.reportsEndOfPartition = reportsEndOfPartition
+    }
+
+    /// Offsets are committed only by explicit calls; librdkafka prefetches up to a bounded queue.
+    func properties() -> [(String, String)] {
+        common.baseProperties() + [
+            ("group.id", groupID),
+            ("auto.offset.reset", offsetReset.value),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", reportsEndOfPartition ? "true" : "false"),
+            ("session.timeout.ms", String(sessionTimeoutMilliseconds)),
+            ("heartbeat.interval.ms", String(max(100, sessionTimeoutMilliseconds / 5))),
+            ("queued.min.messages", "200000"),
+            ("queued.max.messages.kbytes", "65536"),
+            ("fetch.wait.max.ms", "50"),
+        ] + common.properties.sorted { $0.key < $1.key }
+    }
+}
+
+/// Producer settings on top of ``KafkaConfig``.
+public struct KafkaProducerConfig: Sendable {
+    /// Connection and passthrough settings.
+    public var common: KafkaConfig
+    /// Idempotent delivery: retries never duplicate or reorder records within a partition.
+    ///
+    /// Default: `true`.
+    public var isIdempotent: Bool
+    /// A transactional id enables the transactional API (``KafkaProducer/beginTransaction()`` and friends).
+    ///
+    /// Default: `nil` (not transactional).
+    public var transactionalID: String?
+    /// How long records wait to fill a batch, in milliseconds.
+    ///
+    /// Default: 5.
+    public var lingerMilliseconds: Int
+
+    public init(
+        common: KafkaConfig = KafkaConfig(),
+        isIdempotent: Bool = true,
+        transactionalID: String? = nil,
+        lingerMilliseconds: Int = 5
+    ) {
+        self.common = common
+        self.isIdempotent = isIdempotent
+        self.transactionalID = transactionalID
+        self.lingerMilliseconds = lingerMilliseconds
+    }
+
+    func properties() -> [(String, String)] {
+        var result = common.baseProperties() + [
+            ("enable.idempotence", isIdempotent ? "true" : "false"),
+            ("linger.ms", String(lingerMilliseconds)),
+            ("batch.num.messages", "10000"),
+        ]
+        if let transactionalID {
+            result.append(("transactional.id", transactionalID))
+        }
+        return result + common.properties.sorted { $0.key < $1.key }
+    }
+}

@@ -1,0 +1,312 @@
+import CRdKafka
+import Logging
+import Synchronization
+
+/// A change of the partitions assigned to this consumer by its group.
+public enum KafkaRebalance: Sendable, Equatable {
+    /// These partitions are now this consumer's.
+    case assigned([KafkaPartition])
+    /// These partitions are being taken away; finish and commit their work now.
+    case revoked([KafkaPartition])
+}
+
+/// What one ``KafkaConsumer/poll(timeout:maxMessages:_:)`` call delivers to its handler.
+public enum KafkaConsumerEvent {
+    /// A record.
+    case message(KafkaMessageView)
+    /// The consumer reached the current end of a partition; `nextOffset` is the offset it will read next.
+    case endOfPartition(KafkaPartition, nextOffset: Int64)
+}
+
+/// A high-level Kafka consumer in a consumer group, with manual offset commits.
+///
+/// Offsets are never committed automatically: call ``commit(_:)`` with "next to read" offsets (last processed
+/// + 1) once the records are safe. All calls are synchronous and may block up to their timeout, so run them on a
+/// dedicated thread, never on the Swift concurrency pool. The handle is thread-safe.
+///
+/// - Important: Call ``close()`` before dropping the consumer so that it leaves the group at once; otherwise its
+///   partitions stall for the session timeout.
+public final class KafkaConsumer: Sendable {
+    private let client: RDKafkaClient
+    private let queue: RDKafkaQueue
+    private let logger: Logger
+    private let isClosed = Atomic<Bool>(false)
+    /// Topic names by `rd_kafka_topic_t` handle, so that reading a record's topic does not allocate.
+    private let topicNames = Mutex<[UInt: String]>([:])
+
+    /// Creates a consumer.
+    ///
+    /// - Throws: A ``KafkaError`` of kind `.configuration` if librdkafka rejects a property.
+    public init(config: KafkaConsumerConfig, logger: Logger) throws {
+        var logger = logger
+        logger[metadataKey: "kafka.group.id"] = "\(config.groupID)"
+        self.logger = logger
+        client = try RDKafkaClient(type: RD_KAFKA_CONSUMER, properties: config.properties(), logger: logger, withRebalance: true)
+        rd_kafka_poll_set_consumer(client.handle)
+        queue = RDKafkaQueue(rd_kafka_queue_get_consumer(client.handle), of: client)
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Subscribes to topics; partitions arrive through `onRebalance`.
+    ///
+    /// `onRebalance` runs on the polling thread, inside ``poll(timeout:maxMessages:_:)`` or ``close()``. For
+    /// `.assigned`, it may return explicit start offsets for some of the partitions (for example offsets known to be
+    /// safe from a write-ahead log); the others start at their committed offset. For `.revoked`, it runs before the
+    /// partitions are given up, so pending work can be committed; its return value is ignored.
+    ///
+    /// - Throws: A ``KafkaError`` of kind `.invalidArgument` for an empty topic list, or librdkafka's error.
+    public func subscribe(
+        _ topics: [String],
+        onRebalance: @escaping @Sendable (KafkaRebalance) -> [KafkaPartition: Int64] = { _ in [:] }
+    ) throws {
+        let topics = topics.filter { !$0.isEmpty }
+        guard !topics.isEmpty else {
+            throw KafkaError(kind: .invalidArgument, message: "subscribe needs at least one topic name")
+        }
+        let logger = self.logger
+        client.callbacks.rebalance.withLock {
+            $0 = { handle, err, list in
+                Self.rebalance(handle: handle, err: err, list: list, logger: logger, handler: onRebalance)
+            }
+        }
+        let list = RDKafkaPartitionList(capacity: topics.count)
+        for topic in topics {
+            list.add(KafkaPartition(topic: topic, partition: Int32(RD_KAFKA_PARTITION_UA)), offset: Int64(RD_KAFKA_OFFSET_INVALID))
+        }
+        let err = rd_kafka_subscribe(client.handle, list.pointer)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaError.rdkafka(err, "subscribe to \(topics)")
+        }
+    }
+
+    private static func rebalance(
+        handle: OpaquePointer, err: rd_kafka_resp_err_t, list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>,
+        logger: Logger, handler: @Sendable (KafkaRebalance) -> [KafkaPartition: Int64]
+    ) {
+        let partitions = RDKafkaPartitionList.entries(of: list).map(\.0)
+        let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
+        if err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            let startOffsets = handler(.assigned(partitions))
+            for index in 0..<Int(list.pointee.cnt) {
+                let element = list.pointee.elems[index]
+                let partition = KafkaPartition(topic: String(cString: element.topic), partition: element.partition)
+                if let offset = startOffsets[partition] {
+                    list.pointee.elems[index].offset = offset
+                }
+            }
+            logger.info("partitions assigned", metadata: ["kafka.partitions": "\(partitions.sorted())"])
+            if cooperative {
+                rd_kafka_incremental_assign(handle, list).map { error in
+                    logger.error("incremental assign failed", metadata: ["kafka.error": "\(KafkaError.consuming(error, "assign"))"])
+                }
+            } else {
+                let result = rd_kafka_assign(handle, list)
+                if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    logger.error("assign failed", metadata: ["kafka.error": "\(KafkaError.rdkafka(result, "assign"))"])
+                }
+            }
+        } else {
+            _ = handler(.revoked(partitions))
+            logger.info("partitions revoked", metadata: ["kafka.partitions": "\(partitions.sorted())"])
+            if cooperative {
+                rd_kafka_incremental_unassign(handle, list).map { error in
+                    logger.error("incremental unassign failed", metadata: ["kafka.error": "\(KafkaError.consuming(error, "unassign"))"])
+                }
+            } else {
+                rd_kafka_assign(handle, nil)
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for records and hands each event to `handler`, in partition order.
+    ///
+    /// Serves rebalance callbacks too, so call it regularly (also while paused) to stay in the group.
+    ///
+    /// - Returns: How many events were handled (0 on timeout).
+    /// - Throws: A consumer error reported by librdkafka (other than end of partition), or what `handler` throws.
+    @discardableResult
+    public func poll(timeout: Duration, maxMessages: Int = 1024, _ handler: (KafkaConsumerEvent) throws -> Void) throws -> Int {
+        guard !isClosed.load(ordering: .acquiring) else {
+            throw KafkaError(kind: .closed, message: "poll on a closed consumer")
+        }
+        let messages = UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: maxMessages)
+        defer { messages.deallocate() }
+        let count = rd_kafka_consume_batch_queue(queue.pointer, timeout.milliseconds, messages, maxMessages)
+        guard count > 0 else { return 0 }
+        // Every message must be destroyed, even when the handler throws.
+        defer {
+            for index in 0..<count {
+                rd_kafka_message_destroy(messages[index])
+            }
+        }
+        for index in 0..<count {
+            guard let message = messages[index] else { continue }
+            let topic = topicName(message.pointee.rkt)
+            switch message.pointee.err {
+            case RD_KAFKA_RESP_ERR_NO_ERROR:
+                try handler(.message(KafkaMessageView(message: message, topic: topic)))
+            case RD_KAFKA_RESP_ERR__PARTITION_EOF:
+                try handler(.endOfPartition(KafkaPartition(topic: topic, partition: message.pointee.partition), nextOffset: message.pointee.offset))
+            default:
+                let text = rd_kafka_message_errstr(message).map { String(cString: $0) } ?? ""
+                throw KafkaError.rdkafka(message.pointee.err, "consume from \(topic)[\(message.pointee.partition)]: \(text)")
+            }
+        }
+        return count
+    }
+
+    private func topicName(_ topic: OpaquePointer?) -> String {
+        guard let topic else { return "" }
+        let id = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(topic)))
+        return topicNames.withLock { names in
+            if let name = names[id] { return name }
+            let name = String(cString: rd_kafka_topic_name(topic))
+            names[id] = name
+            return name
+        }
+    }
+
+    /// Commits "next to read" offsets (last processed + 1) for the group, waiting for the broker's answer.
+    ///
+    /// Committing offsets that did not change since the last commit succeeds.
+    ///
+    /// - Throws: A ``KafkaError`` if the broker refused the commit or a partition's commit failed.
+    public func commit(_ offsets: [KafkaPartition: Int64]) throws {
+        guard !offsets.isEmpty else { return }
+        let list = RDKafkaPartitionList(offsets)
+        let err = rd_kafka_commit(client.handle, list.pointer, 0)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET else {
+            throw KafkaError.rdkafka(err, "commit \(offsets.count) partition offsets")
+        }
+        if let failed = list.entries.first(where: { $0.2 != RD_KAFKA_RESP_ERR_NO_ERROR }) {
+            throw KafkaError.rdkafka(failed.2, "commit offset of \(failed.0)")
+        }
+    }
+
+    /// Starts committing offsets without waiting for the answer; failures are logged.
+    public func commitAsync(_ offsets: [KafkaPartition: Int64]) throws {
+        guard !offsets.isEmpty else { return }
+        let list = RDKafkaPartitionList(offsets)
+        let err = rd_kafka_commit(client.handle, list.pointer, 1)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET else {
+            throw KafkaError.rdkafka(err, "commit \(offsets.count) partition offsets")
+        }
+    }
+
+    /// The group's committed offsets for the given partitions; partitions without a commit are absent.
+    public func committed(_ partitions: [KafkaPartition], timeout: Duration) throws -> [KafkaPartition: Int64] {
+        let list = RDKafkaPartitionList(partitions)
+        let err = rd_kafka_committed(client.handle, list.pointer, timeout.milliseconds)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaError.rdkafka(err, "read committed offsets")
+        }
+        var result: [KafkaPartition: Int64] = [:]
+        for (partition, offset, _) in list.entries where offset >= 0 {
+            result[partition] = offset
+        }
+        return result
+    }
+
+    /// The partitions currently assigned to this consumer.
+    public func assignment() throws -> [KafkaPartition] {
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        let err = rd_kafka_assignment(client.handle, &list)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let list else {
+            throw KafkaError.rdkafka(err, "read assignment")
+        }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        return RDKafkaPartitionList.entries(of: list).map(\.0).sorted()
+    }
+
+    /// Stops fetching from these partitions (keep polling: that keeps the consumer in the group).
+    public func pause(_ partitions: [KafkaPartition]) throws {
+        let list = RDKafkaPartitionList(partitions)
+        let err = rd_kafka_pause_partitions(client.handle, list.pointer)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError.rdkafka(err, "pause") }
+    }
+
+    /// Resumes fetching from paused partitions.
+    public func resume(_ partitions: [KafkaPartition]) throws {
+        let list = RDKafkaPartitionList(partitions)
+        let err = rd_kafka_resume_partitions(client.handle, list.pointer)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError.rdkafka(err, "resume") }
+    }
+
+    /// The partition counts of all topics in the cluster.
+    ///
+    /// - Throws: A ``KafkaError`` of kind `.timedOut` when no broker answered within `timeout`.
+    public func topicPartitionCounts(timeout: Duration) throws -> [String: Int] {
+        try client.topicPartitionCounts(timeout: timeout)
+    }
+
+    /// The low and high watermark offsets of a partition, asked of the broker.
+    public func watermarks(of partition: KafkaPartition, timeout: Duration) throws -> (low: Int64, high: Int64) {
+        try client.watermarks(of: partition, timeout: timeout)
+    }
+
+    /// The consumer lag (high watermark minus next offset to read) of each assigned partition, from the last
+    /// fetched state; it does not ask the broker.
+    public func lag() -> [KafkaPartition: Int64] {
+        guard let assigned = try? assignment(), !assigned.isEmpty else { return [:] }
+        let list = RDKafkaPartitionList(assigned)
+        guard rd_kafka_position(client.handle, list.pointer) == RD_KAFKA_RESP_ERR_NO_ERROR else { return [:] }
+        var result: [KafkaPartition: Int64] = [:]
+        for (partition, position, _) in list.entries where position >= 0 {
+            var low: Int64 = 0
+            var high: Int64 = 0
+            if rd_kafka_get_watermark_offsets(client.handle, partition.topic, partition.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 {
+                result[partition] = max(0, high - position)
+            }
+        }
+        return result
+    }
+
+    /// The consumer group metadata, for ``KafkaProducer/sendOffsetsToTransaction(_:consumer:timeout:)``.
+    func groupMetadata() -> RDKafkaGroupMetadata {
+        RDKafkaGroupMetadata(rd_kafka_consumer_group_metadata(client.handle))
+    }
+
+    /// Leaves the group (the revoke callback runs first) and stops the consumer. Idempotent.
+    public func close() {
+        guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let err = rd_kafka_consumer_close(client.handle)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            logger.info("consumer close reported an error", metadata: ["kafka.error": "\(KafkaError.rdkafka(err, "close"))"])
+        }
+        client.callbacks.rebalance.withLock { $0 = nil }
+    }
+}
+
+/// Owns an `rd_kafka_queue_t` reference and destroys it in `deinit`.
+///
+/// - Important: It keeps its client alive, so the queue is always destroyed before `rd_kafka_destroy` runs.
+final class RDKafkaQueue: @unchecked Sendable {
+    // librdkafka queues are thread-safe; the pointer never changes after init.
+    let pointer: OpaquePointer
+    private let client: RDKafkaClient
+
+    init(_ pointer: OpaquePointer, of client: RDKafkaClient) {
+        self.pointer = pointer
+        self.client = client
+    }
+
+    deinit {
+        rd_kafka_queue_destroy(pointer)
+    }
+}
+
+/// Owns an `rd_kafka_consumer_group_metadata_t` and destroys it in `deinit`.
+final class RDKafkaGroupMetadata {
+    let pointer: OpaquePointer
+
+    init(_ pointer: OpaquePointer) {
+        self.pointer = pointer
+    }
+
+    deinit {
+        rd_kafka_consumer_group_metadata_destroy(pointer)
+    }
+}

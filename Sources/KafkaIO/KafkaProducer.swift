@@ -1,0 +1,242 @@
+import CRdKafka
+import Logging
+import Synchronization
+
+/// A record to produce.
+public struct KafkaProducerRecord: Sendable {
+    /// The topic.
+    public var topic: String
+    /// The partition, or nil to let the partitioner choose from the key.
+    public var partition: Int32?
+    /// The key bytes, or nil for no key.
+    public var key: [UInt8]?
+    /// The value bytes.
+    public var value: [UInt8]
+    /// Headers, in order.
+    public var headers: [KafkaHeader]
+    /// The record timestamp in milliseconds since the epoch, or nil for "now".
+    public var timestamp: Int64?
+
+    public init(topic: String, partition: Int32? = nil, key: [UInt8]? = nil, value: [UInt8], headers: [KafkaHeader] = [], timestamp: Int64? = nil) {
+        self.topic = topic
+        self.partition = partition
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestamp = timestamp
+    }
+}
+
+/// A Kafka producer: idempotent by default, optionally transactional.
+///
+/// ``send(_:)`` queues a record without waiting; ``flush(timeout:)`` waits until every queued record is delivered
+/// and throws if any delivery since the previous flush failed. All calls are synchronous and may block up to their
+/// timeout, so run them on a dedicated thread, never on the Swift concurrency pool.
+public final class KafkaProducer: Sendable {
+    private let client: RDKafkaClient
+    private let logger: Logger
+    private let deliveries: Deliveries
+
+    /// Delivery outcomes counted by the delivery-report callback.
+    private final class Deliveries: Sendable {
+        struct State {
+            var delivered = 0
+            var failed = 0
+            var firstFailure: rd_kafka_resp_err_t?
+        }
+        let state = Mutex(State())
+    }
+
+    /// Creates a producer.
+    ///
+    /// - Throws: A ``KafkaError`` of kind `.configuration` if librdkafka rejects a property.
+    public init(config: KafkaProducerConfig, logger: Logger) throws {
+        self.logger = logger
+        client = try RDKafkaClient(type: RD_KAFKA_PRODUCER, properties: config.properties(), logger: logger)
+        let deliveries = Deliveries()
+        self.deliveries = deliveries
+        client.callbacks.delivery.withLock {
+            $0 = { err in
+                deliveries.state.withLock { state in
+                    if err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                        state.delivered += 1
+                    } else {
+                        state.failed += 1
+                        if state.firstFailure == nil { state.firstFailure = err }
+                    }
+                }
+            }
+        }
+    }
+
+    deinit {
+        rd_kafka_flush(client.handle, 2000)
+    }
+
+    /// The number of records delivered so far.
+    public var deliveredCount: Int { deliveries.state.withLock { $0.delivered } }
+
+    /// Queues a record for delivery. When librdkafka's queue is full it serves delivery reports and retries.
+    ///
+    /// - Throws: A ``KafkaError`` if the record cannot be queued (unknown partition, message too large, fatal error).
+    public func send(_ record: KafkaProducerRecord) throws {
+        while true {
+            let err = produce(record)
+            if err == RD_KAFKA_RESP_ERR_NO_ERROR { return }
+            if err == RD_KAFKA_RESP_ERR__QUEUE_FULL {
+                rd_kafka_poll(client.handle, 10)
+                continue
+            }
+            throw KafkaError.rdkafka(err, "produce to \(record.topic)")
+        }
+    }
+
+    private func produce(_ record: KafkaProducerRecord) -> rd_kafka_resp_err_t {
+        record.topic.withCString { topic in
+            record.value.withUnsafeBytes { value in
+                withOptionalBytes(record.key) { key in
+                    var values: [rd_kafka_vu_t] = []
+                    values.reserveCapacity(6 + record.headers.count)
+                    var item = rd_kafka_vu_t()
+                    item.vtype = RD_KAFKA_VTYPE_TOPIC
+                    item.u.cstr = topic
+                    values.append(item)
+                    item = rd_kafka_vu_t()
+                    item.vtype = RD_KAFKA_VTYPE_MSGFLAGS
+                    item.u.i = RD_KAFKA_MSG_F_COPY
+                    values.append(item)
+                    item = rd_kafka_vu_t()
+                    item.vtype = RD_KAFKA_VTYPE_VALUE
+                    item.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+                    item.u.mem.size = value.count
+                    values.append(item)
+                    if let key {
+                        item = rd_kafka_vu_t()
+                        item.vtype = RD_KAFKA_VTYPE_KEY
+                        item.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
+                        item.u.mem.size = key.count
+                        values.append(item)
+                    }
+                    if let partition = record.partition {
+                        item = rd_kafka_vu_t()
+                        item.vtype = RD_KAFKA_VTYPE_PARTITION
+                        item.u.i32 = partition
+                        values.append(item)
+                    }
+                    if let timestamp = record.timestamp {
+                        item = rd_kafka_vu_t()
+                        item.vtype = RD_KAFKA_VTYPE_TIMESTAMP
+                        item.u.i64 = timestamp
+                        values.append(item)
+                    }
+                    return withHeaderValues(record.headers[...], &values) { values in
+                        // produceva copies header names and values, so they only need to live for this call.
+                        guard let error = rd_kafka_produceva(client.handle, values.baseAddress, values.count) else {
+                            return RD_KAFKA_RESP_ERR_NO_ERROR
+                        }
+                        let code = rd_kafka_error_code(error)
+                        rd_kafka_error_destroy(error)
+                        return code
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until every queued record is delivered or failed.
+    ///
+    /// - Throws: A ``KafkaError`` of kind `.timedOut` if records are still in flight after `timeout`, or of kind
+    ///   `.delivery` if any record since the previous flush could not be delivered.
+    public func flush(timeout: Duration) throws {
+        let err = rd_kafka_flush(client.handle, timeout.milliseconds)
+        let failure = deliveries.state.withLock { state -> (Int, rd_kafka_resp_err_t)? in
+            defer {
+                state.failed = 0
+                state.firstFailure = nil
+            }
+            return state.firstFailure.map { (state.failed, $0) }
+        }
+        if let (count, code) = failure {
+            throw KafkaError(kind: .delivery, code: code.rawValue, message: "\(count) records were not delivered: \(String(cString: rd_kafka_err2str(code)))")
+        }
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaError.rdkafka(err, "flush (\(rd_kafka_outq_len(client.handle)) records still in flight)")
+        }
+    }
+
+    /// Serves delivery reports without blocking.
+    public func poll() {
+        rd_kafka_poll(client.handle, 0)
+    }
+
+    /// The partition counts of all topics in the cluster.
+    ///
+    /// - Throws: A ``KafkaError`` of kind `.timedOut` when no broker answered within `timeout`.
+    public func topicPartitionCounts(timeout: Duration) throws -> [String: Int] {
+        try client.topicPartitionCounts(timeout: timeout)
+    }
+
+    // MARK: Transactions
+
+    /// Registers the transactional id with the coordinator and fences older producers with the same id.
+    public func initTransactions(timeout: Duration) throws {
+        if let error = rd_kafka_init_transactions(client.handle, timeout.milliseconds) {
+            throw KafkaError.consuming(error, "init transactions")
+        }
+    }
+
+    /// Starts a transaction: records sent from now on commit or abort together.
+    public func beginTransaction() throws {
+        if let error = rd_kafka_begin_transaction(client.handle) {
+            throw KafkaError.consuming(error, "begin transaction")
+        }
+    }
+
+    /// Adds the consumer's "next to read" offsets to the current transaction, so they commit with its records.
+    public func sendOffsetsToTransaction(_ offsets: [KafkaPartition: Int64], consumer: KafkaConsumer, timeout: Duration) throws {
+        let list = RDKafkaPartitionList(offsets)
+        let metadata = consumer.groupMetadata()
+        if let error = rd_kafka_send_offsets_to_transaction(client.handle, list.pointer, metadata.pointer, timeout.milliseconds) {
+            throw KafkaError.consuming(error, "send offsets to transaction")
+        }
+    }
+
+    /// Flushes and commits the current transaction.
+    public func commitTransaction(timeout: Duration) throws {
+        if let error = rd_kafka_commit_transaction(client.handle, timeout.milliseconds) {
+            throw KafkaError.consuming(error, "commit transaction")
+        }
+    }
+
+    /// Aborts the current transaction: its records are never visible to `read_committed` consumers.
+    public func abortTransaction(timeout: Duration) throws {
+        if let error = rd_kafka_abort_transaction(client.handle, timeout.milliseconds) {
+            throw KafkaError.consuming(error, "abort transaction")
+        }
+    }
+}
+
+private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+    guard let bytes else { return body(nil) }
+    return bytes.withUnsafeBytes { body($0) }
+}
+
+/// Appends one `RD_KAFKA_VTYPE_HEADER` per header, keeping each name and value alive while `body` runs.
+private func withHeaderValues<R>(
+    _ headers: ArraySlice<KafkaHeader>, _ values: inout [rd_kafka_vu_t], _ body: (UnsafeBufferPointer<rd_kafka_vu_t>) -> R
+) -> R {
+    guard let header = headers.first else {
+        return values.withUnsafeBufferPointer(body)
+    }
+    return header.name.withCString { name in
+        header.value.withUnsafeBytes { value in
+            var item = rd_kafka_vu_t()
+            item.vtype = RD_KAFKA_VTYPE_HEADER
+            item.u.header.name = name
+            item.u.header.val = value.baseAddress
+            item.u.header.size = value.count
+            values.append(item)
+            return withHeaderValues(headers.dropFirst(), &values, body)
+        }
+    }
+}

@@ -1,0 +1,162 @@
+import CRdKafka
+import Logging
+import Synchronization
+
+/// The events librdkafka reports through callbacks, bridged to Swift closures.
+///
+/// - Important: An instance is passed to C as the configuration opaque with `Unmanaged.passRetained`; the
+///   ``RDKafkaClient`` that owns the handle balances it with one `release()` after `rd_kafka_destroy` returns,
+///   so the context outlives every callback. Callbacks run on librdkafka's threads or inside a poll call, so all
+///   state here is immutable or behind a `Mutex`.
+final class RDKafkaCallbacks: Sendable {
+    let logger: Logger
+    /// Called from inside `rd_kafka_consumer_poll` / `rd_kafka_consumer_close` on a rebalance.
+    let rebalance: Mutex<(@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)?>
+    /// Called for each delivery report while the producer is polled or flushed.
+    let delivery: Mutex<(@Sendable (rd_kafka_resp_err_t) -> Void)?>
+    /// The last error reported by the error callback (for example all brokers down).
+    let lastError: Mutex<KafkaError?>
+
+    init(logger: Logger) {
+        self.logger = logger
+        self.rebalance = Mutex(nil)
+        self.delivery = Mutex(nil)
+        self.lastError = Mutex(nil)
+    }
+
+    static func from(_ opaque: UnsafeMutableRawPointer?) -> RDKafkaCallbacks? {
+        guard let opaque else { return nil }
+        return Unmanaged<RDKafkaCallbacks>.fromOpaque(opaque).takeUnretainedValue()
+    }
+}
+
+private func logCallback(_ rk: OpaquePointer?, _ level: Int32, _ facility: UnsafePointer<CChar>?, _ text: UnsafePointer<CChar>?) {
+    guard let rk, let callbacks = RDKafkaCallbacks.from(rd_kafka_opaque(rk)), let text else { return }
+    let logLevel: Logger.Level
+    switch level {
+    case ...3: logLevel = .error
+    case 4: logLevel = .warning
+    case 5, 6: logLevel = .info
+    default: logLevel = .debug
+    }
+    callbacks.logger.log(
+        level: logLevel,
+        "\(String(cString: text))",
+        metadata: ["kafka.facility": "\(facility.map { String(cString: $0) } ?? "")"]
+    )
+}
+
+private func errorCallback(_ rk: OpaquePointer?, _ err: Int32, _ reason: UnsafePointer<CChar>?, _ opaque: UnsafeMutableRawPointer?) {
+    guard let callbacks = RDKafkaCallbacks.from(opaque) else { return }
+    let error = KafkaError.rdkafka(rd_kafka_resp_err_t(err), reason.map { String(cString: $0) } ?? "client error")
+    callbacks.lastError.withLock { $0 = error }
+    callbacks.logger.info("librdkafka reported an error", metadata: ["kafka.error": "\(error)"])
+}
+
+private func rebalanceCallback(
+    _ rk: OpaquePointer?, _ err: rd_kafka_resp_err_t,
+    _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, _ opaque: UnsafeMutableRawPointer?
+) {
+    guard let rk, let partitions, let callbacks = RDKafkaCallbacks.from(opaque) else { return }
+    let handler = callbacks.rebalance.withLock { $0 }
+    handler?(rk, err, partitions)
+}
+
+private func deliveryCallback(_ rk: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
+    guard let message, let callbacks = RDKafkaCallbacks.from(opaque) else { return }
+    let handler = callbacks.delivery.withLock { $0 }
+    handler?(message.pointee.err)
+}
+
+/// Owns one `rd_kafka_t` handle and its callback context.
+///
+/// - Important: librdkafka handles are thread-safe, which is why this box is `@unchecked Sendable`: the pointer
+///   itself is never mutated after `init`. `deinit` destroys the handle and then releases the callbacks.
+final class RDKafkaClient: @unchecked Sendable {
+    let handle: OpaquePointer
+    let callbacks: RDKafkaCallbacks
+
+    /// Creates a client of the given type from `(property, value)` pairs applied in order.
+    ///
+    /// - Throws: A ``KafkaError`` of kind `.configuration` naming the first property librdkafka rejects.
+    init(type: rd_kafka_type_t, properties: [(String, String)], logger: Logger, withRebalance: Bool = false) throws {
+        guard let conf = rd_kafka_conf_new() else {
+            throw KafkaError(kind: .configuration, message: "rd_kafka_conf_new failed")
+        }
+        var errorText = [CChar](repeating: 0, count: 512)
+        for (name, value) in properties {
+            let result = rd_kafka_conf_set(conf, name, value, &errorText, errorText.count)
+            if result != RD_KAFKA_CONF_OK {
+                rd_kafka_conf_destroy(conf)
+                let text = String(decoding: errorText.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                throw KafkaError(kind: .configuration, message: "property '\(name)': \(text)")
+            }
+        }
+        let callbacks = RDKafkaCallbacks(logger: logger)
+        let opaque = Unmanaged.passRetained(callbacks).toOpaque()
+        rd_kafka_conf_set_opaque(conf, opaque)
+        rd_kafka_conf_set_log_cb(conf, logCallback)
+        rd_kafka_conf_set_error_cb(conf, errorCallback)
+        if type == RD_KAFKA_PRODUCER {
+            rd_kafka_conf_set_dr_msg_cb(conf, deliveryCallback)
+        }
+        if withRebalance {
+            rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback)
+        }
+        guard let handle = rd_kafka_new(type, conf, &errorText, errorText.count) else {
+            // On failure the configuration still belongs to us.
+            rd_kafka_conf_destroy(conf)
+            Unmanaged<RDKafkaCallbacks>.fromOpaque(opaque).release()
+            let text = String(decoding: errorText.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw KafkaError(kind: .configuration, message: "rd_kafka_new failed: \(text)")
+        }
+        self.handle = handle
+        self.callbacks = callbacks
+    }
+
+    deinit {
+        rd_kafka_destroy(handle)
+        Unmanaged.passUnretained(callbacks).release()
+    }
+
+    /// Asks the brokers for metadata of every topic.
+    ///
+    /// - Returns: The partition count per topic.
+    /// - Throws: A ``KafkaError`` of kind `.timedOut` naming the bootstrap servers when no broker answered in time.
+    func topicPartitionCounts(timeout: Duration) throws -> [String: Int] {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(handle, 1, nil, &metadata, timeout.milliseconds)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+            throw KafkaError.rdkafka(err, "metadata request")
+        }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        var result: [String: Int] = [:]
+        for index in 0..<Int(metadata.pointee.topic_cnt) {
+            let topic = metadata.pointee.topics[index]
+            if topic.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                result[String(cString: topic.topic)] = Int(topic.partition_cnt)
+            }
+        }
+        return result
+    }
+
+    /// The low and high watermark offsets of a partition, asked of the broker.
+    func watermarks(of partition: KafkaPartition, timeout: Duration) throws -> (low: Int64, high: Int64) {
+        var low: Int64 = 0
+        var high: Int64 = 0
+        let err = rd_kafka_query_watermark_offsets(handle, partition.topic, partition.partition, &low, &high, timeout.milliseconds)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaError.rdkafka(err, "watermarks of \(partition)")
+        }
+        return (low, high)
+    }
+}
+
+extension Duration {
+    /// The duration in whole milliseconds, clamped to `Int32`, for librdkafka's timeout arguments.
+    var milliseconds: Int32 {
+        let (seconds, attoseconds) = components
+        let total = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        return Int32(clamping: total)
+    }
+}

@@ -1,0 +1,98 @@
+import KafkaIO
+import Testing
+
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct KafkaErrorTests {
+    @Test func unknownPropertyIsNamed() throws {
+        let config = KafkaProducerConfig(common: KafkaConfig(properties: ["no.such.property": "1"]))
+        let error = #expect(throws: KafkaError.self) { try KafkaProducer(config: config, logger: quietLogger) }
+        #expect(error?.kind == .configuration)
+        #expect(error?.message.contains("no.such.property") == true)
+    }
+
+    @Test func invalidValueIsNamed() throws {
+        let config = KafkaConsumerConfig(common: KafkaConfig(properties: ["fetch.wait.max.ms": "soon"]))
+        let error = #expect(throws: KafkaError.self) { try KafkaConsumer(config: config, logger: quietLogger) }
+        #expect(error?.message.contains("fetch.wait.max.ms") == true)
+    }
+
+    @Test func emptyTopicListIsRefused() throws {
+        let consumer = try KafkaConsumer(config: testConsumerConfig("127.0.0.1:1", group: "g"), logger: quietLogger)
+        let error = #expect(throws: KafkaError.self) { try consumer.subscribe([]) }
+        #expect(error?.kind == .invalidArgument)
+        #expect(throws: KafkaError.self) { try consumer.subscribe([""]) }
+    }
+
+    @Test func unreachableBrokerFailsWithinTheTimeout() throws {
+        // Port 1 on loopback refuses connections.
+        let producer = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: "127.0.0.1:1")), logger: quietLogger)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let error = #expect(throws: KafkaError.self) { try producer.topicPartitionCounts(timeout: .seconds(2)) }
+        #expect(clock.now - start < .seconds(10))
+        #expect(error?.kind == .timedOut || error?.kind == .librdkafka)
+    }
+
+    @Test func deliveryFailsWhileTheBrokerIsDownAndResumesAfter() throws {
+        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
+        let topic = uniqueName("down")
+        try cluster.createTopic(topic, partitions: 1)
+        var config = KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers))
+        config.common.properties["message.timeout.ms"] = "1500"
+        let producer = try KafkaProducer(config: config, logger: quietLogger)
+        try producer.send(KafkaProducerRecord(topic: topic, value: [1]))
+        try producer.flush(timeout: .seconds(10))
+
+        try cluster.setBrokerDown(1)
+        try producer.send(KafkaProducerRecord(topic: topic, value: [2]))
+        let error = #expect(throws: KafkaError.self) { try producer.flush(timeout: .seconds(10)) }
+        #expect(error?.kind == .delivery)
+
+        try cluster.setBrokerUp(1)
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(30)
+        var delivered = false
+        while !delivered, clock.now < deadline {
+            try producer.send(KafkaProducerRecord(topic: topic, value: [3]))
+            delivered = (try? producer.flush(timeout: .seconds(10))) != nil
+        }
+        #expect(delivered)
+    }
+
+    @Test func injectedCommitErrorsSurface() throws {
+        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
+        let topic = uniqueName("commit-error")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers)), logger: quietLogger)
+        try producer.send(KafkaProducerRecord(topic: topic, value: [1]))
+        try producer.flush(timeout: .seconds(10))
+        let consumer = try KafkaConsumer(config: testConsumerConfig(cluster.bootstrapServers, group: uniqueName("group")), logger: quietLogger)
+        try consumer.subscribe([topic])
+        _ = try consume(consumer, count: 1)
+        // OffsetCommit is API key 8; 41 is NOT_COORDINATOR... use a non-retriable one: 29 TOPIC_AUTHORIZATION_FAILED.
+        cluster.failNextRequests(apiKey: 8, code: 29)
+        let error = #expect(throws: KafkaError.self) { try consumer.commit([KafkaPartition(topic: topic, partition: 0): 1]) }
+        #expect(error?.code == 29)
+        try consumer.commit([KafkaPartition(topic: topic, partition: 0): 1])
+        consumer.close()
+    }
+
+    @Test func transactionalProducerSmoke() throws {
+        // The mock's transactions are a smoke test only: it stores no transactional offsets and writes no abort
+        // markers, so this only checks that the API calls go through.
+        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
+        let topic = uniqueName("txn")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try KafkaProducer(
+            config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers), transactionalID: uniqueName("txn")),
+            logger: quietLogger
+        )
+        try producer.initTransactions(timeout: .seconds(10))
+        try producer.beginTransaction()
+        try producer.send(KafkaProducerRecord(topic: topic, value: [1]))
+        try producer.commitTransaction(timeout: .seconds(10))
+        try producer.beginTransaction()
+        try producer.send(KafkaProducerRecord(topic: topic, value: [2]))
+        try producer.abortTransaction(timeout: .seconds(10))
+    }
+}

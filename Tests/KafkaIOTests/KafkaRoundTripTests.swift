@@ -1,0 +1,121 @@
+import KafkaIO
+import Synchronization
+import Testing
+
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct KafkaRoundTripTests {
+    @Test func tenThousandRecordsComeBackInPartitionOrder() throws {
+        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
+        let topic = uniqueName("roundtrip")
+        try cluster.createTopic(topic, partitions: 4)
+
+        let producer = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers)), logger: quietLogger)
+        var sent: [Int32: [(key: [UInt8], value: [UInt8], headers: [KafkaHeader])]] = [:]
+        for index in 0..<10_000 {
+            let partition = Int32(index % 4)
+            let key = Array("key-\(index)".utf8)
+            let value = Array("value \(index) ✓".utf8)
+            let headers = [KafkaHeader(name: "index", value: Array(String(index).utf8)), KafkaHeader(name: "empty", value: [])]
+            try producer.send(KafkaProducerRecord(topic: topic, partition: partition, key: key, value: value, headers: headers))
+            sent[partition, default: []].append((key, value, headers))
+        }
+        try producer.flush(timeout: .seconds(30))
+        #expect(producer.deliveredCount == 10_000)
+
+        let rebalances = Mutex<[KafkaRebalance]>([])
+        let consumer = try KafkaConsumer(config: testConsumerConfig(cluster.bootstrapServers, group: uniqueName("group")), logger: quietLogger)
+        try consumer.subscribe([topic]) { event in
+            rebalances.withLock { $0.append(event) }
+            return [:]
+        }
+        let records = try consume(consumer, count: 10_000)
+        #expect(records.count == 10_000)
+        for partition in Int32(0)..<4 {
+            let received = records.filter { $0.partition == partition }
+            let expected = sent[partition] ?? []
+            #expect(received.map(\.offset) == Array(0..<Int64(expected.count)))
+            #expect(received.map(\.key) == expected.map(\.key))
+            #expect(received.map(\.value) == expected.map(\.value))
+            #expect(received.map(\.headers) == expected.map(\.headers))
+        }
+        let assigned = rebalances.withLock { $0 }
+        #expect(assigned.first == .assigned((0..<4).map { KafkaPartition(topic: topic, partition: $0) }))
+        consumer.close()
+        #expect(rebalances.withLock { $0 }.last == .revoked((0..<4).map { KafkaPartition(topic: topic, partition: $0) }))
+    }
+
+    @Test func committedOffsetsReadBackAsCommitted() throws {
+        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
+        let topic = uniqueName("commit")
+        try cluster.createTopic(topic, partitions: 2)
+        let producer = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers)), logger: quietLogger)
+        for index in 0..<100 {
+            try producer.send(KafkaProducerRecord(topic: topic, partition: Int32(index % 2), value: Array("r\(index)".utf8)))
+        }
+        try producer.flush(timeout: .seconds(10))
+
+        let group = uniqueName("group")
+        let consumer = try KafkaConsumer(config: testConsumerConfig(cluster.bootstrapServers, group: group), logger: quietLogger)
+        try consumer.subscribe([topic])
+        _ = try consume(consumer, count: 100)
+        let offsets = [KafkaPartition(topic: topic, partition: 0): Int64(37), KafkaPartition(topic: topic, partition: 1): Int64(50)]
+        try consumer.commit(offsets)
+        // Committing the same offsets again is not an error.
+        try consumer.commit(offsets)
+        #expect(try consumer.committed(Array(offsets.keys), timeout: .seconds(5)) == offsets)
+        consumer.close()
+
+        // A new member of the same group starts where the group committed.
+        let second = try KafkaConsumer(config: testConsumerConfig(cluster.bootstrapServers, group: group), logger: quietLogger)
+        try second.subscribe([topic])
+        // Partition 0 holds offsets 0..<50 and resumes at 37; partition 1 was committed at its end (50).
+        let rest = try consume(second, count: 13)
+        #expect(rest.count == 13)
+        #expect(rest.filter { $0.partition == 0 }.map(\.offset) == Array(37..<50))
+        #expect(rest.filter { $0.partition == 1 }.map(\.offset) == Array(50..<50))
+        second.close()
+    }
+
+    @Test func explicitStartOffsetsFromTheRebalanceHandlerWin() throws {
+        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
+        let topic = uniqueName("start")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers)), logger: quietLogger)
+        for index in 0..<20 {
+            try producer.send(KafkaProducerRecord(topic: topic, partition: 0, value: Array("r\(index)".utf8)))
+        }
+        try producer.flush(timeout: .seconds(10))
+        let consumer = try KafkaConsumer(config: testConsumerConfig(cluster.bootstrapServers, group: uniqueName("group")), logger: quietLogger)
+        try consumer.subscribe([topic]) { event in
+            guard case .assigned = event else { return [:] }
+            return [KafkaPartition(topic: topic, partition: 0): 15]
+        }
+        let records = try consume(consumer, count: 5)
+        #expect(records.map(\.offset) == [15, 16, 17, 18, 19])
+        consumer.close()
+    }
+
+    @Test func endOfPartitionIsReported() throws {
+        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
+        let topic = uniqueName("eof")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers)), logger: quietLogger)
+        for index in 0..<3 {
+            try producer.send(KafkaProducerRecord(topic: topic, value: Array("r\(index)".utf8)))
+        }
+        try producer.flush(timeout: .seconds(10))
+        let consumer = try KafkaConsumer(config: testConsumerConfig(cluster.bootstrapServers, group: uniqueName("group")), logger: quietLogger)
+        try consumer.subscribe([topic])
+        var endOffset: Int64?
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(20)
+        while endOffset == nil, clock.now < deadline {
+            try consumer.poll(timeout: .milliseconds(100)) { event in
+                if case .endOfPartition(_, let next) = event { endOffset = next }
+            }
+        }
+        #expect(endOffset == 3)
+        #expect(try consumer.watermarks(of: KafkaPartition(topic: topic, partition: 0), timeout: .seconds(5)) == (0, 3))
+        consumer.close()
+    }
+}
