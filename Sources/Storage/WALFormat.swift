@@ -1,0 +1,97 @@
+/// The on-disk layout of write-ahead-log segment files, and the scanner that validates them.
+///
+/// A segment starts with an 8-byte file header, `"SLWAL"`, version `1` and two reserved
+/// zero bytes, followed by frames. A frame is a 12-byte header — payload length, CRC-32C of
+/// the payload, and CRC-32C of those first 8 header bytes, each a little-endian `UInt32` —
+/// followed by the payload.
+enum WALFormat {
+    /// The file header every segment starts with.
+    static let fileHeader: [UInt8] = Array("SLWAL".utf8) + [1, 0, 0]
+    /// The size of a frame header.
+    static let frameHeaderSize = 12
+    /// The file-name extension of segment files.
+    static let segmentSuffix = ".wal"
+
+    /// The result of scanning one segment file.
+    struct Scan {
+        /// The intact entries before any damage.
+        var entries: [WALEntry] = []
+        /// What stopped the scan before the end of the file, if anything.
+        var damage: Damage?
+    }
+
+    /// An invalid region of a segment file.
+    enum Damage {
+        /// An incomplete final write starting at `offset`; only reported for the last segment.
+        case tornTail(offset: Int)
+        /// An invalid frame at `offset` that is not explained by an incomplete final write.
+        case corrupt(offset: Int, reason: String)
+        /// The file header has the wrong magic bytes or an unknown version.
+        case unsupportedFormat(reason: String)
+    }
+
+    /// Fills `header` (12 bytes) with the frame header for `payload`, whose size must fit in a `UInt32`.
+    static func encodeFrameHeader(for payload: UnsafeRawBufferPointer, into header: UnsafeMutableRawBufferPointer) {
+        header.storeBytes(of: UInt32(payload.count).littleEndian, toByteOffset: 0, as: UInt32.self)
+        header.storeBytes(of: CRC32C.checksum(payload).littleEndian, toByteOffset: 4, as: UInt32.self)
+        let headerChecksum = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: header[0..<8]))
+        header.storeBytes(of: headerChecksum.littleEndian, toByteOffset: 8, as: UInt32.self)
+    }
+
+    /// Validates the contents of a segment file and returns its intact entries.
+    ///
+    /// In the last segment, damage that an interrupted final write can produce is a torn
+    /// tail: fewer bytes left than a header, a valid header whose payload runs past the end,
+    /// a payload checksum failure in the frame that ends exactly at the end of the file, or
+    /// zero bytes up to the end. Everything else, and any damage in another segment, is corruption.
+    static func scan(_ bytes: UnsafeRawBufferPointer, segment: UInt64, isLast: Bool) -> Scan {
+        var scan = Scan()
+        func damage(at offset: Int, _ reason: String, torn: Bool) -> Damage {
+            isLast && (torn || bytes[offset...].allSatisfy { $0 == 0 })
+                ? .tornTail(offset: offset)
+                : .corrupt(offset: offset, reason: reason)
+        }
+        guard bytes.count >= fileHeader.count else {
+            scan.damage = damage(at: 0, "segment file header truncated", torn: true)
+            return scan
+        }
+        guard bytes.starts(with: fileHeader.prefix(5)) else {
+            scan.damage = isLast && bytes.allSatisfy({ $0 == 0 })
+                ? .tornTail(offset: 0)
+                : .unsupportedFormat(reason: "not a WAL segment (bad magic)")
+            return scan
+        }
+        guard bytes[5] == fileHeader[5] else {
+            scan.damage = .unsupportedFormat(reason: "unsupported WAL segment version \(bytes[5])")
+            return scan
+        }
+        var offset = fileHeader.count
+        while offset < bytes.count {
+            guard bytes.count - offset >= frameHeaderSize else {
+                scan.damage = damage(at: offset, "frame header truncated", torn: true)
+                return scan
+            }
+            let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+            let payloadChecksum = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
+            let headerChecksum = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt32.self))
+            guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + 8])) == headerChecksum else {
+                scan.damage = damage(at: offset, "frame header checksum mismatch", torn: false)
+                return scan
+            }
+            let payloadStart = offset + frameHeaderSize
+            let end = payloadStart + length
+            guard end <= bytes.count else {
+                scan.damage = damage(at: offset, "payload runs past end of file", torn: true)
+                return scan
+            }
+            let payload = UnsafeRawBufferPointer(rebasing: bytes[payloadStart..<end])
+            guard CRC32C.checksum(payload) == payloadChecksum else {
+                scan.damage = damage(at: offset, "payload checksum mismatch", torn: end == bytes.count)
+                return scan
+            }
+            scan.entries.append(WALEntry(position: WALPosition(segment: segment, offset: UInt64(offset)), payload: Array(payload)))
+            offset = end
+        }
+        return scan
+    }
+}
