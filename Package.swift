@@ -51,6 +51,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -70,6 +71,6 @@ let package = Package(
             dependencies: ["Streaming", "KafkaIO", "Storage", "StreamEngine"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "SluiceTests", dependencies: ["KafkaIO"], swiftSettings: swiftSettings),
+        .testTarget(name: "SluiceTests", dependencies: ["KafkaIO", "Storage", "StreamEngine", "Streaming"], swiftSettings: swiftSettings),
     ]
 )

@@ -68,7 +68,7 @@ public final class KafkaConsumer: Sendable {
         }
         let logger = self.logger
         client.callbacks.rebalance.withLock {
-            $0 = { handle, err, list in
+            $0 = .init { handle, err, list in
                 Self.rebalance(handle: handle, err: err, list: list, logger: logger, handler: onRebalance)
             }
         }

@@ -56,7 +56,7 @@ public final class KafkaProducer: Sendable {
         let deliveries = Deliveries()
         self.deliveries = deliveries
         client.callbacks.delivery.withLock {
-            $0 = { err in
+            $0 = .init { err in
                 deliveries.state.withLock { state in
                     if err == RD_KAFKA_RESP_ERR_NO_ERROR {
                         state.delivered += 1

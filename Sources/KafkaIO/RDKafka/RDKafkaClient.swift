@@ -10,10 +10,20 @@ import Synchronization
 ///   state here is immutable or behind a `Mutex`.
 final class RDKafkaCallbacks: Sendable {
     let logger: Logger
-    /// Called from inside `rd_kafka_consumer_poll` / `rd_kafka_consumer_close` on a rebalance.
-    let rebalance: Mutex<(@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)?>
+    /// Called from inside a consumer poll or close on a rebalance.
+    let rebalance: Mutex<Handler<(OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>)>?>
     /// Called for each delivery report while the producer is polled or flushed.
-    let delivery: Mutex<(@Sendable (rd_kafka_resp_err_t) -> Void)?>
+    let delivery: Mutex<Handler<rd_kafka_resp_err_t>?>
+
+    /// A closure in a class, so that reading it out of a `Mutex` copies a reference, not a function value
+    /// (which Swift 6.3 re-wraps in a new thunk on every read through `withLock`).
+    final class Handler<Argument>: Sendable {
+        let call: @Sendable (Argument) -> Void
+
+        init(_ call: @escaping @Sendable (Argument) -> Void) {
+            self.call = call
+        }
+    }
     /// The last error reported by the error callback (for example all brokers down).
     let lastError: Mutex<KafkaError?>
 
@@ -59,13 +69,13 @@ private func rebalanceCallback(
 ) {
     guard let rk, let partitions, let callbacks = RDKafkaCallbacks.from(opaque) else { return }
     let handler = callbacks.rebalance.withLock { $0 }
-    handler?(rk, err, partitions)
+    handler?.call((rk, err, partitions))
 }
 
 private func deliveryCallback(_ rk: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
     guard let message, let callbacks = RDKafkaCallbacks.from(opaque) else { return }
     let handler = callbacks.delivery.withLock { $0 }
-    handler?(message.pointee.err)
+    handler?.call(message.pointee.err)
 }
 
 /// Owns one `rd_kafka_t` handle and its callback context.

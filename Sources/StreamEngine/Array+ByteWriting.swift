@@ -1,0 +1,60 @@
+extension Array where Element == UInt8 {
+    /// Appends `value` as an unsigned LEB128 varint (1 to 10 bytes).
+    mutating func appendVarint(_ value: UInt64) {
+        var rest = value
+        while rest >= 0x80 {
+            append(UInt8(truncatingIfNeeded: rest) | 0x80)
+            rest >>= 7
+        }
+        append(UInt8(rest))
+    }
+
+    /// Appends `value` zigzag-encoded as a varint, so small magnitudes of either sign stay short.
+    mutating func appendZigZag(_ value: Int64) {
+        appendVarint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
+    }
+
+    /// Appends the length of `bytes` as a varint, then the bytes.
+    mutating func appendLengthPrefixed(_ bytes: some Collection<UInt8>) {
+        appendVarint(UInt64(bytes.count))
+        append(contentsOf: bytes)
+    }
+
+    /// Appends raw memory without any framing.
+    mutating func append(raw bytes: UnsafeRawBufferPointer) {
+        bytes.withMemoryRebound(to: UInt8.self) { append(contentsOf: $0) }
+    }
+
+    /// Appends the decimal ASCII digits of `value`.
+    mutating func appendDecimal(_ value: Int64) {
+        if value < 0 { append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        let start = endIndex
+        repeat {
+            append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+            magnitude /= 10
+        } while magnitude > 0
+        self[start...].reverse()
+    }
+
+    /// Appends `text` as a quoted JSON string: `"` and `\` are escaped and control
+    /// characters are written as `\u00XX`; everything else is copied as UTF-8.
+    mutating func appendJSONString(_ text: String) {
+        append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                append(UInt8(ascii: "\\"))
+                append(byte)
+            case ..<0x20:
+                append(contentsOf: #"\u00"#.utf8)
+                append(UInt8(ascii: "0") + byte >> 4)
+                let low = byte & 0xF
+                append(low < 10 ? UInt8(ascii: "0") + low : UInt8(ascii: "a") + low - 10)
+            default:
+                append(byte)
+            }
+        }
+        append(UInt8(ascii: "\""))
+    }
+}

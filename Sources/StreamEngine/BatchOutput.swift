@@ -1,0 +1,22 @@
+/// What one batch (or a window flush) produced.
+public struct BatchOutput: Sendable, Equatable {
+    /// The records to produce, in sink registration order, then each sink's emission order.
+    public var records: [OutputRecord]
+    /// The number of input records in the batch's blocks.
+    public var recordsIn: Int
+    /// Input records skipped because their value is not valid UTF-8 (counted by each tokenizing stage).
+    public var malformedRecords: Int
+    /// Elements dropped because all their windows had closed (counted by each windowed operator).
+    public var lateRecords: Int
+    /// The watermark after the batch, or `nil` if no record has been seen yet.
+    public var watermark: Int64?
+
+    /// Creates a batch output.
+    public init(records: [OutputRecord], recordsIn: Int, malformedRecords: Int, lateRecords: Int, watermark: Int64?) {
+        self.records = records
+        self.recordsIn = recordsIn
+        self.malformedRecords = malformedRecords
+        self.lateRecords = lateRecords
+        self.watermark = watermark
+    }
+}

@@ -1,0 +1,41 @@
+extension DStream {
+    /// Combines the values of each key within the batch.
+    ///
+    /// One element per key, in order of the key's first appearance in the batch, timed by the
+    /// latest of its elements.
+    public func reduceByKey<Key: Hashable, Value>(
+        _ combine: @escaping (Value, Value) -> Value
+    ) -> DStream<(Key, Value)> where Element == (Key, Value) {
+        derive { batch, _ in batch.aggregated({ $0 }) { $0 = combine($0, $1) } }
+    }
+
+    /// Counts the occurrences of each distinct element within the batch, in order of first appearance.
+    public func countByValue() -> DStream<(Element, Int64)> where Element: Hashable {
+        map { ($0, 1) }.reduceByKey(+)
+    }
+
+    /// Keeps a running state per key across batches.
+    ///
+    /// In each batch, `update` is called once for every key that has new values, with those
+    /// values (in arrival order) and the key's current state (`nil` if none); it returns the new
+    /// state, or `nil` to remove the key. The stream carries `(key, newState)` for each key whose
+    /// state was set in this batch, in order of the key's first appearance in the batch. Keys
+    /// without new values are neither updated nor emitted. The state is checkpointed under `name`.
+    public func updateStateByKey<Key: StateKey, Value, State: StateCodable>(
+        name: String, _ update: @escaping (_ key: Key, _ newValues: [Value], _ state: State?) -> State?
+    ) -> DStream<(Key, State)> where Element == (Key, Value) {
+        let store = StateStore<[Key: State]>(name: name, value: [:])
+        let stream = derive(stateful: true) { batch, _ in
+            var result = Elements<(Key, State)>()
+            let groups = batch.aggregated({ [$0] }) { $0.append($1) }
+            for ((key, values), time) in zip(groups.values, groups.times) {
+                let state = update(key, values, store.value[key])
+                store.value[key] = state
+                if let state { result.append((key, state), at: time) }
+            }
+            return result
+        }
+        graph.register(store, evaluating: stream)
+        return stream
+    }
+}

@@ -1,0 +1,30 @@
+extension DStream {
+    /// Transforms each element; the result keeps the element's event time.
+    public func map<Output>(_ transform: @escaping (Element) -> Output) -> DStream<Output> {
+        derive { batch, _ in Elements(values: batch.values.map(transform), times: batch.times) }
+    }
+
+    /// Replaces each element by the elements of a sequence, all with the original event time.
+    public func flatMap<Output: Sequence>(_ transform: @escaping (Element) -> Output) -> DStream<Output.Element> {
+        derive { batch, _ in
+            var result = Elements<Output.Element>()
+            for (value, time) in zip(batch.values, batch.times) {
+                for output in transform(value) {
+                    result.append(output, at: time)
+                }
+            }
+            return result
+        }
+    }
+
+    /// Keeps the elements satisfying `isIncluded`.
+    public func filter(_ isIncluded: @escaping (Element) -> Bool) -> DStream<Element> {
+        derive { batch, _ in
+            var result = Elements<Element>()
+            for (value, time) in zip(batch.values, batch.times) where isIncluded(value) {
+                result.append(value, at: time)
+            }
+            return result
+        }
+    }
+}

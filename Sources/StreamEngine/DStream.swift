@@ -1,0 +1,48 @@
+/// A discretized stream: a sequence of batches of `Element`s, each element carrying the
+/// event time (ms) of the record it came from.
+///
+/// Streams are nodes of a ``StreamGraph``: create the graph's input with
+/// ``StreamGraph/input()``, derive streams with operators (`map`, `reduceByKey`,
+/// `updateStateByKey`, `reduceByKeyAndWindow`, ...), and end them in sinks (`output`,
+/// `foreachBatch`). Operator closures run synchronously inside ``StreamGraph/runBatch(time:blocks:)``.
+/// A stream must not outlive its graph.
+public final class DStream<Element> {
+    unowned let graph: StreamGraph
+    private let compute: (BatchContext) -> Elements<Element>
+    private let isStateful: Bool
+    private var consumers = 0
+    private var cached: Elements<Element>?
+
+    init(graph: StreamGraph, stateful: Bool = false, compute: @escaping (BatchContext) -> Elements<Element>) {
+        self.graph = graph
+        self.isStateful = stateful
+        self.compute = compute
+    }
+
+    /// The stream's elements for the running batch. A stateful stream, or one read by several
+    /// consumers, computes them once per batch and caches them until the batch ends.
+    func elements(in context: BatchContext) -> Elements<Element> {
+        guard isStateful || consumers > 1 else { return compute(context) }
+        if let cached { return cached }
+        let computed = compute(context)
+        cached = computed
+        context.atEnd { self.cached = nil }
+        return computed
+    }
+
+    /// A new stream computed from this one's elements.
+    func derive<Output>(
+        stateful: Bool = false, _ transform: @escaping (Elements<Element>, BatchContext) -> Elements<Output>
+    ) -> DStream<Output> {
+        consumers += 1
+        return DStream<Output>(graph: graph, stateful: stateful) { [self] context in
+            transform(elements(in: context), context)
+        }
+    }
+
+    /// Registers `consume` to run with this stream's elements in every batch.
+    func addSink(_ consume: @escaping (Elements<Element>, BatchContext) -> Void) {
+        consumers += 1
+        graph.addSink { [self] context in consume(elements(in: context), context) }
+    }
+}

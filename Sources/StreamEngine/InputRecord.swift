@@ -1,0 +1,45 @@
+/// One input record, as seen by operators on ``StreamGraph/input()``.
+///
+/// It references its block's bytes rather than copying them: ``withValueBytes(_:)`` reads the
+/// value in place, ``key`` and ``value`` copy on access.
+public struct InputRecord: Sendable {
+    /// The topic the record was read from.
+    public let topic: String
+    /// The partition the record was read from.
+    public let partition: Int32
+    /// The record's offset in its partition.
+    public let offset: Int64
+    /// The record's event time, in milliseconds since the Unix epoch.
+    public let timestamp: Int64
+    private let storage: [UInt8]
+    private let keyRange: Range<Int>?
+    private let valueRange: Range<Int>
+
+    /// A copy of the record key, or `nil` if the record has none.
+    public var key: [UInt8]? { keyRange.map { Array(storage[$0]) } }
+
+    /// A copy of the record value.
+    public var value: [UInt8] { Array(storage[valueRange]) }
+
+    /// Calls `body` with the value bytes in place; the buffer is valid only inside `body`.
+    public func withValueBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+        try storage.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[valueRange])) }
+    }
+
+    /// The records of `blocks`, in order, timed by their timestamps.
+    static func elements(of blocks: [Block]) -> Elements<InputRecord> {
+        var records = Elements<InputRecord>()
+        for block in blocks {
+            block.bytes.withUnsafeBytes { raw in
+                block.forEachLayout(in: raw) { layout in
+                    let range = block.ranges[layout.range]
+                    let record = InputRecord(
+                        topic: range.topic, partition: range.partition, offset: layout.offset, timestamp: layout.timestamp,
+                        storage: block.bytes, keyRange: layout.key, valueRange: layout.value)
+                    records.append(record, at: layout.timestamp)
+                }
+            }
+        }
+        return records
+    }
+}

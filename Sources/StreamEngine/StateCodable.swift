@@ -1,0 +1,102 @@
+/// A value that can be stored in a checkpoint: the keys and states of stateful operators.
+///
+/// Encodings must be deterministic: equal values must write identical bytes.
+public protocol StateCodable {
+    /// Writes the value.
+    func encode(to writer: inout StateWriter)
+    /// Reads a value written by ``encode(to:)``.
+    init(from reader: inout StateReader) throws(CheckpointError)
+}
+
+/// A key of keyed state: hashable for lookup, comparable for deterministic ordering
+/// of checkpoints and window output, and codable into checkpoints.
+public typealias StateKey = Hashable & Comparable & StateCodable
+
+extension String: StateCodable {
+    /// Writes the string as length-prefixed UTF-8.
+    public func encode(to writer: inout StateWriter) {
+        writer.writeString(self)
+    }
+
+    /// Reads length-prefixed UTF-8.
+    public init(from reader: inout StateReader) throws(CheckpointError) {
+        self = try reader.readString()
+    }
+}
+
+extension Int64: StateCodable {
+    /// Writes the integer as a zigzag varint.
+    public func encode(to writer: inout StateWriter) {
+        writer.writeSigned(self)
+    }
+
+    /// Reads a zigzag varint.
+    public init(from reader: inout StateReader) throws(CheckpointError) {
+        self = try reader.readSigned()
+    }
+}
+
+extension Int: StateCodable {
+    /// Writes the integer as a zigzag varint.
+    public func encode(to writer: inout StateWriter) {
+        writer.writeSigned(Int64(self))
+    }
+
+    /// Reads a zigzag varint that must fit `Int`.
+    public init(from reader: inout StateReader) throws(CheckpointError) {
+        guard let value = Int(exactly: try reader.readSigned()) else { throw .malformed("Int out of range") }
+        self = value
+    }
+}
+
+extension Double: StateCodable {
+    /// Writes the IEEE 754 bit pattern, little-endian.
+    public func encode(to writer: inout StateWriter) {
+        writer.writeFixed64(bitPattern)
+    }
+
+    /// Reads an IEEE 754 bit pattern.
+    public init(from reader: inout StateReader) throws(CheckpointError) {
+        self = Double(bitPattern: try reader.readFixed64())
+    }
+}
+
+extension Array: StateCodable where Element: StateCodable {
+    /// Writes the count, then the elements in order.
+    public func encode(to writer: inout StateWriter) {
+        writer.writeUnsigned(UInt64(count))
+        for element in self {
+            element.encode(to: &writer)
+        }
+    }
+
+    /// Reads the count, then the elements.
+    public init(from reader: inout StateReader) throws(CheckpointError) {
+        let count = try reader.readUnsigned()
+        self = []
+        for _ in 0..<count {
+            append(try Element(from: &reader))
+        }
+    }
+}
+
+extension Dictionary: StateCodable where Key: StateKey, Value: StateCodable {
+    /// Writes the count, then the entries sorted by key, so equal dictionaries encode identically.
+    public func encode(to writer: inout StateWriter) {
+        writer.writeUnsigned(UInt64(count))
+        for (key, value) in sorted(by: { $0.key < $1.key }) {
+            key.encode(to: &writer)
+            value.encode(to: &writer)
+        }
+    }
+
+    /// Reads the count, then the entries; a repeated key is malformed.
+    public init(from reader: inout StateReader) throws(CheckpointError) {
+        let count = try reader.readUnsigned()
+        self = [:]
+        for _ in 0..<count {
+            let key = try Key(from: &reader)
+            guard updateValue(try Value(from: &reader), forKey: key) == nil else { throw .malformed("repeated key") }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+/// The checkpointed state of one stateful operator.
+final class StateStore<Value: StateCodable> {
+    let name: String
+    var value: Value
+
+    init(name: String, value: Value) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// A ``StateStore`` seen by the graph, whatever its value type.
+protocol AnyStateStore: AnyObject {
+    var name: String { get }
+    func encode(to writer: inout StateWriter)
+    /// Decodes a state without applying it; the returned closure applies it.
+    func decode(from reader: inout StateReader) throws(CheckpointError) -> () -> Void
+}
+
+extension StateStore: AnyStateStore {
+    func encode(to writer: inout StateWriter) {
+        value.encode(to: &writer)
+    }
+
+    func decode(from reader: inout StateReader) throws(CheckpointError) -> () -> Void {
+        let decoded = try Value(from: &reader)
+        return { self.value = decoded }
+    }
+}

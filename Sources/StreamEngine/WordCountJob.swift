@@ -1,0 +1,87 @@
+/// The built-in word count, written against the public stream API.
+///
+/// - Counts topic: one record per word whose running total changed in the batch; key = the
+///   word, value = `{"word":"w","count":TOTAL,"batch_time":MS}`, header `sluice-batch` = the
+///   batch time in decimal ASCII.
+/// - Windows topic: one record per (window, word) when the window closes (or on
+///   ``StreamGraph/flushWindows()``); key = the word, value =
+///   `{"word":"w","count":N,"window_start":MS,"window_end":MS}`.
+public enum WordCountJob {
+    /// The job's topics and windowing; durations in milliseconds.
+    public struct Configuration: Sendable, Hashable {
+        /// The topic of running totals.
+        public var countsTopic: String
+        /// The topic of windowed counts.
+        public var windowsTopic: String
+        /// The window length.
+        public var windowLength: Int64
+        /// The distance between window starts.
+        public var slide: Int64
+        /// How long after its end a window still accepts elements.
+        public var allowedLateness: Int64
+
+        /// Creates a configuration; `slide` defaults to `windowLength` (tumbling windows).
+        public init(
+            countsTopic: String = "word-counts",
+            windowsTopic: String = "word-counts-windowed",
+            windowLength: Int64 = 60_000,
+            slide: Int64? = nil,
+            allowedLateness: Int64 = 0
+        ) {
+            self.countsTopic = countsTopic
+            self.windowsTopic = windowsTopic
+            self.windowLength = windowLength
+            self.slide = slide ?? windowLength
+            self.allowedLateness = allowedLateness
+        }
+    }
+
+    /// Adds the word count to `graph`: stateful operators `word-totals` and `word-windows`.
+    ///
+    /// Throws, leaving the graph untouched, if the window parameters are invalid (see ``WindowSpec``).
+    public static func build(on graph: StreamGraph, configuration: Configuration = Configuration()) throws(WindowSpecError) {
+        let window = try WindowSpec(
+            length: configuration.windowLength, slide: configuration.slide, allowedLateness: configuration.allowedLateness)
+        let words = graph.input().flatMapWords()
+
+        words.countByValue()
+            .updateStateByKey(name: "word-totals") { (_, counts: [Int64], total: Int64?) in
+                counts.reduce(total ?? 0, +)
+            }
+            .output { batchTime, totals, emit in
+                var header: [UInt8] = []
+                header.appendDecimal(batchTime)
+                for (word, total) in totals {
+                    var value: [UInt8] = []
+                    value.append(contentsOf: #"{"word":"#.utf8)
+                    value.appendJSONString(word)
+                    value.append(contentsOf: #","count":"#.utf8)
+                    value.appendDecimal(total)
+                    value.append(contentsOf: #","batch_time":"#.utf8)
+                    value.appendDecimal(batchTime)
+                    value.append(UInt8(ascii: "}"))
+                    emit(OutputRecord(
+                        topic: configuration.countsTopic, key: Array(word.utf8), value: value,
+                        headers: [(name: "sluice-batch", value: header)]))
+                }
+            }
+
+        words.map { ($0, Int64(1)) }
+            .reduceByKeyAndWindow(name: "word-windows", window, +)
+            .output { _, counts, emit in
+                for (word, count) in counts {
+                    var value: [UInt8] = []
+                    value.append(contentsOf: #"{"word":"#.utf8)
+                    value.appendJSONString(word)
+                    value.append(contentsOf: #","count":"#.utf8)
+                    value.appendDecimal(count.value)
+                    value.append(contentsOf: #","window_start":"#.utf8)
+                    value.appendDecimal(count.window.start)
+                    value.append(contentsOf: #","window_end":"#.utf8)
+                    value.appendDecimal(count.window.end)
+                    value.append(UInt8(ascii: "}"))
+                    emit(OutputRecord(topic: configuration.windowsTopic, key: Array(word.utf8), value: value))
+                }
+            }
+    }
+}

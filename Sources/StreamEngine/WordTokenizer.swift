@@ -1,0 +1,94 @@
+/// Splits UTF-8 text into lowercase words.
+///
+/// Words are maximal runs of non-whitespace scalars, where whitespace is Unicode's
+/// `White_Space` property (`Unicode.Scalar.Properties.isWhitespace`), and are lowercased
+/// with `String.lowercased()` semantics. Pure-ASCII input takes a byte-level fast path;
+/// other input is validated as UTF-8 first.
+public enum WordTokenizer {
+    /// Calls `body` with the lowercased UTF-8 bytes of each word of `text`, in order.
+    ///
+    /// The word buffer is scratch memory valid only inside `body`. Returns `false`, without
+    /// calling `body`, if `text` is not valid UTF-8. Empty or all-whitespace text has no words.
+    public static func forEachWord(
+        in text: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void
+    ) rethrows -> Bool {
+        if isASCII(text) {
+            try forEachASCIIWord(in: text, body)
+            return true
+        }
+        guard let decoded = String(validating: text, as: UTF8.self) else { return false }
+        var lowercased = decoded.lowercased()
+        try lowercased.withUTF8 { try forEachUnicodeWord(in: UnsafeRawBufferPointer($0), body) }
+        return true
+    }
+
+    /// The words of `text`, lowercased (a convenience for tests and tools).
+    public static func words(_ text: String) -> [String] {
+        var words: [String] = []
+        var utf8 = text
+        utf8.withUTF8 { bytes in
+            _ = forEachWord(in: UnsafeRawBufferPointer(bytes)) { words.append(String(decoding: $0, as: UTF8.self)) }
+        }
+        return words
+    }
+
+    /// Whether every byte is below 0x80, checked eight bytes at a time.
+    private static func isASCII(_ text: UnsafeRawBufferPointer) -> Bool {
+        var index = 0
+        var bits: UInt64 = 0
+        while index + 8 <= text.count {
+            bits |= text.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            index += 8
+        }
+        while index < text.count {
+            bits |= UInt64(text[index])
+            index += 1
+        }
+        return bits & 0x8080_8080_8080_8080 == 0
+    }
+
+    /// ASCII whitespace per Unicode: U+0009...U+000D and U+0020, as a 64-bit lookup table.
+    private static func isASCIIWhitespace(_ byte: UInt8) -> Bool {
+        byte < 64 && (0x1_0000_3E00 as UInt64) >> byte & 1 == 1
+    }
+
+    private static func forEachASCIIWord(in text: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        try withUnsafeTemporaryAllocation(byteCount: text.count, alignment: 1) { scratch in
+            var index = 0
+            while index < text.count {
+                while index < text.count, isASCIIWhitespace(text[index]) { index += 1 }
+                let start = index
+                while index < text.count, !isASCIIWhitespace(text[index]) {
+                    let byte = text[index]
+                    scratch[index] = byte &- 0x41 < 26 ? byte | 0x20 : byte
+                    index += 1
+                }
+                if index > start {
+                    try body(UnsafeRawBufferPointer(rebasing: scratch[start..<index]))
+                }
+            }
+        }
+    }
+
+    /// Splits valid, already lowercased UTF-8 on whitespace scalars.
+    private static func forEachUnicodeWord(in text: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        var iterator = text.makeIterator()
+        var decoder = UTF8()
+        var position = 0
+        var wordStart: Int?
+        while case .scalarValue(let scalar) = decoder.decode(&iterator) {
+            if scalar.properties.isWhitespace {
+                if let start = wordStart {
+                    try body(UnsafeRawBufferPointer(rebasing: text[start..<position]))
+                    wordStart = nil
+                }
+            } else if wordStart == nil {
+                wordStart = position
+            }
+            position += UTF8.width(scalar)
+        }
+        if let start = wordStart {
+            try body(UnsafeRawBufferPointer(rebasing: text[start..<position]))
+        }
+    }
+}

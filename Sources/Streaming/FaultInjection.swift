@@ -1,0 +1,35 @@
+import Glibc
+
+/// Points in the receive path where a test can have the process kill itself (SIGKILL), to prove the order of
+/// durability and commit. Never set outside tests.
+public enum CrashPoint: String, Sendable, CaseIterable {
+    /// After a block is durable in the WAL, before its offsets are committed.
+    case afterBlockSync = "after-block-sync"
+    /// After a block's offsets are committed, before the block is queued for a batch.
+    case afterCommit = "after-commit"
+    /// After a batch's output is flushed, before its checkpoint is written.
+    case afterOutputFlush = "after-output-flush"
+    /// After a checkpoint is written.
+    case afterCheckpoint = "after-checkpoint"
+
+    /// Kills the process if `point` is this one and `countdown` reaches zero.
+    static func reach(_ point: CrashPoint, armed: CrashTrigger?) {
+        guard let armed, armed.point == point else { return }
+        if armed.countdown.subtract(1, ordering: .relaxed).newValue == 0 {
+            kill(getpid(), SIGKILL)
+        }
+    }
+}
+
+import Synchronization
+
+/// A crash point armed to fire on its `count`-th visit.
+public final class CrashTrigger: Sendable {
+    let point: CrashPoint
+    let countdown: Atomic<Int>
+
+    public init(point: CrashPoint, count: Int) {
+        self.point = point
+        self.countdown = Atomic(max(1, count))
+    }
+}

@@ -1,0 +1,88 @@
+import CoreMetrics
+import Metrics
+import Storage
+import StreamEngine
+import Synchronization
+
+/// Holds received blocks until a batch takes them, writing each block and each batch allocation to the
+/// write-ahead log first when the log is on.
+///
+/// Adding a block and allocating a batch are serialised by one lock, so the log's order of blocks and allocations
+/// is exactly the order in which batches saw them.
+final class ReceivedBlockTracker: Sendable {
+    private struct State {
+        var pending: [Block] = []
+        var pendingBytes = 0
+    }
+
+    private let log: WriteAheadLog?
+    private let state = Mutex(State())
+    private let metrics: StreamingMetrics
+
+    init(log: WriteAheadLog?, metrics: StreamingMetrics) {
+        self.log = log
+        self.metrics = metrics
+    }
+
+    /// Whether blocks are written to a write-ahead log.
+    var isLogging: Bool { log != nil }
+
+    /// The bytes of blocks received but not yet in a batch.
+    var backlogBytes: Int { state.withLock { $0.pendingBytes } }
+
+    /// Logs the block and makes it durable (when logging), then queues it for the next batch.
+    ///
+    /// - Throws: A storage error if the block could not be written or synced; the block is then not queued.
+    func add(_ block: Block) throws {
+        if let log {
+            let record = WALRecord.block(block).encoded
+            try state.withLock { state in
+                _ = try log.append(record)
+                enqueue(block, into: &state)
+            }
+            metrics.walBytesWritten.increment(by: Int64(record.count))
+            try metrics.walFsyncDuration.measure { try log.sync() }
+        } else {
+            state.withLock { enqueue(block, into: &$0) }
+        }
+        metrics.blocksWritten.increment()
+        metrics.backlogBytes.record(backlogBytes)
+    }
+
+    /// Queues a block recovered from the log without logging it again.
+    func requeue(_ block: Block) {
+        state.withLock { enqueue(block, into: &$0) }
+    }
+
+    private func enqueue(_ block: Block, into state: inout State) {
+        state.pending.append(block)
+        state.pendingBytes += block.bytes.count
+    }
+
+    /// Takes every queued block for the batch of `time`, logging and syncing the allocation when logging.
+    ///
+    /// - Returns: The blocks, and the log position of the allocation (nil without a log): a checkpoint taken after
+    ///   this batch covers every log entry up to and including that position.
+    func allocateBatch(time: Int64) throws -> (blocks: [Block], position: WALPosition?) {
+        guard let log else {
+            let blocks = state.withLock { state in
+                defer { state = State() }
+                return state.pending
+            }
+            return (blocks, nil)
+        }
+        let (blocks, position) = try state.withLock { state in
+            let position = try log.append(WALRecord.batchAllocated(time: time).encoded)
+            defer { state = State() }
+            return (state.pending, position)
+        }
+        try metrics.walFsyncDuration.measure { try log.sync() }
+        metrics.backlogBytes.record(0)
+        return (blocks, position)
+    }
+
+    /// Deletes log segments wholly covered by a checkpoint at `position`.
+    func truncateLog(coveredBy position: WALPosition) throws {
+        _ = try log?.truncate(before: position)
+    }
+}

@@ -1,0 +1,254 @@
+import CoreMetrics
+import Metrics
+import Foundation
+import KafkaIO
+import Logging
+import StreamEngine
+import Synchronization
+
+/// Receives records from Kafka into blocks, stores each block durably, and only then commits its offsets.
+///
+/// Spark Streaming's reliable receiver: every block interval (or when a block reaches its size cap) the records
+/// received so far become a ``Block``; the ``ReceivedBlockTracker`` writes it to the write-ahead log and syncs it,
+/// and only after that are the block's "next" offsets committed to Kafka. A record whose offset Kafka holds as
+/// committed is therefore always durable. Records below the offsets already known to be durable (from the
+/// checkpoint and the log) are skipped, so a record delivered again after a crash is never counted twice.
+///
+/// - Important: ``run()`` runs on a dedicated thread; all blocking Kafka calls happen there. The rebalance handler
+///   runs inside `poll` on that thread, or inside ``KafkaConsumer/close()`` after the loop ended.
+final class ReliableReceiver: Sendable {
+    /// What other threads may read: progress and health.
+    struct Status: Sendable {
+        var lastPoll: ContinuousClock.Instant?
+        var assigned: [KafkaPartition] = []
+        var failure: String?
+        var reachedEnd = false
+    }
+
+    private let consumer: KafkaConsumer
+    private let tracker: ReceivedBlockTracker
+    private let configuration: StreamingConfiguration
+    private let logger: Logger
+    private let metrics: StreamingMetrics
+    private let crashTrigger: CrashTrigger?
+    private let loop: LoopState
+    private let stopRequested = Atomic<Bool>(false)
+    let status = Mutex(Status())
+
+    /// State owned by the receiving thread.
+    ///
+    /// `@unchecked Sendable` because it is touched only by the thread running ``run()`` (including the rebalance
+    /// handler, which librdkafka calls from inside `poll` on that thread) and, after that thread has finished, by
+    /// the single thread that closes the consumer.
+    private final class LoopState: @unchecked Sendable {
+        var builder = BlockBuilder(reservingCapacity: 1 << 20)
+        var blockStart = ContinuousClock.now
+        /// Next offset per partition known to be durable or received (records below it are duplicates).
+        var nextOffsets: [KafkaPartition: Int64]
+        /// Offsets durable in the WAL whose commit has not succeeded yet.
+        var uncommitted: [KafkaPartition: Int64] = [:]
+        /// Offsets to reach before stopping, with `stopsAtEnd`.
+        var endOffsets: [KafkaPartition: Int64]?
+        var rateWindowStart = ContinuousClock.now
+        var rateCounts: [KafkaPartition: Int] = [:]
+        var ratePaused: Set<KafkaPartition> = []
+        var isBacklogPaused = false
+        var assigned: [KafkaPartition] = []
+        var failed = false
+
+        init(nextOffsets: [KafkaPartition: Int64]) {
+            self.nextOffsets = nextOffsets
+        }
+    }
+
+    init(
+        consumer: KafkaConsumer, tracker: ReceivedBlockTracker, configuration: StreamingConfiguration,
+        knownOffsets: [KafkaPartition: Int64], logger: Logger, metrics: StreamingMetrics, crashTrigger: CrashTrigger?
+    ) {
+        self.consumer = consumer
+        self.tracker = tracker
+        self.configuration = configuration
+        self.logger = logger
+        self.metrics = metrics
+        self.crashTrigger = crashTrigger
+        self.loop = LoopState(nextOffsets: knownOffsets)
+    }
+
+    /// Asks ``run()`` to finish its current block and return.
+    func requestStop() {
+        stopRequested.store(true, ordering: .releasing)
+    }
+
+    /// With `stopsAtEnd`: reads the end offsets to reach, as they are now.
+    ///
+    /// - Throws: A ``KafkaError`` if the brokers cannot be asked (for example none is reachable).
+    func captureEndOffsets() throws {
+        let counts = try consumer.topicPartitionCounts(timeout: .seconds(10))
+        var ends: [KafkaPartition: Int64] = [:]
+        for topic in configuration.inputTopics {
+            for partition in 0..<Int32(counts[topic] ?? 0) {
+                let key = KafkaPartition(topic: topic, partition: partition)
+                ends[key] = try consumer.watermarks(of: key, timeout: .seconds(10)).high
+            }
+        }
+        loop.endOffsets = ends
+        logger.info("reading to the current end of the input", metadata: ["stream.end_offsets": "\(ends.values.reduce(0, +))"])
+        checkEnd()
+    }
+
+    /// Subscribes and receives until ``requestStop()``; the last block is stored before it returns.
+    func run() {
+        do {
+            try consumer.subscribe(configuration.inputTopics) { [self] event in
+                handleRebalance(event)
+            }
+        } catch {
+            fail("subscribe failed", error)
+            return
+        }
+        while !stopRequested.load(ordering: .acquiring) {
+            let remaining = Duration.milliseconds(configuration.blockIntervalMilliseconds) - (ContinuousClock.now - loop.blockStart)
+            do {
+                try consumer.poll(timeout: min(max(remaining, .zero), .milliseconds(100))) { event in
+                    handle(event)
+                }
+            } catch {
+                logger.warning("poll failed", metadata: ["kafka.error": "\(error)"])
+            }
+            status.withLock { $0.lastPoll = .now }
+            if loop.builder.byteCount >= configuration.maxBlockBytes
+                || ContinuousClock.now - loop.blockStart >= .milliseconds(configuration.blockIntervalMilliseconds)
+            {
+                storeBlock()
+                applyBackpressure()
+                checkEnd()
+            }
+        }
+        storeBlock()
+    }
+
+    private func handle(_ event: KafkaConsumerEvent) {
+        switch event {
+        case .message(let message):
+            let partition = KafkaPartition(topic: message.topic, partition: message.partition)
+            guard !loop.failed else { return }
+            if let next = loop.nextOffsets[partition], message.offset < next {
+                metrics.duplicateRecordsSkipped.increment()
+                return
+            }
+            loop.builder.append(
+                topic: message.topic, partition: message.partition, offset: message.offset,
+                timestamp: message.timestamp, key: message.key, value: message.value
+            )
+            loop.nextOffsets[partition] = message.offset + 1
+            metrics.recordsReceived.increment()
+            if configuration.maxRatePerPartition > 0 {
+                loop.rateCounts[partition, default: 0] += 1
+                if loop.rateCounts[partition, default: 0] >= configuration.maxRatePerPartition, !loop.ratePaused.contains(partition) {
+                    loop.ratePaused.insert(partition)
+                    try? consumer.pause([partition])
+                }
+            }
+            if loop.builder.byteCount >= configuration.maxBlockBytes {
+                storeBlock()
+            }
+        case .endOfPartition(let partition, let nextOffset):
+            if loop.nextOffsets[partition].map({ $0 < nextOffset }) ?? true {
+                loop.nextOffsets[partition] = nextOffset
+            }
+        }
+    }
+
+    /// Stores the current block durably, then commits its offsets (with the WAL on).
+    private func storeBlock() {
+        defer { loop.blockStart = .now }
+        guard !loop.builder.isEmpty, !loop.failed else { return }
+        let block = loop.builder.finish()
+        do {
+            try tracker.add(block)
+        } catch {
+            // The block's offsets were never committed: Kafka still has these records.
+            fail("storing a block failed; offsets are no longer committed", error)
+            return
+        }
+        CrashPoint.reach(.afterBlockSync, armed: crashTrigger)
+        if tracker.isLogging {
+            for (partition, offset) in block.nextOffsets() {
+                let key = KafkaPartition(topic: partition.topic, partition: partition.partition)
+                loop.uncommitted[key] = max(loop.uncommitted[key] ?? 0, offset)
+            }
+            commitDurableOffsets()
+        }
+        CrashPoint.reach(.afterCommit, armed: crashTrigger)
+    }
+
+    private func commitDurableOffsets() {
+        guard !loop.uncommitted.isEmpty else { return }
+        do {
+            try metrics.commitDuration.measure { try consumer.commit(loop.uncommitted) }
+            loop.uncommitted = [:]
+        } catch {
+            // The records are durable in the WAL; the commit is retried with the next block.
+            metrics.commitFailures.increment()
+            logger.warning("offset commit failed; will retry", metadata: ["kafka.error": "\(error)"])
+        }
+    }
+
+    private func handleRebalance(_ event: KafkaRebalance) -> [KafkaPartition: Int64] {
+        switch event {
+        case .assigned(let partitions):
+            loop.assigned = Array(Set(loop.assigned).union(partitions)).sorted()
+            status.withLock { $0.assigned = loop.assigned }
+            var starts: [KafkaPartition: Int64] = [:]
+            for partition in partitions {
+                starts[partition] = loop.nextOffsets[partition]
+            }
+            return starts
+        case .revoked(let partitions):
+            storeBlock()
+            let revoked = Set(partitions)
+            loop.assigned.removeAll { revoked.contains($0) }
+            loop.ratePaused.subtract(revoked)
+            status.withLock { $0.assigned = loop.assigned }
+            return [:]
+        }
+    }
+
+    /// Pauses all partitions while the unprocessed backlog is over its bound, and applies the rate limit window.
+    private func applyBackpressure() {
+        let backlog = tracker.backlogBytes
+        if !loop.isBacklogPaused, backlog > configuration.maxBacklogBytes {
+            loop.isBacklogPaused = true
+            try? consumer.pause(loop.assigned)
+            logger.info("backlog over its bound: pausing input", metadata: ["stream.backlog_bytes": "\(backlog)"])
+        } else if loop.isBacklogPaused, backlog <= configuration.maxBacklogBytes / 2 {
+            loop.isBacklogPaused = false
+            try? consumer.resume(loop.assigned.filter { !loop.ratePaused.contains($0) })
+            logger.info("backlog drained: resuming input", metadata: ["stream.backlog_bytes": "\(backlog)"])
+        }
+        if configuration.maxRatePerPartition > 0, ContinuousClock.now - loop.rateWindowStart >= .seconds(1) {
+            loop.rateWindowStart = .now
+            loop.rateCounts = [:]
+            if !loop.isBacklogPaused, !loop.ratePaused.isEmpty {
+                try? consumer.resume(Array(loop.ratePaused))
+            }
+            loop.ratePaused = []
+        }
+        metrics.pausedPartitions.record(loop.isBacklogPaused ? loop.assigned.count : loop.ratePaused.count)
+    }
+
+    private func checkEnd() {
+        guard let ends = loop.endOffsets, loop.builder.isEmpty else { return }
+        let reached = ends.allSatisfy { partition, end in end <= 0 || (loop.nextOffsets[partition] ?? 0) >= end }
+        if reached {
+            status.withLock { $0.reachedEnd = true }
+        }
+    }
+
+    private func fail(_ message: String, _ error: any Error) {
+        loop.failed = true
+        try? consumer.pause(loop.assigned)
+        logger.error("\(message)", metadata: ["stream.error": "\(error)"])
+        status.withLock { $0.failure = "\(message): \(error)" }
+    }
+}

@@ -1,0 +1,105 @@
+import KafkaIO
+
+/// How a ``StreamingContext`` receives, batches, stores and emits.
+///
+/// The service fills this from its environment; a program using the library sets it directly.
+public struct StreamingConfiguration: Sendable {
+    /// Brokers and librdkafka passthrough properties for the consumer and the producer.
+    ///
+    /// Default: `localhost:9092`, no extra properties.
+    public var kafka: KafkaConfig
+    /// The topics to consume.
+    ///
+    /// Default: `["lines"]`.
+    public var inputTopics: [String]
+    /// The consumer group.
+    ///
+    /// Default: `sluice-wordcount`.
+    public var groupID: String
+    /// How often received blocks form a batch, in milliseconds.
+    ///
+    /// Default: 1000.
+    public var batchIntervalMilliseconds: Int
+    /// How often received records are cut into a block (written to the WAL, then committed), in milliseconds.
+    ///
+    /// Default: 200.
+    public var blockIntervalMilliseconds: Int
+    /// A block is also cut when it reaches this many bytes.
+    ///
+    /// Default: 8 MiB.
+    public var maxBlockBytes: Int
+    /// The directory of the write-ahead log (`wal/`) and the checkpoints (`checkpoints/`).
+    ///
+    /// Default: `./sluice-data`.
+    public var checkpointDirectory: String
+    /// Write every block to the write-ahead log and commit offsets only once it is durable. Without it, offsets are
+    /// committed after the batch that used the records is checkpointed (at-least-once output, no WAL cost).
+    ///
+    /// Default: `true`.
+    public var isWriteAheadLogEnabled: Bool
+    /// On a corrupt entry in the middle of the WAL, skip the rest of that segment with a warning instead of refusing
+    /// to start. Records in the skipped part are lost.
+    ///
+    /// Default: `false`.
+    public var skipsCorruptWriteAheadLog: Bool
+    /// Write a checkpoint after every N batches.
+    ///
+    /// Default: 1.
+    public var checkpointEveryBatches: Int
+    /// At most this many records per second are read from each partition; 0 is unlimited.
+    ///
+    /// Default: 0.
+    public var maxRatePerPartition: Int
+    /// When received but unprocessed blocks hold more than this many bytes, the consumer pauses its partitions until
+    /// the backlog halves. This bounds the memory used for queued input.
+    ///
+    /// Default: 64 MiB.
+    public var maxBacklogBytes: Int
+    /// Read up to the partitions' ends as they were at start-up, process everything, flush all windows, checkpoint,
+    /// commit and stop.
+    ///
+    /// Default: `false`.
+    public var stopsAtEnd: Bool
+    /// Where malformed input records (for example invalid UTF-8) are copied before they are skipped; nil: skip only.
+    ///
+    /// Default: nil.
+    public var deadLetterTopic: String?
+    /// How long a member may be silent before its group gives its partitions to others, in milliseconds.
+    ///
+    /// Default: 10000.
+    public var sessionTimeoutMilliseconds: Int
+
+    public init(
+        kafka: KafkaConfig = KafkaConfig(),
+        inputTopics: [String] = ["lines"],
+        groupID: String = "sluice-wordcount",
+        batchIntervalMilliseconds: Int = 1000,
+        blockIntervalMilliseconds: Int = 200,
+        maxBlockBytes: Int = 8 << 20,
+        checkpointDirectory: String = "./sluice-data",
+        isWriteAheadLogEnabled: Bool = true,
+        skipsCorruptWriteAheadLog: Bool = false,
+        checkpointEveryBatches: Int = 1,
+        maxRatePerPartition: Int = 0,
+        maxBacklogBytes: Int = 64 << 20,
+        stopsAtEnd: Bool = false,
+        deadLetterTopic: String? = nil,
+        sessionTimeoutMilliseconds: Int = 10_000
+    ) {
+        self.kafka = kafka
+        self.inputTopics = inputTopics
+        self.groupID = groupID
+        self.batchIntervalMilliseconds = batchIntervalMilliseconds
+        self.blockIntervalMilliseconds = blockIntervalMilliseconds
+        self.maxBlockBytes = maxBlockBytes
+        self.checkpointDirectory = checkpointDirectory
+        self.isWriteAheadLogEnabled = isWriteAheadLogEnabled
+        self.skipsCorruptWriteAheadLog = skipsCorruptWriteAheadLog
+        self.checkpointEveryBatches = checkpointEveryBatches
+        self.maxRatePerPartition = maxRatePerPartition
+        self.maxBacklogBytes = maxBacklogBytes
+        self.stopsAtEnd = stopsAtEnd
+        self.deadLetterTopic = deadLetterTopic
+        self.sessionTimeoutMilliseconds = sessionTimeoutMilliseconds
+    }
+}

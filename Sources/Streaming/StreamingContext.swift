@@ -1,0 +1,397 @@
+import CoreMetrics
+import Metrics
+import Foundation
+import KafkaIO
+import Logging
+import Storage
+import StreamEngine
+import Synchronization
+
+/// Runs a streaming job over Kafka: receives, batches, processes, emits, checkpoints, and recovers.
+///
+/// Spark Streaming's driver: ``getOrCreate(configuration:logger:crashTrigger:setup:)`` builds the job with
+/// `setup`, restores its state from the newest valid checkpoint, and plans the replay of the batches the
+/// write-ahead log holds after it. ``start()`` replays them (same batch times, same blocks, so the same output),
+/// then starts receiving. Every batch interval the received blocks form a batch; its output is produced to Kafka
+/// and delivered before the state is checkpointed.
+///
+/// - Important: The batch loop and the receiver each run on a dedicated thread, so blocking Kafka and file calls
+///   never run on the Swift concurrency pool.
+public final class StreamingContext: Sendable {
+    private let configuration: StreamingConfiguration
+    private let logger: Logger
+    private let metrics = StreamingMetrics()
+    private let consumer: KafkaConsumer
+    private let producer: KafkaProducer
+    private let tracker: ReceivedBlockTracker
+    private let checkpoints: CheckpointStore
+    private let receiver: ReliableReceiver
+    private let crashTrigger: CrashTrigger?
+    private let driver: DriverState
+    private let control = Mutex(Control())
+
+    private struct Control {
+        var isStarted = false
+        var stopRequest: Bool?  // graceful?
+        var isRecovered = false
+        var lastBatch: ContinuousClock.Instant?
+        var result: Result<Void, any Error>?
+        var waiters: [CheckedContinuation<Void, any Error>] = []
+        var failure: String?
+    }
+
+    /// The job and the progress owned by the batch thread.
+    ///
+    /// `@unchecked Sendable` because only the batch thread touches it after ``start()``; before that, only the
+    /// thread calling ``getOrCreate(configuration:logger:crashTrigger:setup:)``.
+    private final class DriverState: @unchecked Sendable {
+        let graph: StreamGraph
+        var replay: [(time: Int64, blocks: [Block], position: WALPosition)]
+        var trailingBlocks: [Block]
+        var lastBatchTime: Int64
+        var walPosition: WALPosition?
+        var offsets: [KafkaPartition: Int64]
+        var checkpointSequence: UInt64
+        var batchesSinceCheckpoint = 0
+        var lastProgressLog = ContinuousClock.now
+        var recordsSinceProgressLog = 0
+
+        init(graph: StreamGraph, checkpoint: DriverCheckpoint?, sequence: UInt64) {
+            self.graph = graph
+            replay = []
+            trailingBlocks = []
+            lastBatchTime = checkpoint?.batchTime ?? 0
+            walPosition = checkpoint?.walPosition
+            offsets = checkpoint?.offsets ?? [:]
+            checkpointSequence = sequence
+        }
+
+        func advanceOffsets(over blocks: [Block]) {
+            for block in blocks {
+                for (partition, next) in block.nextOffsets() {
+                    let key = KafkaPartition(topic: partition.topic, partition: partition.partition)
+                    offsets[key] = max(offsets[key] ?? 0, next)
+                }
+            }
+        }
+    }
+
+    /// Builds the job with `setup`, then restores it from the newest valid checkpoint in the checkpoint
+    /// directory, if there is one, and reads the write-ahead log for the batches to replay.
+    ///
+    /// The job graph itself is always built by `setup` (Swift closures cannot be serialized); what is restored is
+    /// its state: running totals, open windows, the watermark, and the input offsets the state covers.
+    ///
+    /// - Throws: A storage error if the checkpoint directory is not writable or the WAL is corrupt in the middle; a
+    ///   ``StreamingError`` if checkpoints exist but none is readable; a ``KafkaError`` for bad client properties.
+    public static func getOrCreate(
+        configuration: StreamingConfiguration, logger: Logger, crashTrigger: CrashTrigger? = nil,
+        setup: (StreamGraph) throws -> Void
+    ) throws -> StreamingContext {
+        let graph = StreamGraph()
+        try setup(graph)
+        let root = configuration.checkpointDirectory
+        let checkpoints = try CheckpointStore(directory: root + "/checkpoints")
+        var checkpoint: DriverCheckpoint?
+        var sequence: UInt64 = 0
+        if let loaded = try checkpoints.loadLatest() {
+            for path in loaded.skipped {
+                logger.warning("skipped an unreadable checkpoint; using an older one", metadata: ["checkpoint.path": "\(path)"])
+            }
+            let decoded = try DriverCheckpoint(decoding: loaded.payload)
+            try graph.restore(from: decoded.graphState)
+            checkpoint = decoded
+            sequence = loaded.sequence
+            logger.info("restored state from checkpoint", metadata: [
+                "checkpoint.sequence": "\(loaded.sequence)", "checkpoint.batch_time": "\(decoded.batchTime)",
+            ])
+        }
+        let driver = DriverState(graph: graph, checkpoint: checkpoint, sequence: sequence)
+        let metrics = StreamingMetrics()
+        var log: WriteAheadLog?
+        if configuration.isWriteAheadLogEnabled {
+            let (opened, recovery) = try WriteAheadLog.open(
+                directory: root + "/wal",
+                options: .init(skipCorruptEntries: configuration.skipsCorruptWriteAheadLog)
+            )
+            if let tail = recovery.truncatedTail {
+                logger.warning("truncated a torn write-ahead-log tail", metadata: [
+                    "wal.segment": "\(tail.path)", "wal.offset": "\(tail.offset)", "wal.dropped_bytes": "\(tail.droppedBytes)",
+                ])
+            }
+            for skipped in recovery.skippedCorruption {
+                logger.error("skipped a corrupt part of the write-ahead log; its records are lost", metadata: [
+                    "wal.segment": "\(skipped.path)", "wal.offset": "\(skipped.offset)", "wal.reason": "\(skipped.reason)",
+                ])
+            }
+            try planReplay(of: recovery.entries, into: driver)
+            log = opened
+        }
+        let tracker = ReceivedBlockTracker(log: log, metrics: metrics)
+        for block in driver.trailingBlocks {
+            tracker.requeue(block)
+        }
+        var knownOffsets = driver.offsets
+        for block in driver.replay.flatMap(\.blocks) + driver.trailingBlocks {
+            for (partition, next) in block.nextOffsets() {
+                let key = KafkaPartition(topic: partition.topic, partition: partition.partition)
+                knownOffsets[key] = max(knownOffsets[key] ?? 0, next)
+            }
+        }
+        let consumer = try KafkaConsumer(
+            config: KafkaConsumerConfig(
+                common: configuration.kafka, groupID: configuration.groupID,
+                sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds
+            ),
+            logger: logger
+        )
+        let producer = try KafkaProducer(config: KafkaProducerConfig(common: configuration.kafka), logger: logger)
+        let receiver = ReliableReceiver(
+            consumer: consumer, tracker: tracker, configuration: configuration, knownOffsets: knownOffsets,
+            logger: logger, metrics: metrics, crashTrigger: crashTrigger
+        )
+        return StreamingContext(
+            configuration: configuration, logger: logger, consumer: consumer, producer: producer, tracker: tracker,
+            checkpoints: checkpoints, receiver: receiver, crashTrigger: crashTrigger, driver: driver
+        )
+    }
+
+    private init(
+        configuration: StreamingConfiguration, logger: Logger, consumer: KafkaConsumer, producer: KafkaProducer,
+        tracker: ReceivedBlockTracker, checkpoints: CheckpointStore, receiver: ReliableReceiver,
+        crashTrigger: CrashTrigger?, driver: DriverState
+    ) {
+        self.configuration = configuration
+        self.logger = logger
+        self.consumer = consumer
+        self.producer = producer
+        self.tracker = tracker
+        self.checkpoints = checkpoints
+        self.receiver = receiver
+        self.crashTrigger = crashTrigger
+        self.driver = driver
+    }
+
+    /// Groups the log entries after the checkpoint into the batches they were allocated to; blocks after the last
+    /// allocation go to the next batch.
+    private static func planReplay(of entries: [WALEntry], into driver: DriverState) throws {
+        var blocks: [Block] = []
+        for entry in entries where driver.walPosition.map({ entry.position > $0 }) ?? true {
+            switch try WALRecord(decoding: entry.payload, at: entry.position) {
+            case .block(let block):
+                blocks.append(block)
+            case .batchAllocated(let time):
+                driver.replay.append((time, blocks, entry.position))
+                blocks = []
+            }
+        }
+        driver.trailingBlocks = blocks
+    }
+
+    /// A snapshot of progress and health.
+    public var status: StreamingStatus {
+        let receiverStatus = receiver.status.withLock { $0 }
+        return control.withLock { control in
+            StreamingStatus(
+                isRecovered: control.isRecovered,
+                assignedPartitions: receiverStatus.assigned.count,
+                sinceLastPoll: receiverStatus.lastPoll.map { .now - $0 },
+                sinceLastBatch: control.lastBatch.map { .now - $0 },
+                failure: control.failure ?? receiverStatus.failure,
+                isFinished: control.result != nil
+            )
+        }
+    }
+
+    /// Replays the batches recovered from the WAL, then starts receiving and running batches.
+    ///
+    /// - Throws: ``StreamingError`` `.invalidState` if the context was started before.
+    public func start() throws {
+        try control.withLock { control in
+            guard !control.isStarted else { throw StreamingError(.invalidState, "the context was already started") }
+            control.isStarted = true
+        }
+        let thread = Thread { [self] in
+            let result = Result { try runDriver() }
+            if case .failure(let error) = result {
+                logger.error("streaming stopped on an error", metadata: ["stream.error": "\(error)"])
+            }
+            let waiters = control.withLock { control in
+                control.result = result
+                defer { control.waiters = [] }
+                return control.waiters
+            }
+            for waiter in waiters {
+                waiter.resume(with: result)
+            }
+        }
+        thread.name = "sluice-batches"
+        thread.start()
+    }
+
+    /// Waits until the context stops: after ``stop(graceful:)``, at the end of input with `stopsAtEnd`, or on a
+    /// fatal error, which it throws.
+    public func awaitTermination() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let result: Result<Void, any Error>? = control.withLock { control in
+                if control.result == nil { control.waiters.append(continuation) }
+                return control.result
+            }
+            if let result { continuation.resume(with: result) }
+        }
+    }
+
+    /// Stops the context. A graceful stop stores and processes everything received so far, checkpoints and commits;
+    /// an immediate stop only checkpoints what completed batches already produced.
+    public func stop(graceful: Bool = true) {
+        control.withLock { control in
+            if control.stopRequest == nil || !graceful { control.stopRequest = graceful }
+        }
+        receiver.requestStop()
+    }
+
+    // MARK: The batch thread
+
+    private func runDriver() throws {
+        defer { consumer.close() }
+        let recovered = driver.replay
+        driver.replay = []
+        for batch in recovered {
+            logger.info("replaying a batch from the write-ahead log", metadata: [
+                "stream.batch_time": "\(batch.time)", "stream.blocks": "\(batch.blocks.count)",
+            ])
+            try runBatch(time: batch.time, blocks: batch.blocks, position: batch.position, forceCheckpoint: true)
+        }
+        if configuration.stopsAtEnd {
+            try receiver.captureEndOffsets()
+        }
+        let receiverDone = Atomic<Bool>(false)
+        let receiverThread = Thread { [receiver] in
+            receiver.run()
+            receiverDone.store(true, ordering: .releasing)
+        }
+        receiverThread.name = "sluice-receiver"
+        receiverThread.start()
+        control.withLock { $0.isRecovered = true }
+
+        let interval = Int64(configuration.batchIntervalMilliseconds)
+        var nextTime = max(driver.lastBatchTime + interval, (Self.wallClockMilliseconds() / interval + 1) * interval)
+        while true {
+            var ending: Bool? = nil  // graceful?
+            while ending == nil, Self.wallClockMilliseconds() < nextTime {
+                ending = control.withLock { $0.stopRequest }
+                if ending == nil, configuration.stopsAtEnd, receiver.status.withLock({ $0.reachedEnd }) {
+                    ending = true
+                }
+                if ending == nil { Thread.sleep(forTimeInterval: 0.01) }
+            }
+            if let graceful = ending {
+                receiver.requestStop()
+                while !receiverDone.load(ordering: .acquiring) { Thread.sleep(forTimeInterval: 0.01) }
+                if graceful {
+                    let (blocks, position) = try tracker.allocateBatch(time: nextTime)
+                    try runBatch(time: nextTime, blocks: blocks, position: position, forceCheckpoint: !configuration.stopsAtEnd)
+                }
+                if configuration.stopsAtEnd, graceful {
+                    try emit(driver.graph.flushWindows())
+                    try writeCheckpoint()
+                }
+                logger.info("streaming stopped", metadata: ["stream.last_batch_time": "\(driver.lastBatchTime)"])
+                return
+            }
+            let delay = Self.wallClockMilliseconds() - nextTime
+            metrics.batchSchedulingDelay.recordMilliseconds(max(0, delay))
+            let (blocks, position) = try tracker.allocateBatch(time: nextTime)
+            try runBatch(time: nextTime, blocks: blocks, position: position, forceCheckpoint: false)
+            nextTime = max(nextTime + interval, (Self.wallClockMilliseconds() / interval) * interval)
+        }
+    }
+
+    private func runBatch(time: Int64, blocks: [Block], position: WALPosition?, forceCheckpoint: Bool) throws {
+        let started = ContinuousClock.now
+        let output = driver.graph.runBatch(time: time, blocks: blocks)
+        try emit(output)
+        CrashPoint.reach(.afterOutputFlush, armed: crashTrigger)
+        driver.lastBatchTime = time
+        driver.advanceOffsets(over: blocks)
+        if let position { driver.walPosition = position }
+        metrics.malformedRecords.increment(by: output.malformedRecords)
+        metrics.lateRecords.increment(by: output.lateRecords)
+        if !blocks.isEmpty || !output.records.isEmpty {
+            driver.batchesSinceCheckpoint += 1
+        }
+        if driver.batchesSinceCheckpoint > 0, forceCheckpoint || driver.batchesSinceCheckpoint >= configuration.checkpointEveryBatches {
+            try writeCheckpoint()
+        }
+        metrics.batchesCompleted.increment()
+        metrics.batchProcessingDuration.record(duration: .now - started)
+        control.withLock { $0.lastBatch = .now }
+        logProgress(records: output.recordsIn, batchTime: time)
+    }
+
+    private func emit(_ output: BatchOutput) throws {
+        guard !output.records.isEmpty else { return }
+        for record in output.records {
+            try producer.send(KafkaProducerRecord(
+                topic: record.topic, key: record.key, value: record.value,
+                headers: record.headers.map { KafkaHeader(name: $0.0, value: $0.1) }
+            ))
+        }
+        do {
+            try producer.flush(timeout: .seconds(60))
+        } catch {
+            throw StreamingError(.output, "batch output was not delivered", underlying: error)
+        }
+        metrics.outputRecords.increment(by: output.records.count)
+    }
+
+    /// Writes the state and progress atomically, then drops the log segments it covers and, without a WAL,
+    /// commits the offsets it covers.
+    private func writeCheckpoint() throws {
+        let checkpoint = DriverCheckpoint(
+            batchTime: driver.lastBatchTime, walPosition: driver.walPosition, offsets: driver.offsets,
+            graphState: driver.graph.checkpoint()
+        )
+        driver.checkpointSequence += 1
+        try checkpoints.write(checkpoint.encoded, sequence: driver.checkpointSequence)
+        driver.batchesSinceCheckpoint = 0
+        metrics.checkpointsWritten.increment()
+        metrics.lastCheckpointTime.record(Double(Self.wallClockMilliseconds()) / 1000)
+        CrashPoint.reach(.afterCheckpoint, armed: crashTrigger)
+        if let position = driver.walPosition {
+            try tracker.truncateLog(coveredBy: position)
+        }
+        if !tracker.isLogging {
+            do {
+                try metrics.commitDuration.measure { try consumer.commit(driver.offsets) }
+            } catch {
+                metrics.commitFailures.increment()
+                logger.warning("offset commit after checkpoint failed; will retry", metadata: ["kafka.error": "\(error)"])
+            }
+        }
+    }
+
+    private func logProgress(records: Int, batchTime: Int64) {
+        driver.recordsSinceProgressLog += records
+        let elapsed = ContinuousClock.now - driver.lastProgressLog
+        guard elapsed >= .seconds(5) else { return }
+        let lag = consumer.lag()
+        for (partition, value) in lag {
+            metrics.lag(topic: partition.topic, partition: partition.partition).record(value)
+        }
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        logger.info("progress", metadata: [
+            "stream.records_per_second": "\(Int(Double(driver.recordsSinceProgressLog) / seconds))",
+            "stream.lag": "\(lag.values.reduce(0, +))",
+            "stream.batch_time": "\(batchTime)",
+        ])
+        driver.recordsSinceProgressLog = 0
+        driver.lastProgressLog = .now
+    }
+
+    static func wallClockMilliseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+}

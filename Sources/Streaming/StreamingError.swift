@@ -1,0 +1,38 @@
+/// An error of the streaming runtime.
+public struct StreamingError: Error, Sendable, CustomStringConvertible {
+    /// The kind of failure.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        public var description: String { name }
+
+        /// A write-ahead-log entry or a checkpoint could not be understood.
+        public static let corruptLog = Code("corrupt log")
+        /// The checkpoint was written by an unknown format version.
+        public static let unsupportedVersion = Code("unsupported version")
+        /// Input could not be received or stored.
+        public static let receiver = Code("receiver")
+        /// Output could not be delivered.
+        public static let output = Code("output")
+        /// The context was used in a state that does not allow the call.
+        public static let invalidState = Code("invalid state")
+    }
+
+    /// The kind of failure.
+    public var code: Code
+    /// What happened.
+    public var message: String
+    /// The error that caused it, if any.
+    public var underlying: (any Error)?
+
+    public init(_ code: Code, _ message: String, underlying: (any Error)? = nil) {
+        self.code = code
+        self.message = message
+        self.underlying = underlying
+    }
+
+    public var description: String {
+        if let underlying { return "\(code): \(message): \(underlying)" }
+        return "\(code): \(message)"
+    }
+}

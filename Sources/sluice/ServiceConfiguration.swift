@@ -1,0 +1,238 @@
+import Foundation
+import KafkaIO
+import Streaming
+
+/// A configuration value that cannot be used, named by its environment variable.
+struct ConfigurationError: Error, CustomStringConvertible {
+    var variable: String
+    var value: String
+    var accepted: String
+
+    var description: String {
+        "invalid \(variable)=\"\(value)\": expected \(accepted)"
+    }
+}
+
+/// The service's whole configuration, read once from the environment at start-up.
+///
+/// Every variable has a default (see ``ServiceConfiguration/variables``); a bad value stops start-up with a
+/// ``ConfigurationError`` naming the variable, the value, and what is accepted.
+struct ServiceConfiguration {
+    /// One documented environment variable.
+    struct Variable {
+        var name: String
+        var defaultValue: String
+        var meaning: String
+    }
+
+    /// Every variable the service reads, with its default and meaning: the source of `--help` and the README table.
+    static let variables: [Variable] = [
+        Variable(name: "KAFKA_BOOTSTRAP_SERVERS", defaultValue: "(unset)", meaning: "brokers, host:port,...; unset starts the embedded broker with sample text"),
+        Variable(name: "SLUICE_INPUT_TOPICS", defaultValue: "lines", meaning: "comma-separated input topics"),
+        Variable(name: "SLUICE_GROUP_ID", defaultValue: "sluice-wordcount", meaning: "consumer group"),
+        Variable(name: "SLUICE_COUNTS_TOPIC", defaultValue: "word-counts", meaning: "running totals topic"),
+        Variable(name: "SLUICE_WINDOWS_TOPIC", defaultValue: "word-counts-windowed", meaning: "windowed counts topic"),
+        Variable(name: "SLUICE_BATCH_INTERVAL_MS", defaultValue: "1000", meaning: "batch interval"),
+        Variable(name: "SLUICE_BLOCK_INTERVAL_MS", defaultValue: "200", meaning: "block interval (WAL write + commit cadence), at most the batch interval"),
+        Variable(name: "SLUICE_WINDOW_MS", defaultValue: "60000", meaning: "event-time window length"),
+        Variable(name: "SLUICE_SLIDE_MS", defaultValue: "= window", meaning: "window slide; the window must be a multiple of it"),
+        Variable(name: "SLUICE_ALLOWED_LATENESS_MS", defaultValue: "0", meaning: "how late an event may be after its window's end passed the watermark"),
+        Variable(name: "SLUICE_CHECKPOINT_DIR", defaultValue: "./sluice-data", meaning: "WAL and checkpoints"),
+        Variable(name: "SLUICE_CHECKPOINT_EVERY_BATCHES", defaultValue: "1", meaning: "write a checkpoint every N batches"),
+        Variable(name: "SLUICE_WAL", defaultValue: "true", meaning: "receiver write-ahead log"),
+        Variable(name: "SLUICE_WAL_SKIP_CORRUPT", defaultValue: "false", meaning: "skip (and lose) a corrupt middle part of the WAL instead of refusing to start"),
+        Variable(name: "SLUICE_EXACTLY_ONCE", defaultValue: "false", meaning: "transactional output (not built yet: true is a start-up error)"),
+        Variable(name: "SLUICE_MAX_RATE_PER_PARTITION", defaultValue: "0", meaning: "records/s per partition, 0 unlimited"),
+        Variable(name: "SLUICE_MAX_BACKLOG_MB", defaultValue: "64", meaning: "received-but-unprocessed input above which the consumer pauses"),
+        Variable(name: "SLUICE_STOP_AT_END", defaultValue: "false (true with the embedded broker)", meaning: "process the input present at start-up, flush windows, checkpoint, commit, exit 0"),
+        Variable(name: "SLUICE_DEAD_LETTER_TOPIC", defaultValue: "(unset)", meaning: "where malformed records are copied before they are skipped"),
+        Variable(name: "SLUICE_SESSION_TIMEOUT_MS", defaultValue: "10000", meaning: "consumer group session timeout"),
+        Variable(name: "SLUICE_HTTP_PORT", defaultValue: "9400", meaning: "/healthz, /readyz, /metrics; 0 disables"),
+        Variable(name: "SLUICE_SHUTDOWN_TIMEOUT_MS", defaultValue: "30000", meaning: "graceful shutdown bound; a second signal exits at once"),
+        Variable(name: "SLUICE_LOG_LEVEL", defaultValue: "info", meaning: "trace, debug, info, notice, warning, error, critical"),
+        Variable(name: "SLUICE_LOG_FORMAT", defaultValue: "text", meaning: "text or json (one object per line)"),
+        Variable(name: "SLUICE_DEMO_LINES", defaultValue: "5000", meaning: "sample lines fed to the embedded broker"),
+        Variable(name: "SLUICE_KAFKA_<PROP>", defaultValue: "", meaning: "librdkafka property, e.g. SLUICE_KAFKA_SECURITY_PROTOCOL=SASL_SSL sets security.protocol"),
+    ]
+
+    var streaming: StreamingConfiguration
+    var countsTopic: String
+    var windowsTopic: String
+    var windowMilliseconds: Int64
+    var slideMilliseconds: Int64
+    var allowedLatenessMilliseconds: Int64
+    /// nil: start the embedded broker.
+    var bootstrapServers: String?
+    var demoLines: Int
+    var httpPort: Int
+    var shutdownTimeoutMilliseconds: Int
+    var logLevel: String
+    var logFormat: String
+    /// A test-only crash point, `POINT` or `POINT:COUNT` (`SLUICE_TEST_CRASH_AT`).
+    var crashTrigger: CrashTrigger?
+
+    /// Reads and validates every variable.
+    ///
+    /// - Throws: ``ConfigurationError`` for the first bad value.
+    init(environment: [String: String]) throws {
+        let reader = EnvironmentReader(environment)
+        bootstrapServers = try reader.string("KAFKA_BOOTSTRAP_SERVERS")
+        let inputTopics = try reader.list("SLUICE_INPUT_TOPICS", default: ["lines"])
+        countsTopic = try reader.string("SLUICE_COUNTS_TOPIC") ?? "word-counts"
+        windowsTopic = try reader.string("SLUICE_WINDOWS_TOPIC") ?? "word-counts-windowed"
+        let batch = try reader.integer("SLUICE_BATCH_INTERVAL_MS", default: 1000, range: 1...3_600_000)
+        let block = try reader.integer("SLUICE_BLOCK_INTERVAL_MS", default: min(200, batch), range: 1...3_600_000)
+        guard block <= batch else {
+            throw ConfigurationError(variable: "SLUICE_BLOCK_INTERVAL_MS", value: String(block), accepted: "at most SLUICE_BATCH_INTERVAL_MS (\(batch))")
+        }
+        windowMilliseconds = Int64(try reader.integer("SLUICE_WINDOW_MS", default: 60_000, range: 1...Int(Int32.max)))
+        slideMilliseconds = Int64(try reader.integer("SLUICE_SLIDE_MS", default: Int(windowMilliseconds), range: 1...Int(Int32.max)))
+        guard slideMilliseconds <= windowMilliseconds, windowMilliseconds % slideMilliseconds == 0 else {
+            throw ConfigurationError(variable: "SLUICE_SLIDE_MS", value: String(slideMilliseconds), accepted: "a divisor of SLUICE_WINDOW_MS (\(windowMilliseconds))")
+        }
+        allowedLatenessMilliseconds = Int64(try reader.integer("SLUICE_ALLOWED_LATENESS_MS", default: 0, range: 0...Int(Int32.max)))
+        if try reader.boolean("SLUICE_EXACTLY_ONCE", default: false) {
+            throw ConfigurationError(
+                variable: "SLUICE_EXACTLY_ONCE", value: "true",
+                accepted: "false: transactional output is not built yet (output is at-least-once with idempotent keyed records)"
+            )
+        }
+        demoLines = try reader.integer("SLUICE_DEMO_LINES", default: 5000, range: 1...10_000_000)
+        httpPort = try reader.integer("SLUICE_HTTP_PORT", default: 9400, range: 0...65535)
+        shutdownTimeoutMilliseconds = try reader.integer("SLUICE_SHUTDOWN_TIMEOUT_MS", default: 30_000, range: 1...3_600_000)
+        logLevel = try reader.choice("SLUICE_LOG_LEVEL", default: "info", among: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
+        logFormat = try reader.choice("SLUICE_LOG_FORMAT", default: "text", among: ["text", "json"])
+        if let crash = try reader.string("SLUICE_TEST_CRASH_AT") {
+            let parts = crash.split(separator: ":")
+            guard let point = CrashPoint(rawValue: String(parts[0])), parts.count <= 2,
+                let count = parts.count == 2 ? Int(parts[1]) : 1, count > 0
+            else {
+                throw ConfigurationError(variable: "SLUICE_TEST_CRASH_AT", value: crash, accepted: "POINT[:COUNT] with POINT one of \(CrashPoint.allCases.map(\.rawValue))")
+            }
+            crashTrigger = CrashTrigger(point: point, count: count)
+        }
+
+        var kafkaProperties: [String: String] = [:]
+        for (name, value) in environment where name.hasPrefix("SLUICE_KAFKA_") && name.count > "SLUICE_KAFKA_".count {
+            kafkaProperties[name.dropFirst("SLUICE_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")] = value
+        }
+        streaming = StreamingConfiguration(
+            kafka: KafkaConfig(bootstrapServers: bootstrapServers ?? "", clientID: "sluice", properties: kafkaProperties),
+            inputTopics: inputTopics,
+            groupID: try reader.string("SLUICE_GROUP_ID") ?? "sluice-wordcount",
+            batchIntervalMilliseconds: batch,
+            blockIntervalMilliseconds: block,
+            checkpointDirectory: try reader.string("SLUICE_CHECKPOINT_DIR") ?? "./sluice-data",
+            isWriteAheadLogEnabled: try reader.boolean("SLUICE_WAL", default: true),
+            skipsCorruptWriteAheadLog: try reader.boolean("SLUICE_WAL_SKIP_CORRUPT", default: false),
+            checkpointEveryBatches: try reader.integer("SLUICE_CHECKPOINT_EVERY_BATCHES", default: 1, range: 1...1_000_000),
+            maxRatePerPartition: try reader.integer("SLUICE_MAX_RATE_PER_PARTITION", default: 0, range: 0...Int(Int32.max)),
+            maxBacklogBytes: try reader.integer("SLUICE_MAX_BACKLOG_MB", default: 64, range: 1...1_000_000) << 20,
+            stopsAtEnd: try reader.boolean("SLUICE_STOP_AT_END", default: bootstrapServers == nil),
+            deadLetterTopic: try reader.string("SLUICE_DEAD_LETTER_TOPIC"),
+            sessionTimeoutMilliseconds: try reader.integer("SLUICE_SESSION_TIMEOUT_MS", default: 10_000, range: 1000...3_600_000)
+        )
+    }
+
+    /// The effective configuration, one `NAME=value` per line, with secrets masked.
+    var printable: String {
+        var lines = [
+            "KAFKA_BOOTSTRAP_SERVERS=\(bootstrapServers ?? "(embedded broker)")",
+            "SLUICE_INPUT_TOPICS=\(streaming.inputTopics.joined(separator: ","))",
+            "SLUICE_GROUP_ID=\(streaming.groupID)",
+            "SLUICE_COUNTS_TOPIC=\(countsTopic)",
+            "SLUICE_WINDOWS_TOPIC=\(windowsTopic)",
+            "SLUICE_BATCH_INTERVAL_MS=\(streaming.batchIntervalMilliseconds)",
+            "SLUICE_BLOCK_INTERVAL_MS=\(streaming.blockIntervalMilliseconds)",
+            "SLUICE_WINDOW_MS=\(windowMilliseconds)",
+            "SLUICE_SLIDE_MS=\(slideMilliseconds)",
+            "SLUICE_ALLOWED_LATENESS_MS=\(allowedLatenessMilliseconds)",
+            "SLUICE_CHECKPOINT_DIR=\(streaming.checkpointDirectory)",
+            "SLUICE_CHECKPOINT_EVERY_BATCHES=\(streaming.checkpointEveryBatches)",
+            "SLUICE_WAL=\(streaming.isWriteAheadLogEnabled)",
+            "SLUICE_WAL_SKIP_CORRUPT=\(streaming.skipsCorruptWriteAheadLog)",
+            "SLUICE_EXACTLY_ONCE=false",
+            "SLUICE_MAX_RATE_PER_PARTITION=\(streaming.maxRatePerPartition)",
+            "SLUICE_MAX_BACKLOG_MB=\(streaming.maxBacklogBytes >> 20)",
+            "SLUICE_STOP_AT_END=\(streaming.stopsAtEnd)",
+            "SLUICE_DEAD_LETTER_TOPIC=\(streaming.deadLetterTopic ?? "")",
+            "SLUICE_SESSION_TIMEOUT_MS=\(streaming.sessionTimeoutMilliseconds)",
+            "SLUICE_HTTP_PORT=\(httpPort)",
+            "SLUICE_SHUTDOWN_TIMEOUT_MS=\(shutdownTimeoutMilliseconds)",
+            "SLUICE_LOG_LEVEL=\(logLevel)",
+            "SLUICE_LOG_FORMAT=\(logFormat)",
+        ]
+        for (name, value) in streaming.kafka.properties.sorted(by: { $0.key < $1.key }) {
+            let isSecret = ["password", "secret", "key", "token", "jaas"].contains { name.contains($0) }
+            let variable = "SLUICE_KAFKA_" + name.uppercased().replacingOccurrences(of: ".", with: "_")
+            lines.append("\(variable)=\(isSecret ? "****" : value)")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The `--help` text.
+    static var help: String {
+        let width = variables.map(\.name.count).max() ?? 0
+        let rows = variables.map { variable in
+            let padded = variable.name.padding(toLength: width, withPad: " ", startingAt: 0)
+            let defaultText = variable.defaultValue.isEmpty ? "" : " (default: \(variable.defaultValue))"
+            return "  \(padded)  \(variable.meaning)\(defaultText)"
+        }
+        return """
+            sluice: a Kafka stream-processing consumer (running and windowed word counts).
+
+            Usage: sluice [--help | --print-config]
+            Configuration comes from environment variables:
+            \(rows.joined(separator: "\n"))
+            """
+    }
+}
+
+/// Typed reads of environment variables; every failure names the variable.
+private struct EnvironmentReader {
+    let environment: [String: String]
+
+    init(_ environment: [String: String]) {
+        self.environment = environment
+    }
+
+    /// The trimmed value, or nil when unset or empty.
+    func string(_ name: String) throws -> String? {
+        guard let value = environment[name]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        return value
+    }
+
+    func list(_ name: String, default defaultValue: [String]) throws -> [String] {
+        guard let raw = try string(name) else { return defaultValue }
+        let items = raw.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard !items.isEmpty, !items.contains(where: \.isEmpty) else {
+            throw ConfigurationError(variable: name, value: raw, accepted: "a comma-separated list of non-empty names")
+        }
+        return items
+    }
+
+    func integer(_ name: String, default defaultValue: Int, range: ClosedRange<Int>) throws -> Int {
+        guard let raw = try string(name) else { return defaultValue }
+        guard let value = Int(raw), range.contains(value) else {
+            throw ConfigurationError(variable: name, value: raw, accepted: "an integer from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
+    }
+
+    func boolean(_ name: String, default defaultValue: Bool) throws -> Bool {
+        guard let raw = try string(name) else { return defaultValue }
+        switch raw.lowercased() {
+        case "true", "1", "yes", "on": return true
+        case "false", "0", "no", "off": return false
+        default: throw ConfigurationError(variable: name, value: raw, accepted: "true or false")
+        }
+    }
+
+    func choice(_ name: String, default defaultValue: String, among choices: [String]) throws -> String {
+        guard let raw = try string(name) else { return defaultValue }
+        guard choices.contains(raw.lowercased()) else {
+            throw ConfigurationError(variable: name, value: raw, accepted: "one of \(choices.joined(separator: ", "))")
+        }
+        return raw.lowercased()
+    }
+}

@@ -1,0 +1,214 @@
+import Foundation
+import KafkaIO
+import Logging
+import CoreMetrics
+import Metrics
+import Prometheus
+import NIOHTTP1
+import ServiceLifecycle
+import StreamEngine
+import Streaming
+import UnixSignals
+
+/// The `sluice` service: word counts (running and windowed) from Kafka topics to Kafka topics.
+@main
+enum Sluice {
+    static func main() async {
+        let arguments = CommandLine.arguments.dropFirst()
+        if arguments.contains("--help") || arguments.contains("-h") {
+            print(ServiceConfiguration.help)
+            return
+        }
+        let configuration: ServiceConfiguration
+        do {
+            configuration = try ServiceConfiguration(environment: ProcessInfo.processInfo.environment)
+        } catch {
+            FileHandle.standardError.write(Data("sluice: configuration error: \(error)\n".utf8))
+            exit(2)
+        }
+        if arguments.contains("--print-config") {
+            print(configuration.printable)
+            return
+        }
+        if let unknown = arguments.first(where: { $0 != "--print-config" }) {
+            FileHandle.standardError.write(Data("sluice: unknown argument \(unknown); see --help\n".utf8))
+            exit(2)
+        }
+        let logger = bootstrapLogging(configuration)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        do {
+            try await run(configuration, registry: registry, logger: logger)
+        } catch let error as ConfigurationError {
+            logger.critical("start-up failed", metadata: ["error": "\(error)"])
+            exit(2)
+        } catch {
+            logger.critical("sluice stopped on an error", metadata: ["error": "\(error)"])
+            exit(1)
+        }
+    }
+
+    private static func bootstrapLogging(_ configuration: ServiceConfiguration) -> Logger {
+        let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+        let isJSON = configuration.logFormat == "json"
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler = isJSON ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "sluice")
+    }
+
+    private static func run(_ configuration: ServiceConfiguration, registry: PrometheusCollectorRegistry, logger: Logger) async throws {
+        var streamingConfiguration = configuration.streaming
+        var embedded: MockCluster?
+        if configuration.bootstrapServers == nil {
+            let cluster = try MockCluster(brokerCount: 1, logger: logger)
+            try loadDemo(into: cluster, configuration: configuration, logger: logger)
+            streamingConfiguration.kafka.bootstrapServers = cluster.bootstrapServers
+            embedded = cluster
+        } else {
+            try checkReachable(streamingConfiguration.kafka, logger: logger)
+        }
+        let job = WordCountJob.Configuration(
+            countsTopic: configuration.countsTopic, windowsTopic: configuration.windowsTopic,
+            windowLength: configuration.windowMilliseconds, slide: configuration.slideMilliseconds,
+            allowedLateness: configuration.allowedLatenessMilliseconds
+        )
+        let context = try StreamingContext.getOrCreate(
+            configuration: streamingConfiguration, logger: logger, crashTrigger: configuration.crashTrigger
+        ) { graph in
+            try WordCountJob.build(on: graph, configuration: job)
+        }
+        let streaming = StreamingService(context: context, shutdownTimeout: .milliseconds(configuration.shutdownTimeoutMilliseconds), logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if configuration.httpPort != 0 {
+            let endpoint = HTTPEndpoint(port: configuration.httpPort, routes: routes(context: context, registry: registry), logger: logger)
+            services.append(.init(service: endpoint))
+        }
+        services.append(.init(service: streaming, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+        ))
+        try await group.run()
+        if let embedded {
+            try printTopCounts(from: embedded, topic: configuration.countsTopic, logger: logger)
+        }
+    }
+
+    /// Creates the demo topics on the embedded broker and feeds it the sample text.
+    private static func loadDemo(into cluster: MockCluster, configuration: ServiceConfiguration, logger: Logger) throws {
+        for topic in configuration.streaming.inputTopics {
+            try cluster.createTopic(topic, partitions: 4)
+        }
+        try cluster.createTopic(configuration.countsTopic, partitions: 4)
+        try cluster.createTopic(configuration.windowsTopic, partitions: 4)
+        let producer = try KafkaProducer(
+            config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers, clientID: "sluice-demo-feeder")),
+            logger: logger
+        )
+        let topic = configuration.streaming.inputTopics[0]
+        for index in 0..<configuration.demoLines {
+            try producer.send(KafkaProducerRecord(topic: topic, value: Array(SampleText.line(index).utf8)))
+        }
+        try producer.flush(timeout: .seconds(60))
+        logger.info("embedded broker started with sample text", metadata: [
+            "kafka.bootstrap": "\(cluster.bootstrapServers)", "demo.lines": "\(configuration.demoLines)",
+        ])
+    }
+
+    /// Fails start-up with a clear message when no broker answers in time.
+    private static func checkReachable(_ kafka: KafkaConfig, logger: Logger) throws {
+        let probe = try KafkaProducer(config: KafkaProducerConfig(common: kafka), logger: logger)
+        do {
+            _ = try probe.topicPartitionCounts(timeout: .seconds(15))
+        } catch {
+            throw StreamingError(.receiver, "cannot reach Kafka at \(kafka.bootstrapServers) within 15 s", underlying: error)
+        }
+    }
+
+    private static func routes(context: StreamingContext, registry: PrometheusCollectorRegistry) -> [String: @Sendable () -> HTTPEndpoint.Response] {
+        [
+            "/healthz": {
+                let status = context.status
+                return status.isHealthy(staleAfter: .seconds(30))
+                    ? .init(status: .ok, body: "ok\n")
+                    : .init(status: .serviceUnavailable, body: "unhealthy: \(status.failure ?? "no progress")\n")
+            },
+            "/readyz": {
+                let status = context.status
+                return status.isReady
+                    ? .init(status: .ok, body: "ready\n")
+                    : .init(status: .serviceUnavailable, body: "not ready: recovered=\(status.isRecovered) partitions=\(status.assignedPartitions)\n")
+            },
+            "/metrics": {
+                var buffer: [UInt8] = []
+                registry.emit(into: &buffer)
+                return .init(status: .ok, body: String(decoding: buffer, as: UTF8.self), contentType: "text/plain; version=0.0.4")
+            },
+        ]
+    }
+
+    /// Reads the counts topic back as any consumer would and prints the largest totals.
+    private static func printTopCounts(from cluster: MockCluster, topic: String, logger: Logger) throws {
+        let consumer = try KafkaConsumer(
+            config: KafkaConsumerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers), groupID: "sluice-demo-reader"),
+            logger: logger
+        )
+        defer { consumer.close() }
+        try consumer.subscribe([topic])
+        let partitions = try consumer.topicPartitionCounts(timeout: .seconds(5))[topic] ?? 0
+        var totals: [String: Int64] = [:]
+        var ended: Set<Int32> = []
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ended.count < partitions, ContinuousClock.now < deadline {
+            try consumer.poll(timeout: .milliseconds(200)) { event in
+                switch event {
+                case .message(let message):
+                    guard let key = message.key else { return }
+                    let word = String(decoding: key, as: UTF8.self)
+                    let value = String(decoding: message.value, as: UTF8.self)
+                    if let range = value.range(of: "\"count\":"),
+                        let count = Int64(value[range.upperBound...].prefix { $0.isNumber })
+                    {
+                        totals[word] = count
+                    }
+                case .endOfPartition(let partition, _):
+                    ended.insert(partition.partition)
+                }
+            }
+        }
+        let top = totals.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(20)
+        print("Top words in \(topic) (\(totals.count) distinct, \(totals.values.reduce(0, +)) in all):")
+        for (word, count) in top {
+            print("  \(word.padding(toLength: 12, withPad: " ", startingAt: 0)) \(count)")
+        }
+    }
+}
+
+/// Runs a ``StreamingContext`` as a service: a graceful shutdown stops it after its current work, bounded by a
+/// timeout; a second signal exits at once.
+struct StreamingService: Service {
+    let context: StreamingContext
+    let shutdownTimeout: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try context.start()
+        try await withGracefulShutdownHandler {
+            try await context.awaitTermination()
+        } onGracefulShutdown: { [context, shutdownTimeout, logger] in
+            logger.info("shutting down: finishing the current batch")
+            // From now on the default action applies: a second SIGTERM or SIGINT ends the process at once.
+            signal(SIGTERM, SIG_DFL)
+            signal(SIGINT, SIG_DFL)
+            context.stop(graceful: true)
+            let watchdog = Thread {
+                Thread.sleep(forTimeInterval: Double(shutdownTimeout.components.seconds) + Double(shutdownTimeout.components.attoseconds) / 1e18)
+                logger.critical("graceful shutdown timed out")
+                exit(1)
+            }
+            watchdog.start()
+        }
+    }
+}

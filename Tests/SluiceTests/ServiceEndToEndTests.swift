@@ -1,0 +1,160 @@
+import Foundation
+import Testing
+
+/// The service as an outside user sees it: a broker in its own process, `sluice` as a child process, and `kcat`
+/// reading the output topics.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct ServiceEndToEndTests {
+    static let topics = ["lines": 4, "word-counts": 4, "word-counts-windowed": 4]
+    static let firstTimestamp: Int64 = 1_700_000_000_000
+
+    /// 100,000 lines with known timestamps (10 ms apart: 1,000 s of event time, about 17 one-minute windows), plus
+    /// malformed records that must be skipped.
+    static func input() -> (lines: [(value: [UInt8], timestamp: Int64)], words: [String: Int64], windows: [String: Int64]) {
+        var lines: [(value: [UInt8], timestamp: Int64)] = []
+        var words: [String: Int64] = [:]
+        var windows: [String: Int64] = [:]
+        for index in 0..<100_000 {
+            let timestamp = firstTimestamp + Int64(index) * 10
+            let text = testLine(index, seed: 7)
+            lines.append((Array(text.utf8), timestamp))
+            for word in referenceWords(text) {
+                words[word, default: 0] += 1
+                windows["\(timestamp / 60_000 * 60_000)|\(word)", default: 0] += 1
+            }
+            if index % 10_000 == 5 {
+                lines.append(([0x66, 0x6f, 0xff, 0xfe, 0x20, 0x62], timestamp))  // invalid UTF-8
+                lines.append(([], timestamp))  // empty
+            }
+        }
+        return (lines, words, windows)
+    }
+
+    @Test func countsAndWindowsAreExactForAnOutsideReader() throws {
+        let broker = try BrokerProcess(topics: Self.topics)
+        let (lines, words, windows) = Self.input()
+        try produceLines(lines, topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
+        let directory = TemporaryDirectory()
+        let result = try SluiceProcess.run([
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "SLUICE_STOP_AT_END": "true",
+            "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            "SLUICE_BATCH_INTERVAL_MS": "500",
+            "SLUICE_BLOCK_INTERVAL_MS": "100",
+        ], logDirectory: directory.path, timeout: .seconds(180))
+        #expect(result.exitCode == 0, "stderr: \(result.standardError.suffix(2000))")
+
+        let totals = try lastValuePerKey(topic: "word-counts", bootstrap: broker.bootstrap)
+        #expect(totals.count == words.count)
+        for (word, count) in words {
+            #expect(totals[word].flatMap(countField) == count, "word \(word)")
+        }
+        #expect(totals["école"]?.contains("\"word\":\"école\"") == true)
+
+        let windowed = try kcat(["-C", "-b", broker.bootstrap, "-t", "word-counts-windowed", "-e", "-q", "-f", "%s\n"])
+        var seen: [String: Int64] = [:]
+        for value in windowed.split(separator: "\n") {
+            let json = String(value)
+            guard let start = json.range(of: "\"window_start\":").map({ json[$0.upperBound...].prefix { $0.isNumber } }),
+                let wordRange = json.range(of: "\"word\":\""),
+                let end = json[wordRange.upperBound...].firstIndex(of: "\"")
+            else {
+                Issue.record("unexpected window record \(json)")
+                continue
+            }
+            let word = String(json[wordRange.upperBound..<end])
+            let key = "\(start)|\(word)"
+            #expect(seen[key] == nil, "window \(key) emitted twice")
+            seen[key] = countField(json)
+        }
+        #expect(seen == windows)
+    }
+
+    @Test func theDemoRunsOnTheEmbeddedBrokerAndPrintsCounts() throws {
+        let directory = TemporaryDirectory()
+        let result = try SluiceProcess.run([
+            "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            "SLUICE_DEMO_LINES": "2000",
+        ], logDirectory: directory.path, timeout: .seconds(120))
+        #expect(result.exitCode == 0, "stderr: \(result.standardError.suffix(2000))")
+        #expect(result.standardOutput.contains("Top words in word-counts ("))
+        // "the" is the most common word of the sample vocabulary.
+        #expect(result.standardOutput.split(separator: "\n").dropFirst().first?.contains("the") == true)
+    }
+
+    @Test func anUnreachableBrokerStopsStartUpWithAClearError() throws {
+        let directory = TemporaryDirectory()
+        let started = ContinuousClock.now
+        let result = try SluiceProcess.run([
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+        ], logDirectory: directory.path, timeout: .seconds(60))
+        #expect(result.exitCode == 1)
+        #expect(result.standardError.contains("cannot reach Kafka at 127.0.0.1:1"))
+        #expect(ContinuousClock.now - started < .seconds(40))
+    }
+}
+
+@Suite(.timeLimit(.minutes(2)))
+struct ConfigurationErrorTests {
+    @Test(arguments: [
+        ("SLUICE_BATCH_INTERVAL_MS", "soon"),
+        ("SLUICE_BATCH_INTERVAL_MS", "-5"),
+        ("SLUICE_BLOCK_INTERVAL_MS", "5000"),
+        ("SLUICE_SLIDE_MS", "7000"),
+        ("SLUICE_LOG_LEVEL", "loud"),
+        ("SLUICE_LOG_FORMAT", "xml"),
+        ("SLUICE_WAL", "maybe"),
+        ("SLUICE_HTTP_PORT", "70000"),
+        ("SLUICE_EXACTLY_ONCE", "true"),
+        ("SLUICE_INPUT_TOPICS", "lines,,other"),
+    ])
+    func aBadValueExitsWithCode2NamingTheVariable(variable: String, value: String) throws {
+        let directory = TemporaryDirectory()
+        let result = try SluiceProcess.run([variable: value, "SLUICE_CHECKPOINT_DIR": directory.path + "/data"], logDirectory: directory.path, timeout: .seconds(30))
+        #expect(result.exitCode == 2)
+        #expect(result.standardError.contains(variable))
+        #expect(result.standardError.contains(value))
+    }
+
+    @Test func anUnknownKafkaPropertyIsNamed() throws {
+        let directory = TemporaryDirectory()
+        let broker = try BrokerProcess(topics: ["lines": 1])
+        let result = try SluiceProcess.run([
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_KAFKA_NO_SUCH_THING": "1",
+            "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+        ], logDirectory: directory.path, timeout: .seconds(30))
+        #expect(result.exitCode != 0)
+        #expect(result.standardError.contains("no.such.thing"))
+    }
+
+    @Test func anUnwritableCheckpointDirectoryStopsStartUp() throws {
+        let directory = TemporaryDirectory()
+        let broker = try BrokerProcess(topics: ["lines": 1])
+        // A path below a regular file can never be created, even as root.
+        _ = FileManager.default.createFile(atPath: directory.path + "/file", contents: Data())
+        let result = try SluiceProcess.run([
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/file/data",
+        ], logDirectory: directory.path, timeout: .seconds(30))
+        #expect(result.exitCode == 1)
+        #expect(result.standardError.contains(directory.path + "/file/data"))
+    }
+
+    @Test func helpListsEveryVariableAndPrintConfigMasksSecrets() throws {
+        let directory = TemporaryDirectory()
+        let help = try SluiceProcess(environment: [:], arguments: ["--help"], logDirectory: directory.path).wait(timeout: .seconds(30))
+        #expect(help.exitCode == 0)
+        for variable in ["KAFKA_BOOTSTRAP_SERVERS", "SLUICE_BATCH_INTERVAL_MS", "SLUICE_WAL", "SLUICE_HTTP_PORT", "SLUICE_KAFKA_<PROP>"] {
+            #expect(help.standardOutput.contains(variable))
+        }
+        let printed = try SluiceProcess(
+            environment: ["SLUICE_KAFKA_SASL_PASSWORD": "hunter2", "SLUICE_WINDOW_MS": "10000"],
+            arguments: ["--print-config"], logDirectory: directory.path
+        ).wait(timeout: .seconds(30))
+        #expect(printed.exitCode == 0)
+        #expect(printed.standardOutput.contains("SLUICE_WINDOW_MS=10000"))
+        #expect(printed.standardOutput.contains("SLUICE_SLIDE_MS=10000"))
+        #expect(printed.standardOutput.contains("SLUICE_KAFKA_SASL_PASSWORD=****"))
+        #expect(!printed.standardOutput.contains("hunter2"))
+    }
+}

@@ -1,0 +1,201 @@
+import Foundation
+import KafkaIO
+import Logging
+import Testing
+
+/// A logger that drops everything, so tests never bootstrap the logging system.
+let quietLogger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+/// Where `swift build` put the executables this package builds.
+let binaryDirectory: URL = {
+    if let override = ProcessInfo.processInfo.environment["SLUICE_BIN_DIR"] {
+        return URL(fileURLWithPath: override)
+    }
+    // The test bundle lives next to the products: .build/<triple>/debug/sluicePackageTests.xctest
+    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    while url.path != "/" {
+        url.deleteLastPathComponent()
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent("sluice").path) { return url }
+    }
+    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/debug").standardized
+}()
+
+/// A temporary directory removed when the value is released.
+final class TemporaryDirectory {
+    let path: String
+
+    init() {
+        path = NSTemporaryDirectory() + "sluice-test-" + UUID().uuidString.prefix(8)
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// The embedded broker in its own process (`sluice-broker`), so it survives a kill -9 of the service.
+final class BrokerProcess {
+    let process = Process()
+    let bootstrap: String
+    private let input = Pipe()
+
+    init(topics: [String: Int]) throws {
+        process.executableURL = binaryDirectory.appendingPathComponent("sluice-broker")
+        process.arguments = topics.sorted { $0.key < $1.key }.flatMap { ["--topic", "\($0.key):\($0.value)"] }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardInput = input
+        try process.run()
+        var line = Data()
+        while let byte = try output.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) {
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("bootstrap=") else {
+            throw TestFailure("sluice-broker did not start: \(text)")
+        }
+        bootstrap = String(text.dropFirst("bootstrap=".count))
+    }
+
+    deinit {
+        try? input.fileHandleForWriting.close()
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The outcome of one run of a child process.
+struct ProcessResult {
+    var exitCode: Int32
+    var wasKilled: Bool
+    var standardOutput: String
+    var standardError: String
+}
+
+/// A running `sluice` child process.
+final class SluiceProcess {
+    let process = Process()
+    private let outputFile: String
+    private let errorFile: String
+
+    init(environment: [String: String], arguments: [String] = [], logDirectory: String) throws {
+        process.executableURL = binaryDirectory.appendingPathComponent("sluice")
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SLUICE_") && $0.key != "KAFKA_BOOTSTRAP_SERVERS" }
+        env["SLUICE_HTTP_PORT"] = "0"
+        env["SLUICE_SESSION_TIMEOUT_MS"] = "6000"
+        env.merge(environment) { _, new in new }
+        process.environment = env
+        let id = UUID().uuidString.prefix(6)
+        outputFile = "\(logDirectory)/sluice-\(id).out"
+        errorFile = "\(logDirectory)/sluice-\(id).err"
+        _ = FileManager.default.createFile(atPath: outputFile, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorFile, contents: nil)
+        process.standardOutput = FileHandle(forWritingAtPath: outputFile)
+        process.standardError = FileHandle(forWritingAtPath: errorFile)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    /// Sends a signal.
+    func signal(_ number: Int32) {
+        kill(process.processIdentifier, number)
+    }
+
+    /// Waits up to `timeout` for the process to end (killing it after that) and returns what it did.
+    func wait(timeout: Duration) -> ProcessResult {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        if process.isRunning {
+            signal(SIGKILL)
+        }
+        process.waitUntilExit()
+        return ProcessResult(
+            exitCode: process.terminationStatus,
+            wasKilled: process.terminationReason == .uncaughtSignal,
+            standardOutput: (try? String(contentsOfFile: outputFile, encoding: .utf8)) ?? "",
+            standardError: (try? String(contentsOfFile: errorFile, encoding: .utf8)) ?? ""
+        )
+    }
+
+    /// Runs sluice to completion.
+    static func run(_ environment: [String: String], logDirectory: String, timeout: Duration = .seconds(120)) throws -> ProcessResult {
+        try SluiceProcess(environment: environment, logDirectory: logDirectory).wait(timeout: timeout)
+    }
+}
+
+/// Runs `kcat` and returns its standard output.
+func kcat(_ arguments: [String], timeout: Duration = .seconds(60)) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/kcat")
+    process.arguments = arguments
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw TestFailure("kcat \(arguments.joined(separator: " ")) exited \(process.terminationStatus)")
+    }
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// Reads a whole topic with kcat as an outside client and returns, per key, the last value.
+func lastValuePerKey(topic: String, bootstrap: String) throws -> [String: String] {
+    let text = try kcat(["-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%k\t%s\n"])
+    var result: [String: String] = [:]
+    for line in text.split(separator: "\n") {
+        let parts = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
+        if parts.count == 2 { result[String(parts[0])] = String(parts[1]) }
+    }
+    return result
+}
+
+/// The reference word count: split on whitespace, lowercase, drop empty tokens.
+func referenceWords(_ line: String) -> [String] {
+    line.split(whereSeparator: { $0.isWhitespace }).map { $0.lowercased() }
+}
+
+/// Produces lines (with explicit timestamps) to a topic, round-robin over its partitions.
+func produceLines(_ lines: [(value: [UInt8], timestamp: Int64)], topic: String, partitions: Int, bootstrap: String) throws {
+    let producer = try KafkaProducer(
+        config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: bootstrap, properties: ["compression.codec": "lz4"])),
+        logger: quietLogger
+    )
+    for (index, line) in lines.enumerated() {
+        try producer.send(KafkaProducerRecord(
+            topic: topic, partition: Int32(index % partitions), value: line.value, timestamp: line.timestamp
+        ))
+    }
+    try producer.flush(timeout: .seconds(60))
+}
+
+/// A deterministic line of text: `count` words from a small vocabulary, mixed case.
+func testLine(_ index: Int, seed: UInt64) -> String {
+    let vocabulary = ["alpha", "Beta", "gamma", "DELTA", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "école", "straße", "naïve"]
+    var state = seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15
+    func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    let count = 3 + Int(next() % 8)
+    return (0..<count).map { _ in vocabulary[Int(next() % UInt64(vocabulary.count))] }.joined(separator: next() % 5 == 0 ? "\t " : " ")
+}
+
+/// The `"count":N` of a JSON value written by sluice.
+func countField(_ json: String) -> Int64? {
+    guard let range = json.range(of: "\"count\":") else { return nil }
+    return Int64(json[range.upperBound...].prefix { $0.isNumber })
+}

@@ -1,0 +1,119 @@
+import Testing
+import StreamEngine
+
+@Suite struct DStreamWindowsTests {
+    /// Windowed word counts rendered as "start-end word=count" lines, batch by batch.
+    final class WindowedCounts {
+        let graph = StreamGraph()
+        var batches: [[String]] = []
+        var late: [Int] = []
+
+        init(_ spec: WindowSpec) {
+            graph.input().flatMapWords().map { ($0, Int64(1)) }
+                .reduceByKeyAndWindow(name: "windows", spec, +)
+                .foreachBatch { [unowned self] _, counts in
+                    batches.append(counts.map { "\($0.1.window.start)-\($0.1.window.end) \($0.0)=\($0.1.value)" })
+                }
+        }
+
+        @discardableResult
+        func run(_ block: Block) -> [String] {
+            late.append(graph.runBatch(time: 0, blocks: [block]).lateRecords)
+            return batches.last ?? []
+        }
+
+        func flush() -> [String] {
+            late.append(graph.flushWindows().lateRecords)
+            return batches.last ?? []
+        }
+    }
+
+    @Test func tumblingWindowsEmitWhenTheWatermarkPassesTheirEnd() throws {
+        let counts = WindowedCounts(try WindowSpec(length: 10_000))
+        #expect(counts.run(lines(("a", 1_000), ("b", 2_000), ("a", 9_999), ("a", 12_000), ("z", -1))) == [
+            "-10000-0 z=1", "0-10000 a=2", "0-10000 b=1",
+        ])
+        #expect(counts.run(lines(("c", 25_000))) == ["10000-20000 a=1"])
+        #expect(counts.flush() == ["20000-30000 c=1"])
+        #expect(counts.late == [0, 0, 0])
+    }
+
+    @Test func slidingWindowsCountEachElementInEveryWindow() throws {
+        let counts = WindowedCounts(try WindowSpec(length: 10_000, slide: 5_000))
+        #expect(counts.run(lines(("x", 3_000), ("x", 7_000), ("y", 12_000))) == [
+            "-5000-5000 x=1", "0-10000 x=2",
+        ])
+        #expect(counts.flush() == [
+            "5000-15000 x=1", "5000-15000 y=1", "10000-20000 y=1",
+        ])
+    }
+
+    @Test func outOfOrderElementsWithinTheLatenessAreCountedAndLaterOnesDropped() throws {
+        let counts = WindowedCounts(try WindowSpec(length: 10_000, allowedLateness: 5_000))
+        #expect(counts.run(lines(("a", 9_000), ("b", 12_000))) == [])
+        #expect(counts.run(lines(("a", 4_000), ("c", 16_000))) == ["0-10000 a=2"])
+        #expect(counts.run(lines(("a", 8_000), ("d", 14_000))) == [])
+        #expect(counts.late == [0, 0, 1])
+        #expect(counts.flush() == ["10000-20000 b=1", "10000-20000 c=1", "10000-20000 d=1"])
+    }
+
+    @Test func aWindowClosesWhenTheWatermarkReachesItsEndPlusLateness() throws {
+        let counts = WindowedCounts(try WindowSpec(length: 10_000, allowedLateness: 1_000))
+        #expect(counts.run(lines(("a", 5_000), ("b", 10_999))) == [])
+        #expect(counts.run(lines(("e", 9_999), ("c", 11_000))) == ["0-10000 a=1", "0-10000 e=1"])
+        #expect(counts.run(lines(("d", 9_999))) == [])
+        #expect(counts.late == [0, 0, 1])
+    }
+
+    @Test func anElementIsLateOnlyWhenAllItsWindowsClosed() throws {
+        let counts = WindowedCounts(try WindowSpec(length: 10_000, slide: 5_000))
+        counts.run(lines(("a", 11_000)))  // watermark 11000 closes windows ending at or before it
+        #expect(counts.run(lines(("b", 7_000), ("c", 4_000))) == [])  // b joins 5000-15000; c has no open window
+        #expect(counts.late == [0, 1])
+        #expect(counts.flush() == ["5000-15000 a=1", "5000-15000 b=1", "10000-20000 a=1"])
+    }
+
+    @Test func everyWindowIsEmittedExactlyOnceAcrossManyBatches() throws {
+        let counts = WindowedCounts(try WindowSpec(length: 10_000))
+        var emitted: [String] = []
+        for second in 0..<95 {
+            emitted += counts.run(lines(("w", Int64(second) * 1_000), ("v", Int64(second) * 1_000 + 500)))
+            emitted += counts.run(lines())
+        }
+        emitted += counts.flush()
+        let expected = (0..<10).flatMap { window -> [String] in
+            let count = window == 9 ? 5 : 10
+            return ["\(window * 10_000)-\(window * 10_000 + 10_000) v=\(count)", "\(window * 10_000)-\(window * 10_000 + 10_000) w=\(count)"]
+        }
+        #expect(emitted == expected)
+        #expect(counts.late.allSatisfy { $0 == 0 })
+    }
+
+    @Test func elementsAfterTheFlushAreLate() throws {
+        let counts = WindowedCounts(try WindowSpec(length: 10_000))
+        counts.run(lines(("a", 1_000)))
+        #expect(counts.flush() == ["0-10000 a=1"])
+        #expect(counts.run(lines(("b", 50_000))) == [])
+        #expect(counts.late == [0, 0, 1])
+        #expect(counts.graph.watermark == .max)
+    }
+
+    @Test func windowCollectsElementsInArrivalOrder() throws {
+        let graph = StreamGraph()
+        let windows = Collected(texts(graph).window(name: "raw", try WindowSpec(length: 100)))
+        _ = graph.runBatch(time: 0, blocks: [lines(("b", 10), ("a", 20), ("c", 150))])
+        _ = graph.flushWindows()
+        #expect(windows.batches == [
+            [Windowed(window: TimeWindow(start: 0, end: 100), value: ["b", "a"])],
+            [Windowed(window: TimeWindow(start: 100, end: 200), value: ["c"])],
+        ])
+    }
+
+    @Test func invalidWindowParametersAreErrors() {
+        #expect(throws: WindowSpecError.nonPositiveDuration) { try WindowSpec(length: 0) }
+        #expect(throws: WindowSpecError.nonPositiveDuration) { try WindowSpec(length: 10, slide: -5) }
+        #expect(throws: WindowSpecError.lengthNotMultipleOfSlide) { try WindowSpec(length: 10_000, slide: 3_000) }
+        #expect(throws: WindowSpecError.negativeLateness) { try WindowSpec(length: 10, allowedLateness: -1) }
+        #expect(throws: WindowSpecError.durationTooLong) { try WindowSpec(length: .max) }
+    }
+}

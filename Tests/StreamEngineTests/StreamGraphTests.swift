@@ -1,0 +1,130 @@
+import Testing
+import StreamEngine
+
+@Suite struct StreamGraphTests {
+    /// A graph with running state and windows.
+    func makeGraph() throws -> StreamGraph {
+        let graph = StreamGraph()
+        try WordCountJob.build(on: graph, configuration: .init(windowLength: 10_000, slide: 5_000, allowedLateness: 2_000))
+        return graph
+    }
+
+    let batches: [(time: Int64, block: Block)] = [
+        (1_000, lines(("the cat", 500), ("the dog", 900))),
+        (2_000, lines(("a cat", 6_000))),
+        (3_000, lines()),
+        (4_000, lines(("late cat", 1_000), ("The Bird", 13_000))),
+        (5_000, lines(("dog dog", 11_500), ("Ünïcode wörds", 20_000))),
+        (6_000, lines(("cat", 4_000), ("end", 26_000))),
+    ]
+
+    @Test func restoringACheckpointContinuesIdenticallyToAnUninterruptedRun() throws {
+        let uninterrupted = try makeGraph()
+        var expected: [BatchOutput] = []
+        for (time, block) in batches {
+            expected.append(uninterrupted.runBatch(time: time, blocks: [block]))
+        }
+        expected.append(uninterrupted.flushWindows())
+
+        let first = try makeGraph()
+        for (time, block) in batches.prefix(3) {
+            _ = first.runBatch(time: time, blocks: [block])
+        }
+        let resumed = try makeGraph()
+        try resumed.restore(from: first.checkpoint())
+        #expect(resumed.checkpoint() == first.checkpoint())
+        var outputs: [BatchOutput] = []
+        for (time, block) in batches.dropFirst(3) {
+            outputs.append(resumed.runBatch(time: time, blocks: [block]))
+        }
+        outputs.append(resumed.flushWindows())
+
+        #expect(outputs == Array(expected.dropFirst(3)))
+        #expect(resumed.checkpoint() == uninterrupted.checkpoint())
+        #expect(expected.map(\.lateRecords) == [0, 0, 0, 0, 0, 1, 0])
+        #expect(expected.map(\.records.count).reduce(0, +) > 10)
+    }
+
+    @Test func checkpointsAreDeterministic() throws {
+        let one = try makeGraph()
+        let two = try makeGraph()
+        for (time, block) in batches {
+            _ = one.runBatch(time: time, blocks: [block])
+            _ = two.runBatch(time: time, blocks: [block])
+        }
+        #expect(one.checkpoint() == two.checkpoint())
+        #expect(try makeGraph().checkpoint() == [1, 0, 2, 11] + Array("word-totals".utf8) + [1, 0, 12] + Array("word-windows".utf8) + [1, 0])
+    }
+
+    @Test func checkpointBytesArePinnedAndSortedByKey() {
+        let graph = StreamGraph()
+        _ = graph.input().flatMapWords().countByValue()
+            .updateStateByKey(name: "t") { (_, counts: [Int64], total: Int64?) in counts.reduce(total ?? 0, +) }
+        _ = graph.runBatch(time: 1, blocks: [lines(("b a", 5))])
+        #expect(graph.checkpoint() == [
+            1,              // version
+            1, 10,          // watermark 5
+            1, 1, 0x74,     // one operator, "t"
+            7, 2,           // its 7-byte state: two keys
+            1, 0x61, 2,     // "a": 1
+            1, 0x62, 2,     // "b": 1
+        ])
+    }
+
+    @Test func unknownVersionsAreRejected() throws {
+        let graph = try makeGraph()
+        var checkpoint = graph.checkpoint()
+        checkpoint[0] = 99
+        #expect(throws: CheckpointError.unsupportedVersion(99)) { try graph.restore(from: checkpoint) }
+        #expect(throws: CheckpointError.unsupportedVersion(nil)) { try graph.restore(from: []) }
+    }
+
+    @Test func operatorNamesMustMatch() throws {
+        let other = StreamGraph()
+        _ = other.input().flatMapWords().countByValue()
+            .updateStateByKey(name: "totals") { (_, counts: [Int64], total: Int64?) in counts.reduce(total ?? 0, +) }
+        #expect(throws: CheckpointError.operatorMismatch(expected: ["totals"], found: ["word-totals", "word-windows"])) {
+            try other.restore(from: try makeGraph().checkpoint())
+        }
+    }
+
+    @Test func corruptCheckpointsFailWithoutChangingState() throws {
+        let source = try makeGraph()
+        for (time, block) in batches.prefix(4) {
+            _ = source.runBatch(time: time, blocks: [block])
+        }
+        let checkpoint = source.checkpoint()
+        let target = try makeGraph()
+        let pristine = target.checkpoint()
+        for length in 1..<checkpoint.count {
+            #expect(throws: CheckpointError.self) { try target.restore(from: Array(checkpoint.prefix(length))) }
+        }
+        #expect(throws: CheckpointError.malformed("trailing bytes")) { try target.restore(from: checkpoint + [0]) }
+        #expect(target.checkpoint() == pristine)
+        try target.restore(from: checkpoint)
+        #expect(target.checkpoint() == checkpoint)
+    }
+
+    @Test func theWatermarkIsTheLargestTimestampSeenAcrossPartitions() {
+        let graph = StreamGraph()
+        graph.input().foreachBatch { _, _ in }
+        #expect(graph.runBatch(time: 0, blocks: []).watermark == nil)
+        let block = makeBlock([
+            TestRecord(partition: 0, offset: 0, timestamp: 5_000, value: []),
+            TestRecord(partition: 1, offset: 0, timestamp: 9_000, value: []),
+        ])
+        #expect(graph.runBatch(time: 0, blocks: [block]).watermark == 9_000)
+        #expect(graph.runBatch(time: 0, blocks: [lines(("x", 1_000))]).watermark == 9_000)
+        #expect(graph.watermark == 9_000)
+    }
+
+    @Test func flushingRunsAtTheLastWatermark() {
+        let graph = StreamGraph()
+        var times: [Int64] = []
+        graph.input().foreachBatch { time, _ in times.append(time) }
+        _ = graph.runBatch(time: 100, blocks: [lines(("x", 42))])
+        #expect(graph.flushWindows().watermark == .max)
+        #expect(times == [100, 42])
+        #expect(StreamGraph().flushWindows() == BatchOutput(records: [], recordsIn: 0, malformedRecords: 0, lateRecords: 0, watermark: .max))
+    }
+}

@@ -1,0 +1,65 @@
+import Testing
+import StreamEngine
+
+@Suite struct WordCountJobTests {
+    @Test func producesExactCountAndWindowRecords() throws {
+        let graph = StreamGraph()
+        try WordCountJob.build(on: graph)
+
+        let first = graph.runBatch(time: 5_000, blocks: [
+            lines(("Hello world", 1_000)),
+            makeBlock([
+                TestRecord(partition: 1, offset: 3, timestamp: 2_000, value: Array(#"hello "Quote" back\slash"#.utf8)),
+                TestRecord(partition: 1, offset: 4, timestamp: 2_500, value: [0x68, 0xFF]),
+            ]),
+        ])
+        let header: [(name: String, value: [UInt8])] = [(name: "sluice-batch", value: Array("5000".utf8))]
+        #expect(first.records == [
+            OutputRecord(topic: "word-counts", key: Array("hello".utf8), value: Array(#"{"word":"hello","count":2,"batch_time":5000}"#.utf8), headers: header),
+            OutputRecord(topic: "word-counts", key: Array("world".utf8), value: Array(#"{"word":"world","count":1,"batch_time":5000}"#.utf8), headers: header),
+            OutputRecord(topic: "word-counts", key: Array(#""quote""#.utf8), value: Array(#"{"word":"\"quote\"","count":1,"batch_time":5000}"#.utf8), headers: header),
+            OutputRecord(topic: "word-counts", key: Array(#"back\slash"#.utf8), value: Array(#"{"word":"back\\slash","count":1,"batch_time":5000}"#.utf8), headers: header),
+        ])
+        #expect(first.recordsIn == 3)
+        #expect(first.malformedRecords == 1)
+        #expect(first.watermark == 2_500)
+
+        let second = graph.runBatch(time: 65_000, blocks: [lines(("World tab\u{1}", 61_000))])
+        #expect(second.records.map(\.topic) == ["word-counts", "word-counts"] + Array(repeating: "word-counts-windowed", count: 4))
+        #expect(second.records.map(\.text) == [
+            #"{"word":"world","count":2,"batch_time":65000}"#,
+            #"{"word":"tab\u0001","count":1,"batch_time":65000}"#,
+            #"{"word":"\"quote\"","count":1,"window_start":0,"window_end":60000}"#,
+            #"{"word":"back\\slash","count":1,"window_start":0,"window_end":60000}"#,
+            #"{"word":"hello","count":2,"window_start":0,"window_end":60000}"#,
+            #"{"word":"world","count":1,"window_start":0,"window_end":60000}"#,
+        ])
+        #expect(second.records.last?.key == Array("world".utf8))
+        #expect(second.records.last?.headers.isEmpty == true)
+
+        let flushed = graph.flushWindows()
+        #expect(flushed.records.map(\.text) == [
+            #"{"word":"tab\u0001","count":1,"window_start":60000,"window_end":120000}"#,
+            #"{"word":"world","count":1,"window_start":60000,"window_end":120000}"#,
+        ])
+        #expect(flushed.records.map(\.key) == [Array("tab\u{1}".utf8), Array("world".utf8)])
+    }
+
+    @Test func usesTheConfiguredTopics() throws {
+        let graph = StreamGraph()
+        try WordCountJob.build(on: graph, configuration: .init(countsTopic: "totals", windowsTopic: "per-second", windowLength: 1_000))
+        let output = graph.runBatch(time: 1, blocks: [lines(("x", 100), ("y", 2_000))])
+        #expect(output.records.map(\.topic) == ["totals", "totals", "per-second"])
+        #expect(output.records.last?.text == #"{"word":"x","count":1,"window_start":0,"window_end":1000}"#)
+    }
+
+    @Test func defaultsAndInvalidWindowsAreReported() throws {
+        #expect(WordCountJob.Configuration() == WordCountJob.Configuration(
+            countsTopic: "word-counts", windowsTopic: "word-counts-windowed", windowLength: 60_000, slide: 60_000, allowedLateness: 0))
+        let graph = StreamGraph()
+        #expect(throws: WindowSpecError.lengthNotMultipleOfSlide) {
+            try WordCountJob.build(on: graph, configuration: .init(windowLength: 10_000, slide: 3_000))
+        }
+        #expect(graph.checkpoint() == [1, 0, 0])
+    }
+}

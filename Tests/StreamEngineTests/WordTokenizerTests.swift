@@ -1,0 +1,51 @@
+import Testing
+import StreamEngine
+
+@Suite struct WordTokenizerTests {
+    /// The words of raw bytes, or `nil` if they are not valid UTF-8.
+    func words(_ bytes: [UInt8]) -> [String]? {
+        var words: [String] = []
+        let valid = bytes.withUnsafeBytes { text in
+            WordTokenizer.forEachWord(in: text) { words.append(String(decoding: $0, as: UTF8.self)) }
+        }
+        return valid ? words : nil
+    }
+
+    @Test func splitsASCIIOnWhitespace() {
+        #expect(WordTokenizer.words("the quick\tbrown\n\nfox\r\u{0B}\u{0C}jumps  ") == ["the", "quick", "brown", "fox", "jumps"])
+        #expect(WordTokenizer.words("  punctuation, stays-attached!") == ["punctuation,", "stays-attached!"])
+    }
+
+    @Test func lowercasesMixedCase() {
+        #expect(WordTokenizer.words("Hello WORLD MiXeD 42AbC") == ["hello", "world", "mixed", "42abc"])
+    }
+
+    @Test func splitsOnUnicodeWhitespace() {
+        #expect(WordTokenizer.words("a\u{3000}b\u{00A0}c\u{2028}d\u{0085}e\u{1680}f") == ["a", "b", "c", "d", "e", "f"])
+    }
+
+    @Test func lowercasesNonASCII() {
+        #expect(WordTokenizer.words("ÉCOLE Straße ΑΒΓ İ") == ["école", "straße", "αβγ", "i\u{307}"])
+        for text in ["ÉCOLE über ÅNGSTRÖM", "ǅemal ΣΊΣΥΦΟΣ", "mixed ascii AND ÜNICODE words"] {
+            let expected = text.lowercased().unicodeScalars.split { $0.properties.isWhitespace }.map { String(String.UnicodeScalarView($0)) }
+            #expect(WordTokenizer.words(text) == expected)
+        }
+    }
+
+    @Test func invalidUTF8IsMalformedAndYieldsNoWords() {
+        #expect(words([0x61, 0x20, 0xFF, 0x62]) == nil)
+        #expect(words(Array("longer than eight bytes ".utf8) + [0xC3]) == nil)
+        #expect(words([0xED, 0xA0, 0x80]) == nil)  // an encoded surrogate
+    }
+
+    @Test func emptyAndBlankTextHaveNoWords() {
+        #expect(words([]) == [])
+        #expect(words(Array(" \t\n ".utf8)) == [])
+        #expect(words(Array("\u{3000}".utf8)) == [])
+    }
+
+    @Test func longASCIIInputUsesAllBytes() {
+        let text = String(repeating: "Ab ", count: 100) + "END"
+        #expect(WordTokenizer.words(text) == Array(repeating: "ab", count: 100) + ["end"])
+    }
+}
