@@ -41,6 +41,8 @@ struct ServiceEndToEndTests {
             "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
             "SLUICE_BATCH_INTERVAL_MS": "500",
             "SLUICE_BLOCK_INTERVAL_MS": "100",
+            // Partitions are read at different paces; two minutes of lateness keeps every record inside its window.
+            "SLUICE_ALLOWED_LATENESS_MS": "120000",
         ], logDirectory: directory.path, timeout: .seconds(180))
         #expect(result.exitCode == 0, "stderr: \(result.standardError.suffix(2000))")
 

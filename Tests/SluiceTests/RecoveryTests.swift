@@ -1,0 +1,196 @@
+import Foundation
+import KafkaIO
+import Storage
+import StreamEngine
+import Testing
+
+@testable import Streaming
+
+/// Crash recovery with real kill -9s of the service process, the broker living in its own process.
+@Suite(.serialized, .timeLimit(.minutes(8)))
+struct RecoveryTests {
+    static let topics = ["lines": 4, "word-counts": 4, "word-counts-windowed": 4]
+    static let isSoak = ProcessInfo.processInfo.environment["SLUICE_SOAK"] != nil
+
+    struct Input {
+        var lines: [(value: [UInt8], timestamp: Int64)] = []
+        var words: [String: Int64] = [:]
+        var windows: [String: Int64] = [:]
+        var offsetsPerPartition: [Int32: Int64] = [:]
+    }
+
+    static func input(lines count: Int, seed: UInt64) -> Input {
+        var input = Input()
+        let start = StreamingContext.wallClockMilliseconds() - Int64(count) * 5
+        for index in 0..<count {
+            let timestamp = start + Int64(index) * 5
+            let text = testLine(index, seed: seed)
+            input.lines.append((Array(text.utf8), timestamp))
+            input.offsetsPerPartition[Int32(index % 4), default: 0] += 1
+            for word in referenceWords(text) {
+                input.words[word, default: 0] += 1
+                input.windows["\(timestamp / 10_000 * 10_000)|\(word)", default: 0] += 1
+            }
+        }
+        return input
+    }
+
+    static func environment(_ broker: BrokerProcess, _ directory: TemporaryDirectory, group: String) -> [String: String] {
+        [
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            "SLUICE_GROUP_ID": group,
+            "SLUICE_BATCH_INTERVAL_MS": "400",
+            "SLUICE_BLOCK_INTERVAL_MS": "100",
+            "SLUICE_WINDOW_MS": "10000",
+            // Windows are emitted at the end of input: restarts change which partition runs ahead, not the counts.
+            "SLUICE_ALLOWED_LATENESS_MS": "3600000",
+            // Slow enough that kills land while records are moving.
+            "SLUICE_MAX_RATE_PER_PARTITION": "2500",
+        ]
+    }
+
+    /// No loss: every offset below the group's committed offset is in the WAL or covered by the checkpoint.
+    static func checkNothingCommittedIsLost(_ broker: BrokerProcess, _ directory: TemporaryDirectory, group: String) throws {
+        let consumer = try KafkaConsumer(
+            config: KafkaConsumerConfig(common: KafkaConfig(bootstrapServers: broker.bootstrap), groupID: group),
+            logger: quietLogger
+        )
+        defer { consumer.close() }
+        let partitions = (0..<Int32(4)).map { KafkaPartition(topic: "lines", partition: $0) }
+        let committed = try consumer.committed(partitions, timeout: .seconds(10))
+
+        // Open copies: opening the log repairs a torn tail and starts a new segment.
+        let copy = TemporaryDirectory()
+        try FileManager.default.copyItem(atPath: directory.path + "/data", toPath: copy.path + "/data")
+        var covered: [KafkaPartition: Int64] = [:]
+        if let loaded = try CheckpointStore(directory: copy.path + "/data/checkpoints").loadLatest() {
+            covered = try DriverCheckpoint(decoding: loaded.payload).offsets
+        }
+        var logged: [KafkaPartition: Set<Int64>] = [:]
+        if FileManager.default.fileExists(atPath: copy.path + "/data/wal") {
+            let (_, recovery) = try WriteAheadLog.open(directory: copy.path + "/data/wal")
+            for entry in recovery.entries {
+                guard case .block(let block) = try WALRecord(decoding: entry.payload, at: entry.position) else { continue }
+                block.forEachRecord { record in
+                    logged[KafkaPartition(topic: record.topic, partition: record.partition), default: []].insert(record.offset)
+                }
+            }
+        }
+        for (partition, next) in committed {
+            let floor = min(covered[partition] ?? 0, next)
+            let missing = (floor..<next).filter { !(logged[partition]?.contains($0) ?? false) }
+            #expect(missing.isEmpty, "\(partition): committed up to \(next), checkpoint covers \(floor), \(missing.count) offsets in neither, first \(missing.first ?? -1)")
+        }
+    }
+
+    /// After all restarts, a final run to the end of input must produce the exact counts and windows.
+    static func finishAndCheckExactOutput(_ broker: BrokerProcess, _ directory: TemporaryDirectory, group: String, input: Input) throws {
+        var environment = environment(broker, directory, group: group)
+        environment["SLUICE_STOP_AT_END"] = "true"
+        environment["SLUICE_MAX_RATE_PER_PARTITION"] = "0"
+        let result = try SluiceProcess.run(environment, logDirectory: directory.path, timeout: .seconds(180))
+        #expect(result.exitCode == 0, "stderr: \(result.standardError.suffix(3000))")
+
+        let totals = try lastValuePerKey(topic: "word-counts", bootstrap: broker.bootstrap)
+        #expect(totals.count == input.words.count)
+        for (word, count) in input.words {
+            #expect(totals[word].flatMap(countField) == count, "word \(word): \(totals[word] ?? "missing")")
+        }
+        let windowed = try kcat(["-C", "-b", broker.bootstrap, "-t", "word-counts-windowed", "-e", "-q", "-f", "%s\n"])
+        var last: [String: Int64] = [:]
+        for value in windowed.split(separator: "\n") {
+            let json = String(value)
+            guard let start = json.range(of: "\"window_start\":").map({ json[$0.upperBound...].prefix { $0.isNumber } }),
+                let wordRange = json.range(of: "\"word\":\""),
+                let end = json[wordRange.upperBound...].firstIndex(of: "\"")
+            else { continue }
+            last["\(start)|\(json[wordRange.upperBound..<end])"] = countField(json)
+        }
+        #expect(last == input.windows)
+    }
+
+    @Test func killedAtRandomMomentsNothingCommittedIsLostAndTheFinalCountsAreExact() throws {
+        let seed = ProcessInfo.processInfo.environment["SLUICE_TEST_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...1_000_000)
+        print("RecoveryTests random kills: seed \(seed) (set SLUICE_TEST_SEED to repeat)")
+        var generator = SplitMix64(seed: seed)
+        let broker = try BrokerProcess(topics: Self.topics)
+        let input = Self.input(lines: Self.isSoak ? 200_000 : 60_000, seed: seed)
+        try produceLines(input.lines, topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
+        let directory = TemporaryDirectory()
+        let group = uniqueGroup()
+        let kills = Self.isSoak ? 20 : 5
+        for round in 0..<kills {
+            // Rejoining takes up to the 6 s session timeout of the killed member, then records flow.
+            let delay = Double(1000 + Int(generator.next() % 9000)) / 1000
+            print("RecoveryTests: kill \(round + 1) of \(kills) after \(delay) s")
+            let child = try SluiceProcess(environment: Self.environment(broker, directory, group: group), logDirectory: directory.path)
+            Thread.sleep(forTimeInterval: delay)
+            child.signal(SIGKILL)
+            let result = child.wait(timeout: .seconds(10))
+            #expect(result.wasKilled, "the service ended by itself: \(result.standardError.suffix(2000))")
+            try Self.checkNothingCommittedIsLost(broker, directory, group: group)
+        }
+        try Self.finishAndCheckExactOutput(broker, directory, group: group, input: input)
+    }
+
+    @Test(arguments: [
+        // A crash while a batch is being received and stored...
+        ["after-block-sync:4", "after-commit:6"],
+        // ...and between output flush and checkpoint, and right after a checkpoint.
+        ["after-output-flush:3", "after-checkpoint:3", "after-output-flush:2"],
+    ])
+    func crashAtEachPointThenRecoverExactly(points: [String]) throws {
+        let broker = try BrokerProcess(topics: Self.topics)
+        let input = Self.input(lines: 30_000, seed: 11)
+        try produceLines(input.lines, topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
+        let directory = TemporaryDirectory()
+        let group = uniqueGroup()
+        for point in points {
+            var environment = Self.environment(broker, directory, group: group)
+            environment["SLUICE_TEST_CRASH_AT"] = point
+            let result = try SluiceProcess.run(environment, logDirectory: directory.path, timeout: .seconds(90))
+            #expect(result.wasKilled, "\(point) was never reached: \(result.standardError.suffix(2000))")
+            try Self.checkNothingCommittedIsLost(broker, directory, group: group)
+        }
+        try Self.finishAndCheckExactOutput(broker, directory, group: group, input: input)
+    }
+
+    @Test func withoutTheWALTheFinalCountsAreStillExactAfterAGracefulRestart() throws {
+        let broker = try BrokerProcess(topics: Self.topics)
+        let input = Self.input(lines: 20_000, seed: 5)
+        try produceLines(input.lines, topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
+        let directory = TemporaryDirectory()
+        let group = uniqueGroup()
+        var environment = Self.environment(broker, directory, group: group)
+        environment["SLUICE_WAL"] = "false"
+        let child = try SluiceProcess(environment: environment, logDirectory: directory.path)
+        Thread.sleep(forTimeInterval: 6)
+        child.signal(SIGTERM)
+        let stopped = child.wait(timeout: .seconds(30))
+        #expect(stopped.exitCode == 0 && !stopped.wasKilled, "stderr: \(stopped.standardError.suffix(2000))")
+        #expect(!FileManager.default.fileExists(atPath: directory.path + "/data/wal"))
+        try Self.finishAndCheckExactOutput(broker, directory, group: group, input: input)
+    }
+}
+
+func uniqueGroup() -> String {
+    "group-\(UUID().uuidString.prefix(8))"
+}
+
+/// The SplitMix64 generator, for seeded test schedules.
+struct SplitMix64 {
+    private var state: UInt64
+
+    init(seed: UInt64) {
+        state = seed
+    }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
