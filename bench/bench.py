@@ -588,7 +588,7 @@ def git_revision() -> str:
         return "unknown"
 
 
-def machine_info(load_at_start: tuple[float, float, float]) -> list[tuple[str, str]]:
+def machine_info(load_at_start: tuple[float, float, float], sluice: Path) -> list[tuple[str, str]]:
     cpu_model = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -605,7 +605,8 @@ def machine_info(load_at_start: tuple[float, float, float]) -> list[tuple[str, s
         pass
     return [
         ("date", datetime.datetime.now().astimezone().isoformat(timespec="seconds")),
-        ("git revision", git_revision()),
+        ("git revision (work tree when run)", git_revision()),
+        ("sluice binary", f"{sluice} (built {datetime.datetime.fromtimestamp(sluice.stat().st_mtime).astimezone().isoformat(timespec='seconds')})"),
         ("nproc", str(os.cpu_count())),
         ("cpu", cpu_model),
         ("kernel", platform.release()),
@@ -779,7 +780,7 @@ def write_results(body: list[list[str]], notes: list[str], mismatches: list[str]
         "",
         "## Machine",
         "",
-        *[f"- {k}: {v}" for k, v in machine_info(load_at_start)],
+        *[f"- {k}: {v}" for k, v in machine_info(load_at_start, args.bin_dir / "sluice")],
         "",
     ]
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

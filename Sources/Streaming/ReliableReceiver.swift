@@ -120,7 +120,7 @@ final class ReliableReceiver: Sendable {
                 || ContinuousClock.now - loop.blockStart >= .milliseconds(configuration.blockIntervalMilliseconds)
             {
                 storeBlock()
-                applyBackpressure()
+                updateFlowControl()
                 checkEnd()
             }
         }
@@ -171,6 +171,7 @@ final class ReliableReceiver: Sendable {
             fail("storing a block failed; offsets are no longer committed", error)
             return
         }
+        pauseIfBacklogged()
         CrashPoint.reach(.afterBlockSync, armed: crashTrigger)
         if tracker.isLogging {
             for (partition, offset) in block.nextOffsets() {
@@ -214,14 +215,23 @@ final class ReliableReceiver: Sendable {
         }
     }
 
-    /// Pauses all partitions while the unprocessed backlog is over its bound, and applies the rate limit window.
-    private func applyBackpressure() {
+    /// Pauses all partitions once the stored-but-unprocessed backlog exceeds its bound.
+    ///
+    /// Checked after every stored block, so the backlog stays under the bound plus one block plus the records of
+    /// one poll call.
+    private func pauseIfBacklogged() {
         let backlog = tracker.backlogBytes
-        if !loop.isBacklogPaused, backlog > configuration.maxBacklogBytes {
-            loop.isBacklogPaused = true
-            try? consumer.pause(loop.assigned)
-            logger.info("backlog over its bound: pausing input", metadata: ["stream.backlog_bytes": "\(backlog)"])
-        } else if loop.isBacklogPaused, backlog <= configuration.maxBacklogBytes / 2 {
+        guard !loop.isBacklogPaused, backlog > configuration.maxBacklogBytes else { return }
+        loop.isBacklogPaused = true
+        try? consumer.pause(loop.assigned)
+        metrics.pausedPartitions.record(loop.assigned.count)
+        logger.info("backlog over its bound: pausing input", metadata: ["stream.backlog_bytes": "\(backlog)"])
+    }
+
+    /// Resumes input once the backlog halved, and opens a new rate-limit window every second.
+    private func updateFlowControl() {
+        let backlog = tracker.backlogBytes
+        if loop.isBacklogPaused, backlog <= configuration.maxBacklogBytes / 2 {
             loop.isBacklogPaused = false
             try? consumer.resume(loop.assigned.filter { !loop.ratePaused.contains($0) })
             logger.info("backlog drained: resuming input", metadata: ["stream.backlog_bytes": "\(backlog)"])

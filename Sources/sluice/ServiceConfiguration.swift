@@ -112,6 +112,7 @@ struct ServiceConfiguration {
             crashTrigger = CrashTrigger(point: point, count: count)
         }
 
+        let backlog = try reader.integer("SLUICE_MAX_BACKLOG_MB", default: 64, range: 1...1_000_000) << 20
         var kafkaProperties: [String: String] = [:]
         for (name, value) in environment where name.hasPrefix("SLUICE_KAFKA_") && name.count > "SLUICE_KAFKA_".count {
             kafkaProperties[name.dropFirst("SLUICE_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")] = value
@@ -122,12 +123,13 @@ struct ServiceConfiguration {
             groupID: try reader.string("SLUICE_GROUP_ID") ?? "sluice-wordcount",
             batchIntervalMilliseconds: batch,
             blockIntervalMilliseconds: block,
+            maxBlockBytes: min(8 << 20, backlog / 4),
             checkpointDirectory: try reader.string("SLUICE_CHECKPOINT_DIR") ?? "./sluice-data",
             isWriteAheadLogEnabled: try reader.boolean("SLUICE_WAL", default: true),
             skipsCorruptWriteAheadLog: try reader.boolean("SLUICE_WAL_SKIP_CORRUPT", default: false),
             checkpointEveryBatches: try reader.integer("SLUICE_CHECKPOINT_EVERY_BATCHES", default: 1, range: 1...1_000_000),
             maxRatePerPartition: try reader.integer("SLUICE_MAX_RATE_PER_PARTITION", default: 0, range: 0...Int(Int32.max)),
-            maxBacklogBytes: try reader.integer("SLUICE_MAX_BACKLOG_MB", default: 64, range: 1...1_000_000) << 20,
+            maxBacklogBytes: backlog,
             stopsAtEnd: try reader.boolean("SLUICE_STOP_AT_END", default: bootstrapServers == nil),
             deadLetterTopic: try reader.string("SLUICE_DEAD_LETTER_TOPIC"),
             sessionTimeoutMilliseconds: try reader.integer("SLUICE_SESSION_TIMEOUT_MS", default: 10_000, range: 1000...3_600_000)

@@ -1,0 +1,167 @@
+import Foundation
+import KafkaIO
+import Testing
+
+/// The service as an operator runs it: HTTP health, readiness and metrics; graceful shutdown; bounded memory.
+@Suite(.serialized, .timeLimit(.minutes(4)))
+struct OperationsTests {
+    @Test func healthReadinessAndMetricsOverHTTP() throws {
+        let broker = try BrokerProcess(topics: ["lines": 4, "word-counts": 4, "word-counts-windowed": 4])
+        let directory = TemporaryDirectory()
+        let port = try freePort()
+        let child = try SluiceProcess(environment: [
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            "SLUICE_HTTP_PORT": String(port), "SLUICE_GROUP_ID": uniqueGroup(),
+        ], logDirectory: directory.path)
+        defer { _ = child.wait(timeout: .seconds(1)) }
+
+        // The first group join takes 3 s: readiness must say "not ready" before the partitions are assigned.
+        var readiness: [Int] = []
+        let deadline = ContinuousClock.now + .seconds(30)
+        while readiness.last != 200, ContinuousClock.now < deadline {
+            if let (status, _) = try? httpGet(port: port, path: "/readyz") { readiness.append(status) }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(readiness.first == 503)
+        #expect(readiness.last == 200)
+        #expect(try httpGet(port: port, path: "/healthz").status == 200)
+        #expect(try httpGet(port: port, path: "/nothing-here").status == 404)
+
+        let before = try metrics(port: port)
+        #expect(before["sluice_records_received_total"] ?? 0 == 0)
+        let lines = (0..<500).map { (value: Array("metrics move \($0)".utf8), timestamp: StreamingClock.now) }
+        try produceLines(lines, topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
+        var after: [String: Double] = [:]
+        let until = ContinuousClock.now + .seconds(20)
+        while after["sluice_output_records_total"] ?? 0 < 502, ContinuousClock.now < until {
+            Thread.sleep(forTimeInterval: 0.3)
+            after = try metrics(port: port)
+        }
+        #expect(after["sluice_records_received_total"] == 500)
+        #expect(after["sluice_blocks_written_total"] ?? 0 >= 1)
+        #expect(after["sluice_wal_bytes_written_total"] ?? 0 > 500 * 14)
+        #expect(after["sluice_batches_completed_total"] ?? 0 >= 1)
+        // "metrics" and "move" change once, and each of the 500 numbers once.
+        #expect(after["sluice_output_records_total"] == 502)
+        #expect(after["sluice_checkpoints_written_total"] ?? 0 >= 1)
+        child.signal(SIGTERM)
+        let result = child.wait(timeout: .seconds(30))
+        #expect(result.exitCode == 0 && !result.wasKilled)
+    }
+
+    @Test func sigtermUnderLoadExitsCleanlyAndARestartLosesAndRepeatsNothing() throws {
+        let broker = try BrokerProcess(topics: RecoveryTests.topics)
+        let input = RecoveryTests.input(lines: 40_000, seed: 3)
+        try produceLines(input.lines, topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
+        let directory = TemporaryDirectory()
+        let group = uniqueGroup()
+        var environment = RecoveryTests.environment(broker, directory, group: group)
+        environment["SLUICE_SHUTDOWN_TIMEOUT_MS"] = "20000"
+        let child = try SluiceProcess(environment: environment, logDirectory: directory.path)
+        Thread.sleep(forTimeInterval: 5.5)
+        let signalled = ContinuousClock.now
+        child.signal(SIGTERM)
+        let stopped = child.wait(timeout: .seconds(30))
+        #expect(stopped.exitCode == 0 && !stopped.wasKilled, "stderr: \(stopped.standardError.suffix(2000))")
+        #expect(ContinuousClock.now - signalled < .seconds(20))
+        #expect(stopped.standardError.contains("streaming stopped"))
+        try RecoveryTests.checkNothingCommittedIsLost(broker, directory, group: group)
+        try RecoveryTests.finishAndCheckExactOutput(broker, directory, group: group, input: input)
+    }
+
+    @Test func backpressureKeepsTheBacklogUnderItsBound() throws {
+        let partitions = 8
+        let broker = try BrokerProcess(topics: ["lines": partitions, "word-counts": 4, "word-counts-windowed": 4])
+        // 24 MB of input, loaded before the service starts: input is far faster than batches every 2 s.
+        let line = Array(String(repeating: "backpressure keeps memory bounded ", count: 30).utf8)
+        let lines = (0..<24_000).map { _ in (value: line, timestamp: StreamingClock.now) }
+        try produceLines(lines, topic: "lines", partitions: partitions, bootstrap: broker.bootstrap)
+        let directory = TemporaryDirectory()
+        let port = try freePort()
+        let child = try SluiceProcess(environment: [
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            "SLUICE_HTTP_PORT": String(port), "SLUICE_GROUP_ID": uniqueGroup(),
+            "SLUICE_MAX_BACKLOG_MB": "2", "SLUICE_BATCH_INTERVAL_MS": "2000", "SLUICE_BLOCK_INTERVAL_MS": "100",
+        ], logDirectory: directory.path)
+        var maximumBacklog = 0.0
+        var sawPause = false
+        var received = 0.0
+        let deadline = ContinuousClock.now + .seconds(120)
+        while received < 24_000, ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.2)
+            guard let values = try? metrics(port: port) else { continue }
+            maximumBacklog = max(maximumBacklog, values["sluice_backlog_bytes"] ?? 0)
+            sawPause = sawPause || (values["sluice_paused_partitions"] ?? 0) > 0
+            received = values["sluice_records_received_total"] ?? 0
+        }
+        let peakRSS = residentSetHighWaterMark(child.process.processIdentifier)
+        child.signal(SIGTERM)
+        let result = child.wait(timeout: .seconds(30))
+        #expect(received == 24_000)
+        #expect(sawPause)
+        // The bound: the backlog limit plus one block (a quarter of the limit) that was being stored when it was hit.
+        #expect(maximumBacklog <= 2.5 * 1_048_576, "backlog peaked at \(maximumBacklog) bytes")
+        #expect(peakRSS < 200 << 20, "peak RSS \(peakRSS >> 20) MiB")
+        #expect(result.exitCode == 0)
+    }
+}
+
+enum StreamingClock {
+    /// Milliseconds since the epoch.
+    static var now: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
+
+/// A TCP port that was free a moment ago.
+func freePort() throws -> Int {
+    let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(socket) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+    }
+    guard bound else { throw TestFailure("no free port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// A blocking HTTP GET on 127.0.0.1 with curl: the status code and the body.
+func httpGet(port: Int, path: String) throws -> (status: Int, body: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+    process.arguments = ["-s", "-m", "5", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"]
+    let output = Pipe()
+    process.standardOutput = output
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let text = String(decoding: data, as: UTF8.self)
+    guard process.terminationStatus == 0, let newline = text.lastIndex(of: "\n"), let status = Int(text[text.index(after: newline)...]) else {
+        throw TestFailure("GET \(path) failed")
+    }
+    return (status, String(text[..<newline]))
+}
+
+/// The unlabelled samples of a Prometheus text exposition (labelled series are summed per name).
+func metrics(port: Int) throws -> [String: Double] {
+    let (status, body) = try httpGet(port: port, path: "/metrics")
+    guard status == 200 else { throw TestFailure("/metrics answered \(status)") }
+    var values: [String: Double] = [:]
+    for line in body.split(separator: "\n") where !line.hasPrefix("#") {
+        let parts = line.split(separator: " ")
+        guard parts.count >= 2, let value = Double(parts[1]) else { continue }
+        let name = String(parts[0].prefix { $0 != "{" })
+        values[name, default: 0] += value
+    }
+    return values
+}
+
+/// The peak resident set size of a process, from /proc (VmHWM).
+func residentSetHighWaterMark(_ pid: Int32) -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+    else { return 0 }
+    return (Int(line.split(separator: " ")[1]) ?? 0) * 1024
+}
