@@ -83,8 +83,10 @@ public struct KafkaConsumerConfig: Sendable {
             ("enable.partition.eof", reportsEndOfPartition ? "true" : "false"),
             ("session.timeout.ms", String(sessionTimeoutMilliseconds)),
             ("heartbeat.interval.ms", String(max(100, sessionTimeoutMilliseconds / 5))),
-            ("queued.min.messages", "200000"),
-            ("queued.max.messages.kbytes", "65536"),
+            // Prefetch is bounded per partition: large enough not to stall fetching, small enough that many
+            // partitions do not add up to hundreds of MB.
+            ("queued.min.messages", "100000"),
+            ("queued.max.messages.kbytes", "4096"),
             ("fetch.wait.max.ms", "50"),
         ] + common.properties.sorted { $0.key < $1.key }
     }

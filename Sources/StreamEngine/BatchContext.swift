@@ -7,7 +7,7 @@ final class BatchContext {
     let previousWatermark: Int64?
     /// The watermark at the end of the batch, which decides the windows emitted now.
     let watermark: Int64?
-    var malformedRecords = 0
+    var malformed: [InputRecord] = []
     var lateRecords = 0
     var records: [OutputRecord] = []
     private var cleanups: [() -> Void] = []
@@ -32,7 +32,7 @@ final class BatchContext {
         return BatchOutput(
             records: records,
             recordsIn: blocks.reduce(0) { $0 + $1.recordCount },
-            malformedRecords: malformedRecords,
+            malformed: malformed,
             lateRecords: lateRecords,
             watermark: watermark
         )

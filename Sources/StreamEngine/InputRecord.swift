@@ -2,7 +2,7 @@
 ///
 /// It references its block's bytes rather than copying them: ``withValueBytes(_:)`` reads the
 /// value in place, ``key`` and ``value`` copy on access.
-public struct InputRecord: Sendable {
+public struct InputRecord: Sendable, Equatable {
     /// The topic the record was read from.
     public let topic: String
     /// The partition the record was read from.
@@ -20,6 +20,11 @@ public struct InputRecord: Sendable {
 
     /// A copy of the record value.
     public var value: [UInt8] { Array(storage[valueRange]) }
+
+    public static func == (lhs: InputRecord, rhs: InputRecord) -> Bool {
+        (lhs.topic, lhs.partition, lhs.offset, lhs.timestamp) == (rhs.topic, rhs.partition, rhs.offset, rhs.timestamp)
+            && lhs.key == rhs.key && lhs.value == rhs.value
+    }
 
     /// Calls `body` with the value bytes in place; the buffer is valid only inside `body`.
     public func withValueBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {

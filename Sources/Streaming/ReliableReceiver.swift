@@ -55,6 +55,8 @@ final class ReliableReceiver: Sendable {
         var isBacklogPaused = false
         var assigned: [KafkaPartition] = []
         var failed = false
+        /// Records received since the last metrics update (updated once per poll, not per record).
+        var receivedSinceReport = 0
 
         init(nextOffsets: [KafkaPartition: Int64]) {
             self.nextOffsets = nextOffsets
@@ -116,6 +118,10 @@ final class ReliableReceiver: Sendable {
                 logger.warning("poll failed", metadata: ["kafka.error": "\(error)"])
             }
             status.withLock { $0.lastPoll = .now }
+            if loop.receivedSinceReport > 0 {
+                metrics.recordsReceived.increment(by: loop.receivedSinceReport)
+                loop.receivedSinceReport = 0
+            }
             if loop.builder.byteCount >= configuration.maxBlockBytes
                 || ContinuousClock.now - loop.blockStart >= .milliseconds(configuration.blockIntervalMilliseconds)
             {
@@ -141,7 +147,7 @@ final class ReliableReceiver: Sendable {
                 timestamp: message.timestamp, key: message.key, value: message.value
             )
             loop.nextOffsets[partition] = message.offset + 1
-            metrics.recordsReceived.increment()
+            loop.receivedSinceReport += 1
             if configuration.maxRatePerPartition > 0 {
                 loop.rateCounts[partition, default: 0] += 1
                 if loop.rateCounts[partition, default: 0] >= configuration.maxRatePerPartition, !loop.ratePaused.contains(partition) {

@@ -311,11 +311,13 @@ public final class StreamingContext: Sendable {
         let started = ContinuousClock.now
         let output = driver.graph.runBatch(time: time, blocks: blocks)
         try emit(output)
+        if !output.malformed.isEmpty {
+            try divertMalformed(output.malformed)
+        }
         CrashPoint.reach(.afterOutputFlush, armed: crashTrigger)
         driver.lastBatchTime = time
         driver.advanceOffsets(over: blocks)
         if let position { driver.walPosition = position }
-        metrics.malformedRecords.increment(by: output.malformedRecords)
         metrics.lateRecords.increment(by: output.lateRecords)
         if !blocks.isEmpty || !output.records.isEmpty {
             driver.batchesSinceCheckpoint += 1
@@ -343,6 +345,33 @@ public final class StreamingContext: Sendable {
             throw StreamingError(.output, "batch output was not delivered", underlying: error)
         }
         metrics.outputRecords.increment(by: output.records.count)
+    }
+
+    /// Counts and logs malformed records (one line per batch, so bad input cannot flood the log) and copies them to
+    /// the dead-letter topic when one is configured, with their origin in headers.
+    private func divertMalformed(_ records: [InputRecord]) throws {
+        metrics.malformedRecords.increment(by: records.count)
+        let first = records[0]
+        logger.warning("skipped malformed records (value is not valid UTF-8)", metadata: [
+            "stream.malformed": "\(records.count)", "kafka.topic": "\(first.topic)",
+            "kafka.partition": "\(first.partition)", "kafka.offset": "\(first.offset)",
+        ])
+        guard let topic = configuration.deadLetterTopic else { return }
+        for record in records {
+            try producer.send(KafkaProducerRecord(
+                topic: topic, key: record.key, value: record.value,
+                headers: [
+                    KafkaHeader(name: "sluice-source", value: Array("\(record.topic)/\(record.partition)/\(record.offset)".utf8)),
+                    KafkaHeader(name: "sluice-error", value: Array("invalid UTF-8".utf8)),
+                ],
+                timestamp: record.timestamp
+            ))
+        }
+        do {
+            try producer.flush(timeout: .seconds(60))
+        } catch {
+            throw StreamingError(.output, "dead-letter records were not delivered", underlying: error)
+        }
     }
 
     /// Writes the state and progress atomically, then drops the log segments it covers and, without a WAL,

@@ -5,7 +5,7 @@ import Testing
 /// reading the output topics.
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct ServiceEndToEndTests {
-    static let topics = ["lines": 4, "word-counts": 4, "word-counts-windowed": 4]
+    static let topics = ["lines": 4, "word-counts": 4, "word-counts-windowed": 4, "dead-letters": 1]
     static let firstTimestamp: Int64 = 1_700_000_000_000
 
     /// 100,000 lines with known timestamps (10 ms apart: 1,000 s of event time, about 17 one-minute windows), plus
@@ -41,6 +41,7 @@ struct ServiceEndToEndTests {
             "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
             "SLUICE_BATCH_INTERVAL_MS": "500",
             "SLUICE_BLOCK_INTERVAL_MS": "100",
+            "SLUICE_DEAD_LETTER_TOPIC": "dead-letters",
             // Partitions are read at different paces; two minutes of lateness keeps every record inside its window.
             "SLUICE_ALLOWED_LATENESS_MS": "120000",
         ], logDirectory: directory.path, timeout: .seconds(180))
@@ -70,6 +71,12 @@ struct ServiceEndToEndTests {
             seen[key] = countField(json)
         }
         #expect(seen == windows)
+
+        // The ten invalid UTF-8 records went to the dead-letter topic with their origin; the empty ones did not.
+        let dead = try kcat(["-C", "-b", broker.bootstrap, "-t", "dead-letters", "-e", "-q", "-f", "%h\n"])
+        let origins = dead.split(separator: "\n")
+        #expect(origins.count == 10)
+        #expect(origins.allSatisfy { $0.contains("sluice-source=lines/") && $0.contains("sluice-error=invalid UTF-8") })
     }
 
     @Test func theDemoRunsOnTheEmbeddedBrokerAndPrintsCounts() throws {

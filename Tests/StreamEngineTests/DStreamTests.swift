@@ -87,7 +87,7 @@ import StreamEngine
         let graph = StreamGraph()
         let counts = Collected(graph.input().flatMapWords().countByValue())
         let output = graph.runBatch(time: 7, blocks: [])
-        #expect(output == BatchOutput(records: [], recordsIn: 0, malformedRecords: 0, lateRecords: 0, watermark: nil))
+        #expect(output == BatchOutput(records: [], recordsIn: 0, lateRecords: 0, watermark: nil))
         var builder = BlockBuilder(reservingCapacity: 0)
         #expect(graph.runBatch(time: 8, blocks: [builder.finish()]).recordsIn == 0)
         #expect(counts.batches.map(\.count) == [0, 0])
