@@ -35,6 +35,30 @@ struct RecoveryTests {
         return input
     }
 
+    /// A broker process loaded with seeded input, a fresh data directory and a fresh consumer group.
+    struct Scenario {
+        let broker: BrokerProcess
+        let input: Input
+        let directory = TemporaryDirectory()
+        let group = uniqueGroup()
+
+        init(lines: Int, seed: UInt64) throws {
+            broker = try BrokerProcess(topics: RecoveryTests.topics)
+            input = RecoveryTests.input(lines: lines, seed: seed)
+            try produceLines(input.lines, topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
+        }
+
+        var environment: [String: String] { RecoveryTests.environment(broker, directory, group: group) }
+
+        func checkNothingCommittedIsLost() throws {
+            try RecoveryTests.checkNothingCommittedIsLost(broker, directory, group: group)
+        }
+
+        func finishAndCheckExactOutput() throws {
+            try RecoveryTests.finishAndCheckExactOutput(broker, directory, group: group, input: input)
+        }
+    }
+
     static func environment(_ broker: BrokerProcess, _ directory: TemporaryDirectory, group: String) -> [String: String] {
         [
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
@@ -97,15 +121,9 @@ struct RecoveryTests {
         for (word, count) in input.words {
             #expect(totals[word].flatMap(countField) == count, "word \(word): \(totals[word] ?? "missing")")
         }
-        let windowed = try kcat(["-C", "-b", broker.bootstrap, "-t", "word-counts-windowed", "-e", "-q", "-f", "%s\n"])
         var last: [String: Int64] = [:]
-        for value in windowed.split(separator: "\n") {
-            let json = String(value)
-            guard let start = json.range(of: "\"window_start\":").map({ json[$0.upperBound...].prefix { $0.isNumber } }),
-                let wordRange = json.range(of: "\"word\":\""),
-                let end = json[wordRange.upperBound...].firstIndex(of: "\"")
-            else { continue }
-            last["\(start)|\(json[wordRange.upperBound..<end])"] = countField(json)
+        for (key, count) in try windowRecords(bootstrap: broker.bootstrap) {
+            last[key] = count
         }
         #expect(last == input.windows)
     }
@@ -114,24 +132,20 @@ struct RecoveryTests {
         let seed = ProcessInfo.processInfo.environment["SLUICE_TEST_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...1_000_000)
         print("RecoveryTests random kills: seed \(seed) (set SLUICE_TEST_SEED to repeat)")
         var generator = SplitMix64(seed: seed)
-        let broker = try BrokerProcess(topics: Self.topics)
-        let input = Self.input(lines: Self.isSoak ? 200_000 : 60_000, seed: seed)
-        try produceLines(input.lines, topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
-        let directory = TemporaryDirectory()
-        let group = uniqueGroup()
+        let scenario = try Scenario(lines: Self.isSoak ? 200_000 : 60_000, seed: seed)
         let kills = Self.isSoak ? 20 : 5
         for round in 0..<kills {
             // Rejoining takes up to the 6 s session timeout of the killed member, then records flow.
             let delay = Double(1000 + Int(generator.next() % 9000)) / 1000
             print("RecoveryTests: kill \(round + 1) of \(kills) after \(delay) s")
-            let child = try SluiceProcess(environment: Self.environment(broker, directory, group: group), logDirectory: directory.path)
+            let child = try SluiceProcess(environment: scenario.environment, logDirectory: scenario.directory.path)
             Thread.sleep(forTimeInterval: delay)
             child.signal(SIGKILL)
             let result = child.wait(timeout: .seconds(10))
             #expect(result.wasKilled, "the service ended by itself: \(result.standardError.suffix(2000))")
-            try Self.checkNothingCommittedIsLost(broker, directory, group: group)
+            try scenario.checkNothingCommittedIsLost()
         }
-        try Self.finishAndCheckExactOutput(broker, directory, group: group, input: input)
+        try scenario.finishAndCheckExactOutput()
     }
 
     @Test(arguments: [
@@ -141,56 +155,31 @@ struct RecoveryTests {
         ["after-output-flush:3", "after-checkpoint:3", "after-output-flush:2"],
     ])
     func crashAtEachPointThenRecoverExactly(points: [String]) throws {
-        let broker = try BrokerProcess(topics: Self.topics)
-        let input = Self.input(lines: 30_000, seed: 11)
-        try produceLines(input.lines, topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
-        let directory = TemporaryDirectory()
-        let group = uniqueGroup()
+        let scenario = try Scenario(lines: 30_000, seed: 11)
         for point in points {
-            var environment = Self.environment(broker, directory, group: group)
+            var environment = scenario.environment
             environment["SLUICE_TEST_CRASH_AT"] = point
-            let result = try SluiceProcess.run(environment, logDirectory: directory.path, timeout: .seconds(90))
+            let result = try SluiceProcess.run(environment, logDirectory: scenario.directory.path, timeout: .seconds(90))
             #expect(result.wasKilled, "\(point) was never reached: \(result.standardError.suffix(2000))")
-            try Self.checkNothingCommittedIsLost(broker, directory, group: group)
+            try scenario.checkNothingCommittedIsLost()
         }
-        try Self.finishAndCheckExactOutput(broker, directory, group: group, input: input)
+        try scenario.finishAndCheckExactOutput()
     }
 
     @Test func withoutTheWALTheFinalCountsAreStillExactAfterAGracefulRestart() throws {
-        let broker = try BrokerProcess(topics: Self.topics)
-        let input = Self.input(lines: 20_000, seed: 5)
-        try produceLines(input.lines, topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
-        let directory = TemporaryDirectory()
-        let group = uniqueGroup()
-        var environment = Self.environment(broker, directory, group: group)
+        let scenario = try Scenario(lines: 20_000, seed: 5)
+        var environment = scenario.environment
         environment["SLUICE_WAL"] = "false"
-        let child = try SluiceProcess(environment: environment, logDirectory: directory.path)
+        let child = try SluiceProcess(environment: environment, logDirectory: scenario.directory.path)
         Thread.sleep(forTimeInterval: 6)
         child.signal(SIGTERM)
         let stopped = child.wait(timeout: .seconds(30))
         #expect(stopped.exitCode == 0 && !stopped.wasKilled, "stderr: \(stopped.standardError.suffix(2000))")
-        #expect(!FileManager.default.fileExists(atPath: directory.path + "/data/wal"))
-        try Self.finishAndCheckExactOutput(broker, directory, group: group, input: input)
+        #expect(!FileManager.default.fileExists(atPath: scenario.directory.path + "/data/wal"))
+        try scenario.finishAndCheckExactOutput()
     }
 }
 
 func uniqueGroup() -> String {
     "group-\(UUID().uuidString.prefix(8))"
-}
-
-/// The SplitMix64 generator, for seeded test schedules.
-struct SplitMix64 {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }

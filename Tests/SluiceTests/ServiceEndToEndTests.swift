@@ -22,6 +22,13 @@ struct ServiceEndToEndTests {
                 words[word, default: 0] += 1
                 windows["\(timestamp / 60_000 * 60_000)|\(word)", default: 0] += 1
             }
+            if index == 50_000 {
+                // One record larger than a block (the block cap is a quarter of SLUICE_MAX_BACKLOG_MB).
+                let huge = String(repeating: "huge ", count: 140_000)
+                lines.append((Array(huge.utf8), timestamp))
+                words["huge", default: 0] += 140_000
+                windows["\(timestamp / 60_000 * 60_000)|huge", default: 0] += 140_000
+            }
             if index % 10_000 == 5 {
                 lines.append(([0x66, 0x6f, 0xff, 0xfe, 0x20, 0x62], timestamp))  // invalid UTF-8
                 lines.append(([], timestamp))  // empty
@@ -42,6 +49,7 @@ struct ServiceEndToEndTests {
             "SLUICE_BATCH_INTERVAL_MS": "500",
             "SLUICE_BLOCK_INTERVAL_MS": "100",
             "SLUICE_DEAD_LETTER_TOPIC": "dead-letters",
+            "SLUICE_MAX_BACKLOG_MB": "2",
             // Partitions are read at different paces; two minutes of lateness keeps every record inside its window.
             "SLUICE_ALLOWED_LATENESS_MS": "120000",
         ], logDirectory: directory.path, timeout: .seconds(180))
@@ -54,21 +62,10 @@ struct ServiceEndToEndTests {
         }
         #expect(totals["école"]?.contains("\"word\":\"école\"") == true)
 
-        let windowed = try kcat(["-C", "-b", broker.bootstrap, "-t", "word-counts-windowed", "-e", "-q", "-f", "%s\n"])
         var seen: [String: Int64] = [:]
-        for value in windowed.split(separator: "\n") {
-            let json = String(value)
-            guard let start = json.range(of: "\"window_start\":").map({ json[$0.upperBound...].prefix { $0.isNumber } }),
-                let wordRange = json.range(of: "\"word\":\""),
-                let end = json[wordRange.upperBound...].firstIndex(of: "\"")
-            else {
-                Issue.record("unexpected window record \(json)")
-                continue
-            }
-            let word = String(json[wordRange.upperBound..<end])
-            let key = "\(start)|\(word)"
+        for (key, count) in try windowRecords(bootstrap: broker.bootstrap) {
             #expect(seen[key] == nil, "window \(key) emitted twice")
-            seen[key] = countField(json)
+            seen[key] = count
         }
         #expect(seen == windows)
 
@@ -97,9 +94,17 @@ struct ServiceEndToEndTests {
         let result = try SluiceProcess.run([
             "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
             "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            "SLUICE_LOG_FORMAT": "json",
         ], logDirectory: directory.path, timeout: .seconds(60))
         #expect(result.exitCode == 1)
         #expect(result.standardError.contains("cannot reach Kafka at 127.0.0.1:1"))
+        // Structured logs: every line is one JSON object with a level and a message.
+        let lines = result.standardError.split(separator: "\n")
+        #expect(!lines.isEmpty)
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["level"] is String && object?["message"] is String, "not a JSON log line: \(line)")
+        }
         #expect(ContinuousClock.now - started < .seconds(40))
     }
 }

@@ -179,19 +179,43 @@ func produceLines(_ lines: [(value: [UInt8], timestamp: Int64)], topic: String, 
     try producer.flush(timeout: .seconds(60))
 }
 
-/// A deterministic line of text: `count` words from a small vocabulary, mixed case.
+/// A deterministic line of text: 3 to 10 words from a small vocabulary, mixed case, some separated by tabs.
 func testLine(_ index: Int, seed: UInt64) -> String {
     let vocabulary = ["alpha", "Beta", "gamma", "DELTA", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "école", "straße", "naïve"]
-    var state = seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15
-    func next() -> UInt64 {
+    var generator = SplitMix64(seed: seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
+    let count = 3 + Int(generator.next() % 8)
+    return (0..<count).map { _ in vocabulary[Int(generator.next() % UInt64(vocabulary.count))] }
+        .joined(separator: generator.next() % 5 == 0 ? "\t " : " ")
+}
+
+/// The SplitMix64 generator, for seeded inputs and test schedules.
+struct SplitMix64 {
+    private var state: UInt64
+
+    init(seed: UInt64) {
+        state = seed
+    }
+
+    mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
-    let count = 3 + Int(next() % 8)
-    return (0..<count).map { _ in vocabulary[Int(next() % UInt64(vocabulary.count))] }.joined(separator: next() % 5 == 0 ? "\t " : " ")
+}
+
+/// Reads the windows topic with kcat: one `(window_start|word, count)` per record, in topic order.
+func windowRecords(bootstrap: String, topic: String = "word-counts-windowed") throws -> [(key: String, count: Int64?)] {
+    let text = try kcat(["-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%s\n"])
+    return text.split(separator: "\n").compactMap { value in
+        let json = String(value)
+        guard let start = json.range(of: "\"window_start\":").map({ json[$0.upperBound...].prefix { $0.isNumber } }),
+            let wordRange = json.range(of: "\"word\":\""),
+            let end = json[wordRange.upperBound...].firstIndex(of: "\"")
+        else { return nil }
+        return ("\(start)|\(json[wordRange.upperBound..<end])", countField(json))
+    }
 }
 
 /// The `"count":N` of a JSON value written by sluice.
