@@ -1,0 +1,81 @@
+import Foundation
+import KafkaIO
+import Storage
+import StreamEngine
+import Testing
+
+@testable import Streaming
+
+@Suite struct StreamingRecordsTests {
+    static func block(_ offsets: Range<Int64>, partition: Int32 = 0) -> Block {
+        var builder = BlockBuilder(reservingCapacity: 1024)
+        for offset in offsets {
+            let value = Array("record \(offset)".utf8)
+            value.withUnsafeBytes { builder.append(topic: "lines", partition: partition, offset: offset, timestamp: 1000 + offset, key: nil, value: $0) }
+        }
+        return builder.finish()
+    }
+
+    @Test func walRecordsRoundTrip() throws {
+        let position = WALPosition(segment: 1, offset: 8)
+        let block = Self.block(10..<20)
+        #expect(try WALRecord(decoding: WALRecord.block(block).encoded, at: position) == .block(block))
+        let allocation = WALRecord.batchAllocated(time: 1_795_555_272_000)
+        #expect(try WALRecord(decoding: allocation.encoded, at: position) == allocation)
+    }
+
+    @Test func unknownOrDamagedWALRecordsAreClearErrors() {
+        let position = WALPosition(segment: 3, offset: 4096)
+        for bytes: [UInt8] in [[], [9, 1, 2], [2, 1, 2, 3], [1, 0xff, 0xff]] {
+            let error = #expect(throws: StreamingError.self) { try WALRecord(decoding: bytes, at: position) }
+            #expect(error?.code == .corruptLog)
+            #expect(error?.description.contains("\(position)") == true)
+        }
+    }
+
+    @Test func driverCheckpointsRoundTripAndRefuseUnknownVersions() throws {
+        let checkpoint = DriverCheckpoint(
+            batchTime: 42_000, walPosition: WALPosition(segment: 7, offset: 123),
+            offsets: [KafkaPartition(topic: "lines", partition: 0): 17, KafkaPartition(topic: "other", partition: 3): 5],
+            graphState: [1, 2, 3, 250]
+        )
+        #expect(try DriverCheckpoint(decoding: checkpoint.encoded) == checkpoint)
+        let withoutLog = DriverCheckpoint(batchTime: 1, walPosition: nil, offsets: [:], graphState: [])
+        #expect(try DriverCheckpoint(decoding: withoutLog.encoded) == withoutLog)
+
+        var future = checkpoint.encoded
+        future[0] = 2
+        let error = #expect(throws: StreamingError.self) { try DriverCheckpoint(decoding: future) }
+        #expect(error?.code == .unsupportedVersion)
+        let truncated = Array(checkpoint.encoded.prefix(6))
+        #expect((#expect(throws: StreamingError.self) { try DriverCheckpoint(decoding: truncated) })?.code == .corruptLog)
+    }
+
+    @Test func batchAllocationsAreLoggedAfterTheirBlocks() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (log, _) = try WriteAheadLog.open(directory: directory)
+        let tracker = ReceivedBlockTracker(log: log, metrics: StreamingMetrics())
+        let first = Self.block(0..<5)
+        let second = Self.block(5..<9)
+        try tracker.add(first)
+        try tracker.add(second)
+        #expect(tracker.backlogBytes == first.bytes.count + second.bytes.count)
+        let (blocks, position) = try tracker.allocateBatch(time: 1000)
+        #expect(blocks == [first, second])
+        #expect(tracker.backlogBytes == 0)
+        let (empty, _) = try tracker.allocateBatch(time: 2000)
+        #expect(empty.isEmpty)
+        log.close()
+
+        let (_, recovery) = try WriteAheadLog.open(directory: directory)
+        let records = try recovery.entries.map { try WALRecord(decoding: $0.payload, at: $0.position) }
+        #expect(records == [.block(first), .block(second), .batchAllocated(time: 1000), .batchAllocated(time: 2000)])
+        #expect(recovery.entries[2].position == position)
+    }
+}
+
+/// A fresh directory path under the system's temporary directory.
+func temporaryDirectory() -> String {
+    NSTemporaryDirectory() + "sluice-streaming-" + UUID().uuidString.prefix(8)
+}
