@@ -23,7 +23,8 @@ test:
 soak: ## Longer crash-recovery runs (more kill points, more input).
 	SLUICE_SOAK=1 $(SWIFT) test $(SWIFT_FLAGS) --filter Recovery
 
-bench: release ## End-to-end throughput against kcat reading the same topic.
+bench: release ## Micro-benchmarks, then end-to-end throughput against kcat reading the same topic.
+	.build/release/sluice-microbench
 	python3 bench/bench.py
 
 faults: ## Fault-injection tests (crash points, broker down, unwritable storage).

@@ -63,6 +63,11 @@ let package = Package(
             dependencies: ["KafkaIO"],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "sluice-microbench",
+            dependencies: ["Storage", "StreamEngine"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "KafkaIOTests", dependencies: ["KafkaIO"], swiftSettings: swiftSettings),
         .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: swiftSettings),
         .testTarget(name: "StreamEngineTests", dependencies: ["StreamEngine"], swiftSettings: swiftSettings),
