@@ -14,7 +14,6 @@ release:
 	$(SWIFT) build -c release $(SWIFT_FLAGS)
 
 run: release ## The demo: embedded broker, sample text, counts printed at the end.
-	rm -rf ./sluice-data
 	.build/release/sluice
 
 test:

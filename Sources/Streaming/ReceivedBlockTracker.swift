@@ -30,9 +30,10 @@ final class ReceivedBlockTracker: Sendable {
     /// The bytes of blocks received but not yet in a batch.
     var backlogBytes: Int { state.withLock { $0.pendingBytes } }
 
-    /// Logs the block and makes it durable (when logging), then queues it for the next batch.
+    /// Logs the block, queues it for the next batch, and makes it durable (when logging).
     ///
-    /// - Throws: A storage error if the block could not be written or synced; the block is then not queued.
+    /// - Throws: A storage error if the block could not be written or synced; the log is then unusable and the
+    ///   next batch allocation fails too, so nothing built on the block is checkpointed.
     func add(_ block: Block) throws {
         if let log {
             let record = WALRecord.block(block).encoded
@@ -59,7 +60,11 @@ final class ReceivedBlockTracker: Sendable {
         state.pendingBytes += block.bytes.count
     }
 
-    /// Takes every queued block for the batch of `time`, logging and syncing the allocation when logging.
+    /// The blocks queued for the next batch.
+    var queuedBlocks: [Block] { state.withLock { $0.pending } }
+
+    /// Takes every queued block for the batch of `time`, logging and syncing the allocation when logging (an empty
+    /// batch logs nothing).
     ///
     /// - Returns: The blocks, and the log position of the allocation (nil without a log): a checkpoint taken after
     ///   this batch covers every log entry up to and including that position.
@@ -71,11 +76,13 @@ final class ReceivedBlockTracker: Sendable {
             }
             return (blocks, nil)
         }
-        let (blocks, position) = try state.withLock { state in
+        let (blocks, position) = try state.withLock { state -> ([Block], WALPosition?) in
+            guard !state.pending.isEmpty else { return ([], nil) }
             let position = try log.append(WALRecord.batchAllocated(time: time).encoded)
             defer { state = State() }
             return (state.pending, position)
         }
+        guard position != nil else { return ([], nil) }
         try metrics.walFsyncDuration.measure { try log.sync() }
         metrics.backlogBytes.record(0)
         return (blocks, position)

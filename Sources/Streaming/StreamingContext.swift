@@ -53,6 +53,10 @@ public final class StreamingContext: Sendable {
         var offsets: [KafkaPartition: Int64]
         var checkpointSequence: UInt64
         var batchesSinceCheckpoint = 0
+        /// The WAL position of the newest checkpoint on disk; the log is truncated before it once a newer one exists.
+        var previousCheckpointPosition: WALPosition?
+        /// A WAL directory left by a run with the log on, while this run has it off.
+        var staleLogDirectory: String?
         var lastProgressLog = ContinuousClock.now
         var recordsSinceProgressLog = 0
 
@@ -62,6 +66,7 @@ public final class StreamingContext: Sendable {
             trailingBlocks = []
             lastBatchTime = checkpoint?.batchTime ?? 0
             walPosition = checkpoint?.walPosition
+            previousCheckpointPosition = checkpoint?.walPosition
             offsets = checkpoint?.offsets ?? [:]
             checkpointSequence = sequence
         }
@@ -109,11 +114,18 @@ public final class StreamingContext: Sendable {
         let driver = DriverState(graph: graph, checkpoint: checkpoint, sequence: sequence)
         let metrics = StreamingMetrics()
         var log: WriteAheadLog?
-        if configuration.isWriteAheadLogEnabled {
+        let logDirectory = root + "/wal"
+        if configuration.isWriteAheadLogEnabled || FileManager.default.fileExists(atPath: logDirectory) {
             let (opened, recovery) = try WriteAheadLog.open(
-                directory: root + "/wal",
+                directory: logDirectory,
                 options: .init(skipCorruptEntries: configuration.skipsCorruptWriteAheadLog)
             )
+            if let position = driver.walPosition, let oldest = opened.segmentNumbers.first, oldest > position.segment {
+                throw StreamingError(
+                    .corruptLog,
+                    "the checkpoint continues at WAL \(position), but the log starts at segment \(oldest): entries it needs are gone"
+                )
+            }
             if let tail = recovery.truncatedTail {
                 logger.warning("truncated a torn write-ahead-log tail", metadata: [
                     "wal.segment": "\(tail.path)", "wal.offset": "\(tail.offset)", "wal.dropped_bytes": "\(tail.droppedBytes)",
@@ -125,14 +137,22 @@ public final class StreamingContext: Sendable {
                 ])
             }
             try planReplay(of: recovery.entries, into: driver)
-            log = opened
+            if configuration.isWriteAheadLogEnabled {
+                log = opened
+            } else {
+                opened.close()
+                driver.staleLogDirectory = logDirectory
+            }
         }
         let tracker = ReceivedBlockTracker(log: log, metrics: metrics)
-        for block in driver.trailingBlocks {
-            tracker.requeue(block)
+        if log != nil {
+            for block in driver.trailingBlocks {
+                tracker.requeue(block)
+            }
+            driver.trailingBlocks = []
         }
         var knownOffsets = driver.offsets
-        for block in driver.replay.flatMap(\.blocks) + driver.trailingBlocks {
+        for block in driver.replay.flatMap(\.blocks) + driver.trailingBlocks + tracker.queuedBlocks {
             for (partition, next) in block.nextOffsets() {
                 let key = KafkaPartition(topic: partition.topic, partition: partition.partition)
                 knownOffsets[key] = max(knownOffsets[key] ?? 0, next)
@@ -253,15 +273,20 @@ public final class StreamingContext: Sendable {
     // MARK: The batch thread
 
     private func runDriver() throws {
-        defer { consumer.close() }
         let recovered = driver.replay
         driver.replay = []
         for batch in recovered {
+            guard control.withLock({ $0.stopRequest }) == nil else {
+                // What is not replayed stays in the WAL for the next start.
+                consumer.close()
+                return
+            }
             logger.info("replaying a batch from the write-ahead log", metadata: [
                 "stream.batch_time": "\(batch.time)", "stream.blocks": "\(batch.blocks.count)",
             ])
             try runBatch(time: batch.time, blocks: batch.blocks, position: batch.position, forceCheckpoint: true)
         }
+        try removeStaleLog()
         if configuration.stopsAtEnd {
             try receiver.captureEndOffsets()
         }
@@ -273,38 +298,62 @@ public final class StreamingContext: Sendable {
         receiverThread.name = "sluice-receiver"
         receiverThread.start()
         control.withLock { $0.isRecovered = true }
+        // Whatever ends the loop, the receiver finishes before the consumer closes (which runs its revoke handler).
+        defer {
+            receiver.requestStop()
+            while !receiverDone.load(ordering: .acquiring) { Thread.sleep(forTimeInterval: 0.01) }
+            consumer.close()
+        }
 
         let interval = Int64(configuration.batchIntervalMilliseconds)
         var nextTime = max(driver.lastBatchTime + interval, (Self.wallClockMilliseconds() / interval + 1) * interval)
         while true {
+            // Wait for the batch time, but never longer than one interval: batch times only move forward, even
+            // when the wall clock steps back.
+            let deadline = ContinuousClock.now + .milliseconds(min(max(nextTime - Self.wallClockMilliseconds(), 0), interval))
             var ending: Bool? = nil  // graceful?
-            while ending == nil, Self.wallClockMilliseconds() < nextTime {
+            while ending == nil, ContinuousClock.now < deadline {
                 ending = control.withLock { $0.stopRequest }
                 if ending == nil, configuration.stopsAtEnd, receiver.status.withLock({ $0.reachedEnd }) {
                     ending = true
                 }
                 if ending == nil { Thread.sleep(forTimeInterval: 0.01) }
             }
+            if let failure = receiver.status.withLock({ $0.failure }) {
+                throw StreamingError(.receiver, failure)
+            }
             if let graceful = ending {
                 receiver.requestStop()
                 while !receiverDone.load(ordering: .acquiring) { Thread.sleep(forTimeInterval: 0.01) }
-                if graceful {
-                    let (blocks, position) = try tracker.allocateBatch(time: nextTime)
-                    try runBatch(time: nextTime, blocks: blocks, position: position, forceCheckpoint: !configuration.stopsAtEnd)
-                }
-                if configuration.stopsAtEnd, graceful {
+                guard graceful else { break }
+                let (blocks, position) = try tracker.allocateBatch(time: nextTime)
+                try runBatch(time: nextTime, blocks: blocks, position: position, forceCheckpoint: true)
+                if configuration.stopsAtEnd, receiver.status.withLock({ $0.reachedEnd }) {
+                    // The checkpoint above keeps the open windows and the real watermark, so a later run over new
+                    // input completes them (and emits them again, with their final counts).
                     try emit(driver.graph.flushWindows())
-                    try writeCheckpoint()
                 }
-                logger.info("streaming stopped", metadata: ["stream.last_batch_time": "\(driver.lastBatchTime)"])
-                return
+                break
             }
-            let delay = Self.wallClockMilliseconds() - nextTime
-            metrics.batchSchedulingDelay.recordMilliseconds(max(0, delay))
+            metrics.batchSchedulingDelay.recordMilliseconds(max(0, Self.wallClockMilliseconds() - nextTime))
             let (blocks, position) = try tracker.allocateBatch(time: nextTime)
             try runBatch(time: nextTime, blocks: blocks, position: position, forceCheckpoint: false)
             nextTime = max(nextTime + interval, (Self.wallClockMilliseconds() / interval) * interval)
         }
+        logger.info("streaming stopped", metadata: ["stream.last_batch_time": "\(driver.lastBatchTime)"])
+    }
+
+    /// With the WAL switched off, a log left by an earlier run has been replayed (and checkpointed) by now: remove it
+    /// so that a later run with the WAL on does not replay it again.
+    private func removeStaleLog() throws {
+        guard !configuration.isWriteAheadLogEnabled, let staleLog = driver.staleLogDirectory else { return }
+        if !driver.trailingBlocks.isEmpty {
+            let time = driver.lastBatchTime + Int64(configuration.batchIntervalMilliseconds)
+            try runBatch(time: time, blocks: driver.trailingBlocks, position: nil, forceCheckpoint: true)
+        }
+        driver.trailingBlocks = []
+        try FileManager.default.removeItem(atPath: staleLog)
+        logger.info("removed the write-ahead log of an earlier run", metadata: ["wal.directory": "\(staleLog)"])
     }
 
     private func runBatch(time: Int64, blocks: [Block], position: WALPosition?, forceCheckpoint: Bool) throws {
@@ -339,11 +388,7 @@ public final class StreamingContext: Sendable {
                 headers: record.headers.map { KafkaHeader(name: $0.0, value: $0.1) }
             ))
         }
-        do {
-            try producer.flush(timeout: .seconds(60))
-        } catch {
-            throw StreamingError(.output, "batch output was not delivered", underlying: error)
-        }
+        try awaitDelivery(of: "batch output")
         metrics.outputRecords.increment(by: output.records.count)
     }
 
@@ -367,10 +412,26 @@ public final class StreamingContext: Sendable {
                 timestamp: record.timestamp
             ))
         }
-        do {
-            try producer.flush(timeout: .seconds(60))
-        } catch {
-            throw StreamingError(.output, "dead-letter records were not delivered", underlying: error)
+        try awaitDelivery(of: "dead-letter records")
+    }
+
+    /// Flushes the producer, waiting as long as librdkafka keeps retrying (a broker outage) unless an immediate
+    /// stop is requested; a delivery that librdkafka gave up on is an error.
+    private func awaitDelivery(of what: String) throws {
+        while true {
+            do {
+                try producer.flush(timeout: .seconds(10))
+                control.withLock { $0.failure = nil }
+                return
+            } catch let error as KafkaError where error.kind == .timedOut {
+                control.withLock { $0.failure = "\(what) not yet delivered: \(error)" }
+                logger.warning("output is waiting for the brokers", metadata: ["kafka.error": "\(error)"])
+                if control.withLock({ $0.stopRequest }) == false {
+                    throw StreamingError(.output, "\(what) was not delivered before an immediate stop", underlying: error)
+                }
+            } catch {
+                throw StreamingError(.output, "\(what) was not delivered", underlying: error)
+            }
         }
     }
 
@@ -387,9 +448,12 @@ public final class StreamingContext: Sendable {
         metrics.checkpointsWritten.increment()
         metrics.lastCheckpointTime.record(Double(Self.wallClockMilliseconds()) / 1000)
         CrashPoint.reach(.afterCheckpoint, armed: crashTrigger)
-        if let position = driver.walPosition {
-            try tracker.truncateLog(coveredBy: position)
+        // Two checkpoints are kept; the log keeps everything after the older one, so falling back to it on a
+        // damaged newest checkpoint finds every entry it needs.
+        if let previous = driver.previousCheckpointPosition {
+            try tracker.truncateLog(coveredBy: previous)
         }
+        driver.previousCheckpointPosition = driver.walPosition
         if !tracker.isLogging {
             do {
                 try metrics.commitDuration.measure { try consumer.commit(driver.offsets) }

@@ -37,7 +37,7 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_WINDOW_MS", defaultValue: "60000", meaning: "event-time window length"),
         Variable(name: "SLUICE_SLIDE_MS", defaultValue: "= window", meaning: "window slide; the window must be a multiple of it"),
         Variable(name: "SLUICE_ALLOWED_LATENESS_MS", defaultValue: "0", meaning: "how late an event may be after its window's end passed the watermark"),
-        Variable(name: "SLUICE_CHECKPOINT_DIR", defaultValue: "./sluice-data", meaning: "WAL and checkpoints"),
+        Variable(name: "SLUICE_CHECKPOINT_DIR", defaultValue: "./sluice-data (a fresh temporary directory with the embedded broker)", meaning: "WAL and checkpoints"),
         Variable(name: "SLUICE_CHECKPOINT_EVERY_BATCHES", defaultValue: "1", meaning: "write a checkpoint every N batches"),
         Variable(name: "SLUICE_WAL", defaultValue: "true", meaning: "receiver write-ahead log"),
         Variable(name: "SLUICE_WAL_SKIP_CORRUPT", defaultValue: "false", meaning: "skip (and lose) a corrupt middle part of the WAL instead of refusing to start"),
@@ -112,10 +112,17 @@ struct ServiceConfiguration {
             crashTrigger = CrashTrigger(point: point, count: count)
         }
 
+        // The embedded broker starts empty every time, so its demo must not resume an earlier run's state.
+        let defaultCheckpointDirectory = bootstrapServers == nil ? NSTemporaryDirectory() + "sluice-demo-\(getpid())" : "./sluice-data"
         let backlog = try reader.integer("SLUICE_MAX_BACKLOG_MB", default: 64, range: 1...1_000_000) << 20
         var kafkaProperties: [String: String] = [:]
         for (name, value) in environment where name.hasPrefix("SLUICE_KAFKA_") && name.count > "SLUICE_KAFKA_".count {
-            kafkaProperties[name.dropFirst("SLUICE_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")] = value
+            let property = name.dropFirst("SLUICE_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
+            // These would silently break the commit-after-durability guarantee or the group the service joins.
+            guard !["enable.auto.commit", "enable.auto.offset.store", "group.id", "bootstrap.servers"].contains(property) else {
+                throw ConfigurationError(variable: name, value: value, accepted: "nothing: sluice manages \(property) itself")
+            }
+            kafkaProperties[property] = value
         }
         streaming = StreamingConfiguration(
             kafka: KafkaConfig(bootstrapServers: bootstrapServers ?? "", clientID: "sluice", properties: kafkaProperties),
@@ -124,7 +131,7 @@ struct ServiceConfiguration {
             batchIntervalMilliseconds: batch,
             blockIntervalMilliseconds: block,
             maxBlockBytes: min(8 << 20, backlog / 4),
-            checkpointDirectory: try reader.string("SLUICE_CHECKPOINT_DIR") ?? "./sluice-data",
+            checkpointDirectory: try reader.string("SLUICE_CHECKPOINT_DIR") ?? defaultCheckpointDirectory,
             isWriteAheadLogEnabled: try reader.boolean("SLUICE_WAL", default: true),
             skipsCorruptWriteAheadLog: try reader.boolean("SLUICE_WAL_SKIP_CORRUPT", default: false),
             checkpointEveryBatches: try reader.integer("SLUICE_CHECKPOINT_EVERY_BATCHES", default: 1, range: 1...1_000_000),

@@ -60,31 +60,35 @@ enum Sluice {
     }
 
     private static func run(_ configuration: ServiceConfiguration, registry: PrometheusCollectorRegistry, logger: Logger) async throws {
-        var streamingConfiguration = configuration.streaming
-        var embedded: MockCluster?
-        if configuration.bootstrapServers == nil {
-            let cluster = try MockCluster(brokerCount: 1, logger: logger)
-            try loadDemo(into: cluster, configuration: configuration, logger: logger)
-            streamingConfiguration.kafka.bootstrapServers = cluster.bootstrapServers
-            embedded = cluster
-        } else {
-            try checkReachable(streamingConfiguration.kafka, logger: logger)
-        }
         let job = WordCountJob.Configuration(
             countsTopic: configuration.countsTopic, windowsTopic: configuration.windowsTopic,
             windowLength: configuration.windowMilliseconds, slide: configuration.slideMilliseconds,
             allowedLateness: configuration.allowedLatenessMilliseconds
         )
-        let context = try StreamingContext.getOrCreate(
-            configuration: streamingConfiguration, logger: logger, crashTrigger: configuration.crashTrigger
-        ) { graph in
-            try WordCountJob.build(on: graph, configuration: job)
+        // Start-up blocks (broker round trips, WAL and checkpoint reads): keep it off the concurrency pool.
+        let (context, embedded) = try await onDedicatedThread { () throws -> (StreamingContext, MockCluster?) in
+            var streamingConfiguration = configuration.streaming
+            var embedded: MockCluster?
+            if configuration.bootstrapServers == nil {
+                let cluster = try MockCluster(brokerCount: 1, logger: logger)
+                try loadDemo(into: cluster, configuration: configuration, logger: logger)
+                streamingConfiguration.kafka.bootstrapServers = cluster.bootstrapServers
+                embedded = cluster
+            } else {
+                try checkReachable(streamingConfiguration.kafka, logger: logger)
+            }
+            let context = try StreamingContext.getOrCreate(
+                configuration: streamingConfiguration, logger: logger, crashTrigger: configuration.crashTrigger
+            ) { graph in
+                try WordCountJob.build(on: graph, configuration: job)
+            }
+            return (context, embedded)
         }
         let streaming = StreamingService(context: context, shutdownTimeout: .milliseconds(configuration.shutdownTimeoutMilliseconds), logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if configuration.httpPort != 0 {
             let endpoint = HTTPEndpoint(port: configuration.httpPort, routes: routes(context: context, registry: registry), logger: logger)
-            services.append(.init(service: endpoint))
+            services.append(.init(service: endpoint, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         services.append(.init(service: streaming, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
@@ -92,7 +96,9 @@ enum Sluice {
         ))
         try await group.run()
         if let embedded {
-            try printTopCounts(from: embedded, topic: configuration.countsTopic, logger: logger)
+            try await onDedicatedThread {
+                try printTopCounts(from: embedded, topic: configuration.countsTopic, logger: logger)
+            }
         }
     }
 
@@ -195,9 +201,9 @@ struct StreamingService: Service {
 
     func run() async throws {
         try context.start()
-        try await withGracefulShutdownHandler {
+        try await withTaskCancellationOrGracefulShutdownHandler {
             try await context.awaitTermination()
-        } onGracefulShutdown: { [context, shutdownTimeout, logger] in
+        } onCancelOrGracefulShutdown: { [context, shutdownTimeout, logger] in
             logger.info("shutting down: finishing the current batch")
             // From now on the default action applies: a second SIGTERM or SIGINT ends the process at once.
             signal(SIGTERM, SIG_DFL)
@@ -210,5 +216,13 @@ struct StreamingService: Service {
             }
             watchdog.start()
         }
+    }
+}
+
+/// Runs blocking work on a new thread and waits for it without holding a thread of the concurrency pool.
+func onDedicatedThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result(catching: work)) }
+        thread.start()
     }
 }

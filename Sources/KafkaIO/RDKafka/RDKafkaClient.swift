@@ -68,8 +68,19 @@ private func rebalanceCallback(
     _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, _ opaque: UnsafeMutableRawPointer?
 ) {
     guard let rk, let partitions, let callbacks = RDKafkaCallbacks.from(opaque) else { return }
-    let handler = callbacks.rebalance.withLock { $0 }
-    handler?.call((rk, err, partitions))
+    if let handler = callbacks.rebalance.withLock({ $0 }) {
+        handler.call((rk, err, partitions))
+        return
+    }
+    // No handler (yet, or any more): do what librdkafka does without a callback, so the group never stalls.
+    let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
+    let assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+    switch (cooperative, assign) {
+    case (true, true): rd_kafka_incremental_assign(rk, partitions).map { rd_kafka_error_destroy($0) }
+    case (true, false): rd_kafka_incremental_unassign(rk, partitions).map { rd_kafka_error_destroy($0) }
+    case (false, true): rd_kafka_assign(rk, partitions)
+    case (false, false): rd_kafka_assign(rk, nil)
+    }
 }
 
 private func deliveryCallback(_ rk: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
