@@ -6,7 +6,7 @@ extension DStream {
     public func reduceByKey<Key: Hashable, Value>(
         _ combine: @escaping (Value, Value) -> Value
     ) -> DStream<(Key, Value)> where Element == (Key, Value) {
-        derive { batch, _ in batch.aggregated({ $0 }) { $0 = combine($0, $1) } }
+        deriveFromSource { batch, _ in batch.aggregated({ $0 }) { $0 = combine($0, $1) } }
     }
 
     /// Counts the occurrences of each distinct element within the batch, in order of first appearance.

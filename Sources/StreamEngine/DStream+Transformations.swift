@@ -1,7 +1,7 @@
 extension DStream {
     /// Transforms each element; the result keeps the element's event time.
     public func map<Output>(_ transform: @escaping (Element) -> Output) -> DStream<Output> {
-        derive { batch, _ in Elements(values: batch.values.map(transform), times: batch.times) }
+        deriveMap(transform)
     }
 
     /// Replaces each element by the elements of a sequence, all with the original event time.

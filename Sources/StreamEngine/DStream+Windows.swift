@@ -35,15 +35,49 @@ extension DStream {
         fold: @escaping (inout Accumulator?, Element) -> Void
     ) -> DStream<(Key, Windowed<Accumulator>)> {
         let store = StateStore<[Int64: [Key: Accumulator]]>(name: name, value: [:])
-        let stream = derive(stateful: true) { batch, context in
-            for (element, time) in zip(batch.values, batch.times) {
+        let stream = deriveFromSource(stateful: true) { batch, context in
+            // Each (window, key) accumulator touched by the batch is taken out of the store once, folded in
+            // arrival order in a dense local table, and put back at the end: the same folds in the same order
+            // as folding in place, without hashing the key again for every element.
+            var pending: [Int64: PendingWindow<Key, Accumulator>] = [:]
+            var currentStart: Int64?
+            var current = PendingWindow<Key, Accumulator>(idCount: 0)
+            let ids = batch.ids.flatMap { $0.count == batch.count ? $0 : nil }
+            // The open windows of the last time seen: consecutive elements (the words of one record) share it.
+            var openTime: Int64?
+            var openStarts: [Int64] = []
+            for position in 0..<batch.count {
+                // Read exactly once per element, late or not.
+                let element = batch.value(position)
+                let time = batch.times[position]
+                if openTime != time {
+                    openTime = time
+                    openStarts.removeAll(keepingCapacity: true)
+                    for start in spec.starts(containing: time)
+                    where !spec.isClosed(start: start, watermark: context.previousWatermark) {
+                        openStarts.append(start)
+                    }
+                }
                 var assigned = false
-                for start in spec.starts(containing: time)
-                where !spec.isClosed(start: start, watermark: context.previousWatermark) {
-                    fold(&store.value[start, default: [:]][key(element)], element)
+                for start in openStarts {
+                    if currentStart != start {
+                        if let previous = currentStart { pending[previous] = current }
+                        current = pending.removeValue(forKey: start)
+                            ?? PendingWindow(idCount: ids == nil ? 0 : batch.idCount)
+                        currentStart = start
+                    }
+                    let elementKey = key(element)
+                    let index = current.index(
+                        of: elementKey, id: ids.map { Int($0[position]) },
+                        taking: { store.value[start]?.removeValue(forKey: $0) })
+                    fold(&current.accumulators[index], element)
                     assigned = true
                 }
                 if !assigned { context.lateRecords += 1 }
+            }
+            if let previous = currentStart { pending[previous] = current }
+            for (start, window) in pending {
+                store.value[start, default: [:]].merge(window)
             }
             var result = Elements<(Key, Windowed<Accumulator>)>()
             for start in store.value.keys.sorted() where spec.isClosed(start: start, watermark: context.watermark) {
@@ -69,4 +103,48 @@ private struct Unkeyed: StateKey {
     init(from reader: inout StateReader) {}
 
     func encode(to writer: inout StateWriter) {}
+}
+
+/// The accumulators of one window touched by the running batch, in first-touch order.
+private struct PendingWindow<Key: Hashable, Accumulator> {
+    var keys: [Key] = []
+    var accumulators: [Accumulator?] = []
+    var indices: [Key: Int] = [:]
+    /// Element id -> index of the last key seen with that id (-1: none).
+    var slots: [Int32]
+
+    init(idCount: Int) {
+        slots = [Int32](repeating: -1, count: idCount)
+        indices.reserveCapacity(idCount)
+        keys.reserveCapacity(idCount)
+        accumulators.reserveCapacity(idCount)
+    }
+
+    /// The local index of `key`, adding it (with the accumulator `taking` removes from the store) if new.
+    mutating func index(of key: Key, id: Int?, taking: (Key) -> Accumulator?) -> Int {
+        if let id {
+            let slot = Int(slots[id])
+            if slot >= 0, keys[slot] == key { return slot }
+        }
+        let index: Int
+        if let known = indices[key] {
+            index = known
+        } else {
+            index = keys.count
+            indices[key] = index
+            keys.append(key)
+            accumulators.append(taking(key))
+        }
+        if let id { slots[id] = Int32(index) }
+        return index
+    }
+}
+
+extension Dictionary {
+    /// Puts a window's accumulators back (a `nil` accumulator removes its key).
+    fileprivate mutating func merge(_ window: PendingWindow<Key, Value>) {
+        for index in window.keys.indices {
+            self[window.keys[index]] = window.accumulators[index]
+        }
+    }
 }

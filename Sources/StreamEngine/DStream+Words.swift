@@ -4,14 +4,51 @@ extension DStream where Element == InputRecord {
     /// words and is reported in ``BatchOutput/malformed``.
     public func flatMapWords() -> DStream<String> {
         derive { records, context in
-            var words = Elements<String>()
-            for (record, time) in zip(records.values, records.times) {
+            // Words are interned on their bytes: one String per distinct word per batch, and the
+            // ids let downstream aggregations skip re-hashing words they have just seen. A first
+            // pass collects the ids and the number of words per record; the words and their times
+            // are then filled in tight loops.
+            var interner = WordInterner()
+            var ids: [Int32] = []
+            var wordCounts = [Int](repeating: 0, count: records.values.count)
+            var textBytes = 0
+            for record in records.values {
+                textBytes += record.withValueBytes { $0.count }
+            }
+            // About one word per 4 bytes of text is a generous guess; untouched reserved pages cost no memory.
+            ids.reserveCapacity(textBytes / 4)
+            for (index, record) in records.values.enumerated() {
+                let before = ids.count
                 let valid = record.withValueBytes { value in
-                    WordTokenizer.forEachWord(in: value) { words.append(String(decoding: $0, as: UTF8.self), at: time) }
+                    WordTokenizer.forEachWord(in: value) { word in
+                        ids.append(interner.id(of: word))
+                    }
                 }
+                wordCounts[index] = ids.count - before
                 if !valid { context.malformed.append(record) }
             }
-            return words
+            let distinct = interner.words
+            let values = ids.withUnsafeBufferPointer { ids in
+                distinct.withUnsafeBufferPointer { distinct in
+                    [String](unsafeUninitializedCapacity: ids.count) { buffer, count in
+                        for position in ids.indices {
+                            (buffer.baseAddress! + position).initialize(to: distinct[Int(ids[position])])
+                        }
+                        count = ids.count
+                    }
+                }
+            }
+            let times = records.times.withUnsafeBufferPointer { recordTimes in
+                [Int64](unsafeUninitializedCapacity: ids.count) { buffer, count in
+                    var position = 0
+                    for (index, words) in wordCounts.enumerated() where words > 0 {
+                        (buffer.baseAddress! + position).initialize(repeating: recordTimes[index], count: words)
+                        position += words
+                    }
+                    count = position
+                }
+            }
+            return Elements(values: values, times: times, ids: ids, idCount: interner.count)
         }
     }
 }

@@ -9,14 +9,54 @@
 public final class DStream<Element> {
     unowned let graph: StreamGraph
     private let compute: (BatchContext) -> Elements<Element>
+    /// For a `map`: reads the mapped batch without storing it, used when one consumer reads it.
+    private let lazySource: ((BatchContext) -> ElementSource<Element>)?
     private let isStateful: Bool
     private var consumers = 0
     private var cached: Elements<Element>?
 
-    init(graph: StreamGraph, stateful: Bool = false, compute: @escaping (BatchContext) -> Elements<Element>) {
+    init(
+        graph: StreamGraph, stateful: Bool = false, compute: @escaping (BatchContext) -> Elements<Element>,
+        lazySource: ((BatchContext) -> ElementSource<Element>)? = nil
+    ) {
         self.graph = graph
         self.isStateful = stateful
         self.compute = compute
+        self.lazySource = lazySource
+    }
+
+    /// The stream's elements for the running batch, read one by one: a `map` read by a single
+    /// consumer is applied as the elements are read instead of being stored first.
+    func source(in context: BatchContext) -> ElementSource<Element> {
+        if let lazySource, !isStateful, consumers <= 1 { return lazySource(context) }
+        return elements(in: context).source
+    }
+
+    /// A new stream computed from this one's elements, read one by one.
+    func deriveFromSource<Output>(
+        stateful: Bool = false, _ transform: @escaping (ElementSource<Element>, BatchContext) -> Elements<Output>
+    ) -> DStream<Output> {
+        consumers += 1
+        return DStream<Output>(graph: graph, stateful: stateful) { [self] context in
+            transform(source(in: context), context)
+        }
+    }
+
+    /// A new stream of `transform` applied to each element; the result keeps the element's event time.
+    func deriveMap<Output>(_ transform: @escaping (Element) -> Output) -> DStream<Output> {
+        consumers += 1
+        return DStream<Output>(
+            graph: graph,
+            compute: { [self] context in
+                let batch = elements(in: context)
+                return Elements(values: batch.values.map(transform), times: batch.times, ids: batch.ids, idCount: batch.idCount)
+            },
+            lazySource: { [self] context in
+                let values = elements(in: context).source
+                return ElementSource(count: values.count, times: values.times, ids: values.ids, idCount: values.idCount) {
+                    transform(values.value($0))
+                }
+            })
     }
 
     /// The stream's elements for the running batch. A stateful stream, or one read by several

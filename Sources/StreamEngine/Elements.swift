@@ -2,11 +2,50 @@
 struct Elements<Value> {
     var values: [Value] = []
     var times: [Int64] = []
+    /// Optional grouping hint, parallel to `values`: elements with the same id (in `0..<idCount`) came from equal
+    /// values upstream (for example the same word). It lets ``aggregated(_:_:)`` and windowed aggregation skip
+    /// hashing a key they have just seen; it is only a hint, always confirmed with `==` before use, so a transform
+    /// that maps equal inputs to different keys still groups exactly by key.
+    var ids: [Int32]? = nil
+    var idCount = 0
+
+    init(values: [Value] = [], times: [Int64] = [], ids: [Int32]? = nil, idCount: Int = 0) {
+        self.values = values
+        self.times = times
+        self.ids = ids
+        self.idCount = idCount
+    }
 
     mutating func append(_ value: Value, at time: Int64) {
         values.append(value)
         times.append(time)
     }
+
+    /// Reads the batch element by element.
+    var source: ElementSource<Value> {
+        let values = values
+        return ElementSource(count: values.count, times: times, ids: ids, idCount: idCount) { values[$0] }
+    }
+
+    /// Groups pairs by key in order of first appearance, folding each key's values into an
+    /// accumulator; a group's time is the latest time of its values.
+    func aggregated<Key: Hashable, Input, Accumulator>(
+        _ start: (Input) -> Accumulator, _ combine: (inout Accumulator, Input) -> Void
+    ) -> Elements<(Key, Accumulator)> where Value == (Key, Input) {
+        source.aggregated(start, combine)
+    }
+}
+
+/// A batch read element by element, in order: either stored ``Elements``, or a `map` over them
+/// that is applied as its single consumer reads each element (exactly once per element), so the
+/// mapped batch is never stored.
+struct ElementSource<Value> {
+    let count: Int
+    let times: [Int64]
+    /// The grouping hint of ``Elements/ids``.
+    let ids: [Int32]?
+    let idCount: Int
+    let value: (Int) -> Value
 
     /// Groups pairs by key in order of first appearance, folding each key's values into an
     /// accumulator; a group's time is the latest time of its values.
@@ -15,13 +54,46 @@ struct Elements<Value> {
     ) -> Elements<(Key, Accumulator)> where Value == (Key, Input) {
         var groups = Elements<(Key, Accumulator)>()
         var indices: [Key: Int] = [:]
-        for ((key, value), time) in zip(values, times) {
+        guard let ids, ids.count == count else {
+            // Bounded, so that many duplicates cannot make the reservation large.
+            indices.reserveCapacity(min(count, 1 << 16))
+            for position in 0..<count {
+                let (key, value) = value(position)
+                let time = times[position]
+                if let index = indices[key] {
+                    combine(&groups.values[index].1, value)
+                    groups.times[index] = max(groups.times[index], time)
+                } else {
+                    indices[key] = groups.values.count
+                    groups.append((key, start(value)), at: time)
+                }
+            }
+            return groups
+        }
+        // Cache: id -> group index of the last key seen with that id (-1: none yet).
+        var slots = [Int32](repeating: -1, count: idCount)
+        indices.reserveCapacity(min(idCount, count))
+        groups.values.reserveCapacity(min(idCount, count))
+        groups.times.reserveCapacity(min(idCount, count))
+        for position in 0..<count {
+            let (key, value) = value(position)
+            let time = times[position]
+            let id = Int(ids[position])
+            let slot = Int(slots[id])
+            if slot >= 0, groups.values[slot].0 == key {
+                combine(&groups.values[slot].1, value)
+                groups.times[slot] = max(groups.times[slot], time)
+                continue
+            }
             if let index = indices[key] {
                 combine(&groups.values[index].1, value)
                 groups.times[index] = max(groups.times[index], time)
+                slots[id] = Int32(index)
             } else {
-                indices[key] = groups.values.count
+                let index = groups.values.count
+                indices[key] = index
                 groups.append((key, start(value)), at: time)
+                slots[id] = Int32(index)
             }
         }
         return groups

@@ -82,6 +82,9 @@ extension Array: StateCodable where Element: StateCodable {
 
 extension Dictionary: StateCodable where Key: StateKey, Value: StateCodable {
     /// Writes the count, then the entries sorted by key, so equal dictionaries encode identically.
+    // Specialized for the word count's stores, which are encoded through generic code at every checkpoint.
+    @_specialize(where Key == String, Value == Int64)
+    @_specialize(where Key == Int64, Value == [String: Int64])
     public func encode(to writer: inout StateWriter) {
         writer.writeUnsigned(UInt64(count))
         for (key, value) in sorted(by: { $0.key < $1.key }) {

@@ -115,4 +115,53 @@ import StreamEngine
         _ = graph.runBatch(time: 1, blocks: [block])
         #expect(seen.last == ["in/2@40 t=99 key=[7]"])
     }
+
+    /// Reference grouping: the batch's (key, sum) pairs in order of first appearance.
+    private func grouped(_ pairs: [(String, Int)]) -> [(String, Int)] {
+        var order: [String] = []
+        var sums: [String: Int] = [:]
+        for (key, value) in pairs {
+            if sums[key] == nil { order.append(key) }
+            sums[key, default: 0] += value
+        }
+        return order.map { ($0, sums[$0]!) }
+    }
+
+    @Test func wordsOfEveryLengthAreCountedExactly() {
+        // Words of 1 to 40 bytes that share prefixes, differ only in their last byte, or are all one letter.
+        var words: [String] = []
+        for length in 1...40 {
+            words.append(String(repeating: "a", count: length))
+            words.append(String(repeating: "a", count: length - 1) + "b")
+            words.append(String((0..<length).map { Character(UnicodeScalar(UInt8(97 + $0 % 26))) }))
+        }
+        let text = (words + words.reversed() + words.shuffled()).joined(separator: " ")
+        let graph = StreamGraph()
+        let counts = Collected(graph.input().flatMapWords().countByValue())
+        _ = graph.runBatch(time: 1, blocks: [lines((text, 0), ("Ünïcode ünïcode ÜNÏCODE straße", 0))])
+        let expected = grouped((WordTokenizer.words(text) + WordTokenizer.words("Ünïcode ünïcode ÜNÏCODE straße")).map { ($0, 1) })
+        #expect(counts.last.map(\.0) == expected.map(\.0))
+        #expect(counts.last.map { Int($0.1) } == expected.map(\.1))
+    }
+
+    @Test func groupingFollowsKeysEvenWhenEqualWordsMapToDifferentKeys() {
+        final class Counter { var calls = 0 }
+        let counter = Counter()
+        let graph = StreamGraph()
+        // Every other element of an equal word gets another key: grouping must follow the key, not the word.
+        let sums = Collected(graph.input().flatMapWords().map { word -> (String, Int) in
+            counter.calls += 1
+            return (counter.calls.isMultiple(of: 2) ? word.uppercased() : word, 1)
+        }.reduceByKey(+))
+        let text = "a b a a c b a A"
+        _ = graph.runBatch(time: 1, blocks: [lines((text, 0))])
+        var calls = 0
+        let expected = grouped(WordTokenizer.words(text).map { word in
+            calls += 1
+            return (calls.isMultiple(of: 2) ? word.uppercased() : word, 1)
+        })
+        #expect(counter.calls == 8)
+        #expect(sums.last.map(\.0) == expected.map(\.0))
+        #expect(sums.last.map(\.1) == expected.map(\.1))
+    }
 }
