@@ -126,7 +126,8 @@ public final class KafkaConsumer: Sendable {
     /// Serves rebalance callbacks too, so call it regularly (also while paused) to stay in the group.
     ///
     /// - Returns: How many events were handled (0 on timeout).
-    /// - Throws: A consumer error reported by librdkafka (other than end of partition), or what `handler` throws.
+    /// - Throws: What `handler` throws, or, once every record of the call has been handled, the first consumer error
+    ///   librdkafka reported among them (other than end of partition): records after an error are never dropped.
     @discardableResult
     public func poll(timeout: Duration, maxMessages: Int = 1024, _ handler: (KafkaConsumerEvent) throws -> Void) throws -> Int {
         guard !isClosed.load(ordering: .acquiring) else {
@@ -142,6 +143,7 @@ public final class KafkaConsumer: Sendable {
                 rd_kafka_message_destroy(messages[index])
             }
         }
+        var firstError: KafkaError?
         for index in 0..<count {
             guard let message = messages[index] else { continue }
             let topic = topicName(message.pointee.rkt)
@@ -152,9 +154,10 @@ public final class KafkaConsumer: Sendable {
                 try handler(.endOfPartition(KafkaPartition(topic: topic, partition: message.pointee.partition), nextOffset: message.pointee.offset))
             default:
                 let text = rd_kafka_message_errstr(message).map { String(cString: $0) } ?? ""
-                throw KafkaError.rdkafka(message.pointee.err, "consume from \(topic)[\(message.pointee.partition)]: \(text)")
+                firstError = firstError ?? KafkaError.rdkafka(message.pointee.err, "consume from \(topic)[\(message.pointee.partition)]: \(text)")
             }
         }
+        if let firstError { throw firstError }
         return count
     }
 

@@ -96,7 +96,7 @@ public final class KafkaProducer: Sendable {
             record.value.withUnsafeBytes { value in
                 withOptionalBytes(record.key) { key in
                     var values: [rd_kafka_vu_t] = []
-                    values.reserveCapacity(6 + record.headers.count)
+                    values.reserveCapacity(7)
                     var item = rd_kafka_vu_t()
                     item.vtype = RD_KAFKA_VTYPE_TOPIC
                     item.u.cstr = topic
@@ -129,15 +129,23 @@ public final class KafkaProducer: Sendable {
                         item.u.i64 = timestamp
                         values.append(item)
                     }
-                    return withHeaderValues(record.headers[...], &values) { values in
-                        // produceva copies header names and values, so they only need to live for this call.
-                        guard let error = rd_kafka_produceva(client.handle, values.baseAddress, values.count) else {
-                            return RD_KAFKA_RESP_ERR_NO_ERROR
-                        }
-                        let code = rd_kafka_error_code(error)
-                        rd_kafka_error_destroy(error)
-                        return code
+                    // A header list of our own (RD_KAFKA_VTYPE_HEADERS): librdkafka owns it only if the produce
+                    // succeeds, so it is destroyed here on failure. Building headers inside produceva with
+                    // RD_KAFKA_VTYPE_HEADER double-frees them when the partitioner fails (librdkafka #4627).
+                    let headers = makeHeaders(record.headers)
+                    if let headers {
+                        item = rd_kafka_vu_t()
+                        item.vtype = RD_KAFKA_VTYPE_HEADERS
+                        item.u.headers = headers
+                        values.append(item)
                     }
+                    guard let error = rd_kafka_produceva(client.handle, values, values.count) else {
+                        return RD_KAFKA_RESP_ERR_NO_ERROR
+                    }
+                    if let headers { rd_kafka_headers_destroy(headers) }
+                    let code = rd_kafka_error_code(error)
+                    rd_kafka_error_destroy(error)
+                    return code
                 }
             }
         }
@@ -221,22 +229,13 @@ private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPoi
     return bytes.withUnsafeBytes { body($0) }
 }
 
-/// Appends one `RD_KAFKA_VTYPE_HEADER` per header, keeping each name and value alive while `body` runs.
-private func withHeaderValues<R>(
-    _ headers: ArraySlice<KafkaHeader>, _ values: inout [rd_kafka_vu_t], _ body: (UnsafeBufferPointer<rd_kafka_vu_t>) -> R
-) -> R {
-    guard let header = headers.first else {
-        return values.withUnsafeBufferPointer(body)
-    }
-    return header.name.withCString { name in
+/// A new header list holding copies of `headers`, or nil when there are none.
+private func makeHeaders(_ headers: [KafkaHeader]) -> OpaquePointer? {
+    guard !headers.isEmpty, let list = rd_kafka_headers_new(headers.count) else { return nil }
+    for header in headers {
         header.value.withUnsafeBytes { value in
-            var item = rd_kafka_vu_t()
-            item.vtype = RD_KAFKA_VTYPE_HEADER
-            item.u.header.name = name
-            item.u.header.val = value.baseAddress
-            item.u.header.size = value.count
-            values.append(item)
-            return withHeaderValues(headers.dropFirst(), &values, body)
+            _ = rd_kafka_header_add(list, header.name, -1, value.baseAddress, value.count)
         }
     }
+    return list
 }

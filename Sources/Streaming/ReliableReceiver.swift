@@ -114,8 +114,10 @@ final class ReliableReceiver: Sendable {
                 try consumer.poll(timeout: min(max(remaining, .zero), .milliseconds(100))) { event in
                     handle(event)
                 }
+            } catch let error as KafkaError where error.kind == .closed {
+                break
             } catch {
-                logger.warning("poll failed", metadata: ["kafka.error": "\(error)"])
+                logger.warning("consumer reported an error", metadata: ["kafka.error": "\(error)"])
             }
             status.withLock { $0.lastPoll = .now }
             if loop.receivedSinceReport > 0 {
@@ -126,11 +128,13 @@ final class ReliableReceiver: Sendable {
                 || ContinuousClock.now - loop.blockStart >= .milliseconds(configuration.blockIntervalMilliseconds)
             {
                 storeBlock()
+                commitDurableOffsets()
                 updateFlowControl()
                 checkEnd()
             }
         }
         storeBlock()
+        commitDurableOffsets()
     }
 
     private func handle(_ event: KafkaConsumerEvent) {
@@ -189,13 +193,14 @@ final class ReliableReceiver: Sendable {
         CrashPoint.reach(.afterCommit, armed: crashTrigger)
     }
 
+    /// Commits the offsets of durable blocks; a failed commit is retried on the next block tick.
     private func commitDurableOffsets() {
-        guard !loop.uncommitted.isEmpty else { return }
+        guard !loop.uncommitted.isEmpty, !loop.failed else { return }
         do {
             try metrics.commitDuration.measure { try consumer.commit(loop.uncommitted) }
             loop.uncommitted = [:]
         } catch {
-            // The records are durable in the WAL; the commit is retried with the next block.
+            // The records are durable in the WAL; the commit is retried on the next block tick.
             metrics.commitFailures.increment()
             logger.warning("offset commit failed; will retry", metadata: ["kafka.error": "\(error)"])
         }
@@ -213,7 +218,10 @@ final class ReliableReceiver: Sendable {
             return starts
         case .revoked(let partitions):
             storeBlock()
+            commitDurableOffsets()
             let revoked = Set(partitions)
+            // A commit for a partition that is no longer ours must not be retried over its new owner's.
+            for partition in revoked { loop.uncommitted[partition] = nil }
             loop.assigned.removeAll { revoked.contains($0) }
             loop.ratePaused.subtract(revoked)
             status.withLock { $0.assigned = loop.assigned }

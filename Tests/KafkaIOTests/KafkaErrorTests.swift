@@ -59,6 +59,27 @@ struct KafkaErrorTests {
         #expect(delivered)
     }
 
+    @Test func aRefusedRecordWithHeadersIsAnErrorNotACrash() throws {
+        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
+        let topic = uniqueName("refused")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers)), logger: quietLogger)
+        _ = try producer.topicPartitionCounts(timeout: .seconds(5))
+        try producer.send(KafkaProducerRecord(topic: topic, value: [0]))
+        try producer.flush(timeout: .seconds(10))
+        let headers = [KafkaHeader(name: "a", value: [1, 2]), KafkaHeader(name: "b", value: [])]
+        for _ in 0..<100 {
+            // The partition does not exist: the partitioner refuses the record, and its headers are freed once.
+            let error = #expect(throws: KafkaError.self) {
+                try producer.send(KafkaProducerRecord(topic: topic, partition: 7, value: [1], headers: headers))
+            }
+            #expect(error?.codeName == "_UNKNOWN_PARTITION")
+        }
+        try producer.send(KafkaProducerRecord(topic: topic, partition: 0, value: [2], headers: headers))
+        try producer.flush(timeout: .seconds(10))
+        #expect(producer.deliveredCount == 2)
+    }
+
     @Test func injectedCommitErrorsSurface() throws {
         let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
         let topic = uniqueName("commit-error")
