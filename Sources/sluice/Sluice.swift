@@ -212,7 +212,8 @@ struct StreamingService: Service {
             let watchdog = Thread {
                 Thread.sleep(forTimeInterval: Double(shutdownTimeout.components.seconds) + Double(shutdownTimeout.components.attoseconds) / 1e18)
                 logger.critical("graceful shutdown timed out")
-                exit(1)
+                // _exit: no atexit handlers racing librdkafka's and NIO's threads.
+                _exit(1)
             }
             watchdog.start()
         }

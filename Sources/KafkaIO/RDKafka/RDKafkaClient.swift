@@ -24,14 +24,11 @@ final class RDKafkaCallbacks: Sendable {
             self.call = call
         }
     }
-    /// The last error reported by the error callback (for example all brokers down).
-    let lastError: Mutex<KafkaError?>
 
     init(logger: Logger) {
         self.logger = logger
         self.rebalance = Mutex(nil)
         self.delivery = Mutex(nil)
-        self.lastError = Mutex(nil)
     }
 
     static func from(_ opaque: UnsafeMutableRawPointer?) -> RDKafkaCallbacks? {
@@ -58,9 +55,10 @@ private func logCallback(_ rk: OpaquePointer?, _ level: Int32, _ facility: Unsaf
 
 private func errorCallback(_ rk: OpaquePointer?, _ err: Int32, _ reason: UnsafePointer<CChar>?, _ opaque: UnsafeMutableRawPointer?) {
     guard let callbacks = RDKafkaCallbacks.from(opaque) else { return }
-    let error = KafkaError.rdkafka(rd_kafka_resp_err_t(err), reason.map { String(cString: $0) } ?? "client error")
-    callbacks.lastError.withLock { $0 = error }
-    callbacks.logger.info("librdkafka reported an error", metadata: ["kafka.error": "\(error)"])
+    let code = rd_kafka_resp_err_t(err)
+    let error = KafkaError.rdkafka(code, reason.map { String(cString: $0) } ?? "client error")
+    // Client errors (brokers down, transport) are retried by librdkafka itself; a fatal one is worth more attention.
+    callbacks.logger.log(level: code == RD_KAFKA_RESP_ERR__FATAL ? .error : .info, "librdkafka reported an error", metadata: ["kafka.error": "\(error)"])
 }
 
 private func rebalanceCallback(
