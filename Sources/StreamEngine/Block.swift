@@ -29,15 +29,15 @@ public struct Block: Sendable, Equatable {
     public let recordCount: Int
     /// Where the record section starts in ``bytes``.
     let recordsStart: Int
-    /// The largest record timestamp, or `nil` for an empty block.
-    let maxTimestamp: Int64?
+    /// The largest record timestamp of each range, parallel to ``ranges``.
+    let latestTimestamps: [Int64]
 
-    init(bytes: [UInt8], ranges: [PartitionRange], recordCount: Int, recordsStart: Int, maxTimestamp: Int64?) {
+    init(bytes: [UInt8], ranges: [PartitionRange], recordCount: Int, recordsStart: Int, latestTimestamps: [Int64]) {
         self.bytes = bytes
         self.ranges = ranges
         self.recordCount = recordCount
         self.recordsStart = recordsStart
-        self.maxTimestamp = maxTimestamp
+        self.latestTimestamps = latestTimestamps
     }
 
     /// Decodes and fully validates an encoded block (as read back from the write-ahead log).
@@ -47,8 +47,8 @@ public struct Block: Sendable, Equatable {
         let decoded = bytes.withUnsafeBytes { raw in
             Result { () throws(BlockDecodingError) in try Block.decode(raw) }
         }
-        let (ranges, recordCount, recordsStart, maxTimestamp) = try decoded.get()
-        self.init(bytes: bytes, ranges: ranges, recordCount: recordCount, recordsStart: recordsStart, maxTimestamp: maxTimestamp)
+        let (ranges, recordCount, recordsStart, latestTimestamps) = try decoded.get()
+        self.init(bytes: bytes, ranges: ranges, recordCount: recordCount, recordsStart: recordsStart, latestTimestamps: latestTimestamps)
     }
 
     /// Two blocks are equal when their encodings are.
@@ -65,7 +65,7 @@ public struct Block: Sendable, Equatable {
 
     private static func decode(
         _ raw: UnsafeRawBufferPointer
-    ) throws(BlockDecodingError) -> (ranges: [PartitionRange], recordCount: Int, recordsStart: Int, maxTimestamp: Int64?) {
+    ) throws(BlockDecodingError) -> (ranges: [PartitionRange], recordCount: Int, recordsStart: Int, latestTimestamps: [Int64]) {
         var cursor = ByteCursor(raw)
         guard let version = cursor.byte() else { throw .unsupportedVersion(nil) }
         guard version == formatVersion else { throw .unsupportedVersion(version) }
@@ -95,12 +95,12 @@ public struct Block: Sendable, Equatable {
         let recordsStart = cursor.position
         var smallest = [Int64](repeating: .max, count: ranges.count)
         var largest = [Int64](repeating: .min, count: ranges.count)
-        var maxTimestamp: Int64?
+        var latest = [Int64](repeating: .min, count: ranges.count)
         var found = 0
         let complete = scanRecords(raw, from: recordsStart, rangeCount: ranges.count) { record in
             smallest[record.range] = min(smallest[record.range], record.offset)
             largest[record.range] = max(largest[record.range], record.offset)
-            maxTimestamp = max(maxTimestamp ?? record.timestamp, record.timestamp)
+            latest[record.range] = max(latest[record.range], record.timestamp)
             found += 1
         }
         guard complete else { throw .malformed("record \(found)") }
@@ -109,6 +109,6 @@ public struct Block: Sendable, Equatable {
         where smallest[index] != range.firstOffset || largest[index] != range.lastOffset {
             throw .malformed("offsets of \(range.topic)-\(range.partition) outside or not spanning its range")
         }
-        return (ranges, recordCount, recordsStart, maxTimestamp)
+        return (ranges, recordCount, recordsStart, latest)
     }
 }

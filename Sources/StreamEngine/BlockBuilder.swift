@@ -12,7 +12,6 @@ public struct BlockBuilder {
         var rangeIndices: [RangeKey: Int] = [:]
         var lastRange: Int?
         var previousTimestamp: Int64 = 0
-        var maxTimestamp: Int64?
         var recordCount = 0
     }
 
@@ -26,6 +25,7 @@ public struct BlockBuilder {
         var first: Int64
         var last: Int64
         var previous: Int64
+        var latestTimestamp: Int64 = .min
     }
 
     private var records: [UInt8] = []
@@ -70,7 +70,7 @@ public struct BlockBuilder {
         tables.ranges[range].first = min(tables.ranges[range].first, offset)
         tables.ranges[range].last = max(tables.ranges[range].last, offset)
         tables.previousTimestamp = timestamp
-        tables.maxTimestamp = max(tables.maxTimestamp ?? timestamp, timestamp)
+        tables.ranges[range].latestTimestamp = max(tables.ranges[range].latestTimestamp, timestamp)
         tables.recordCount += 1
     }
 
@@ -102,7 +102,7 @@ public struct BlockBuilder {
             },
             recordCount: tables.recordCount,
             recordsStart: recordsStart,
-            maxTimestamp: tables.maxTimestamp
+            latestTimestamps: tables.ranges.map(\.latestTimestamp)
         )
         records.removeAll(keepingCapacity: true)
         tables = Tables()

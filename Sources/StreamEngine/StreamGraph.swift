@@ -10,22 +10,38 @@
 ///     let output = graph.runBatch(time: now, blocks: blocks)
 public final class StreamGraph {
     /// The current checkpoint format version.
-    static let checkpointVersion: UInt8 = 1
+    static let checkpointVersion: UInt8 = 2
 
     private struct StatefulOperator {
         let store: any AnyStateStore
         let evaluate: (BatchContext) -> Void
     }
 
-    /// The largest record timestamp seen so far (`Int64.max` after ``flushWindows()``),
-    /// or `nil` before the first record.
+    /// The event-time watermark (`Int64.max` after ``flushWindows()``), or `nil` before the first record.
+    ///
+    /// It is the smallest of the input partitions' latest record timestamps, over the partitions
+    /// that had records in the last ``idlePartitionBatches`` batches, and it never goes back. A
+    /// partition that lags behind therefore holds the watermark back (its records are not late
+    /// just because another partition ran ahead), while a partition that went quiet stops holding
+    /// it back after ``idlePartitionBatches`` batches.
     public private(set) var watermark: Int64?
+    /// How many batches without records make a partition idle (no longer holding the watermark back).
+    public let idlePartitionBatches: UInt64
+    /// The latest record timestamp of each input partition, and the batch that last had its records.
+    private var partitionClocks: [TopicPartition: (latest: Int64, lastBatch: UInt64)] = [:]
+    /// The number of batches run so far.
+    private var batchNumber: UInt64 = 0
     private var sinks: [(BatchContext) -> Void] = []
     private var stateful: [StatefulOperator] = []
     private lazy var inputStream = DStream<InputRecord>(graph: self) { InputRecord.elements(of: $0.blocks) }
 
     /// Creates an empty graph.
-    public init() {}
+    ///
+    /// - Parameter idlePartitionBatches: batches without records after which a partition no longer holds the
+    ///   watermark back.
+    public init(idlePartitionBatches: Int = 10) {
+        self.idlePartitionBatches = UInt64(max(1, idlePartitionBatches))
+    }
 
     /// The stream of input records: one element per record of the batch's blocks, in block order.
     public func input() -> DStream<InputRecord> {
@@ -34,8 +50,15 @@ public final class StreamGraph {
 
     /// Runs one batch: computes every sink over `blocks`, then advances the watermark.
     public func runBatch(time: Int64, blocks: [Block]) -> BatchOutput {
-        let batchMaximum = blocks.lazy.compactMap(\.maxTimestamp).max()
-        let advanced = [watermark, batchMaximum].compactMap { $0 }.max()
+        batchNumber += 1
+        for block in blocks {
+            for (range, latest) in zip(block.ranges, block.latestTimestamps) {
+                let partition = TopicPartition(topic: range.topic, partition: range.partition)
+                partitionClocks[partition] = (max(partitionClocks[partition]?.latest ?? .min, latest), batchNumber)
+            }
+        }
+        let active = partitionClocks.values.filter { batchNumber - $0.lastBatch < idlePartitionBatches }
+        let advanced = [watermark, active.map(\.latest).min()].compactMap { $0 }.max()
         return run(BatchContext(time: time, blocks: blocks, previousWatermark: watermark, watermark: advanced))
     }
 
@@ -48,13 +71,22 @@ public final class StreamGraph {
 
     /// Serializes the watermark and every stateful operator's state, in registration order.
     ///
-    /// Layout: version byte, then varint watermark presence (0/1) and zigzag watermark, varint
+    /// Layout: version byte, then varint watermark presence (0/1) and zigzag watermark, the batch
+    /// number, the partition clocks (sorted: topic, partition, latest timestamp, last batch), varint
     /// operator count, and per operator its name and length-prefixed state. Identical state
     /// gives identical bytes.
     public func checkpoint() -> [UInt8] {
         var writer = StateWriter()
         writer.writeUnsigned(watermark == nil ? 0 : 1)
         if let watermark { writer.writeSigned(watermark) }
+        writer.writeUnsigned(batchNumber)
+        writer.writeUnsigned(UInt64(partitionClocks.count))
+        for (partition, clock) in partitionClocks.sorted(by: { $0.key < $1.key }) {
+            writer.writeString(partition.topic)
+            writer.writeSigned(Int64(partition.partition))
+            writer.writeSigned(clock.latest)
+            writer.writeUnsigned(clock.lastBatch)
+        }
         writer.writeUnsigned(UInt64(stateful.count))
         for operation in stateful {
             var state = StateWriter()
@@ -108,6 +140,13 @@ public final class StreamGraph {
             case 1: try reader.readSigned()
             default: throw .malformed("watermark")
             }
+        let batchNumber = try reader.readUnsigned()
+        var clocks: [TopicPartition: (latest: Int64, lastBatch: UInt64)] = [:]
+        for _ in 0..<(try reader.readUnsigned()) {
+            let topic = try reader.readString()
+            guard let partition = Int32(exactly: try reader.readSigned()) else { throw .malformed("partition") }
+            clocks[TopicPartition(topic: topic, partition: partition)] = (try reader.readSigned(), try reader.readUnsigned())
+        }
         let count = try reader.readUnsigned()
         var names: [String] = []
         var applies: [() -> Void] = []
@@ -126,6 +165,8 @@ public final class StreamGraph {
         guard reader.isAtEnd else { throw .malformed("trailing bytes") }
         return {
             self.watermark = watermark
+            self.batchNumber = batchNumber
+            self.partitionClocks = clocks
             for apply in applies {
                 apply()
             }

@@ -53,7 +53,7 @@ import StreamEngine
             _ = two.runBatch(time: time, blocks: [block])
         }
         #expect(one.checkpoint() == two.checkpoint())
-        #expect(try makeGraph().checkpoint() == [1, 0, 2, 11] + Array("word-totals".utf8) + [1, 0, 12] + Array("word-windows".utf8) + [1, 0])
+        #expect(try makeGraph().checkpoint() == [2, 0, 0, 0, 2, 11] + Array("word-totals".utf8) + [1, 0, 12] + Array("word-windows".utf8) + [1, 0])
     }
 
     @Test func checkpointBytesArePinnedAndSortedByKey() {
@@ -62,8 +62,10 @@ import StreamEngine
             .updateStateByKey(name: "t") { (_, counts: [Int64], total: Int64?) in counts.reduce(total ?? 0, +) }
         _ = graph.runBatch(time: 1, blocks: [lines(("b a", 5))])
         #expect(graph.checkpoint() == [
-            1,              // version
+            2,              // version
             1, 10,          // watermark 5
+            1,              // one batch run
+            1, 5] + Array("lines".utf8) + [0, 10, 1,  // one partition clock: lines/0 at 5, last seen in batch 1
             1, 1, 0x74,     // one operator, "t"
             7, 2,           // its 7-byte state: two keys
             1, 0x61, 2,     // "a": 1
@@ -105,17 +107,25 @@ import StreamEngine
         #expect(target.checkpoint() == checkpoint)
     }
 
-    @Test func theWatermarkIsTheLargestTimestampSeenAcrossPartitions() {
-        let graph = StreamGraph()
+    @Test func theWatermarkFollowsTheSlowestActivePartition() {
+        let graph = StreamGraph(idlePartitionBatches: 2)
         graph.input().foreachBatch { _, _ in }
         #expect(graph.runBatch(time: 0, blocks: []).watermark == nil)
         let block = makeBlock([
             TestRecord(partition: 0, offset: 0, timestamp: 5_000, value: []),
             TestRecord(partition: 1, offset: 0, timestamp: 9_000, value: []),
         ])
-        #expect(graph.runBatch(time: 0, blocks: [block]).watermark == 9_000)
-        #expect(graph.runBatch(time: 0, blocks: [lines(("x", 1_000))]).watermark == 9_000)
-        #expect(graph.watermark == 9_000)
+        #expect(graph.runBatch(time: 0, blocks: [block]).watermark == 5_000)
+        // An older record does not move partition 0's clock back, nor the watermark.
+        #expect(graph.runBatch(time: 0, blocks: [lines(("x", 1_000))]).watermark == 5_000)
+        let partitionOne = { (offset: Int64, time: Int64) in makeBlock([TestRecord(partition: 1, offset: offset, timestamp: time, value: [])]) }
+        // Partition 0 was last seen one batch ago: it still holds the watermark back...
+        #expect(graph.runBatch(time: 0, blocks: [partitionOne(1, 12_000)]).watermark == 5_000)
+        // ...and two batches ago makes it idle.
+        #expect(graph.runBatch(time: 0, blocks: [partitionOne(2, 13_000)]).watermark == 13_000)
+        // The watermark never goes back, even when the idle partition returns with old records.
+        #expect(graph.runBatch(time: 0, blocks: [lines(("y", 6_000))]).watermark == 13_000)
+        #expect(graph.watermark == 13_000)
     }
 
     @Test func flushingRunsAtTheLastWatermark() {
