@@ -34,6 +34,7 @@ let package = Package(
         ),
         .target(name: "Storage", swiftSettings: swiftSettings),
         .target(name: "StreamEngine", swiftSettings: swiftSettings),
+        .target(name: "SampleData", swiftSettings: swiftSettings),
         .target(
             name: "Streaming",
             dependencies: [
@@ -46,7 +47,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "Streaming", "KafkaIO",
+                "Streaming", "KafkaIO", "SampleData",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -65,17 +66,17 @@ let package = Package(
         ),
         .executableTarget(
             name: "sluice-microbench",
-            dependencies: ["Storage", "StreamEngine"],
+            dependencies: ["Storage", "StreamEngine", "SampleData"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KafkaIOTests", dependencies: ["KafkaIO"], swiftSettings: swiftSettings),
-        .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: swiftSettings),
-        .testTarget(name: "StreamEngineTests", dependencies: ["StreamEngine"], swiftSettings: swiftSettings),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "SampleData"], swiftSettings: swiftSettings),
+        .testTarget(name: "StreamEngineTests", dependencies: ["StreamEngine", "SampleData"], swiftSettings: swiftSettings),
         .testTarget(
             name: "StreamingTests",
             dependencies: ["Streaming", "KafkaIO", "Storage", "StreamEngine"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "SluiceTests", dependencies: ["KafkaIO", "Storage", "StreamEngine", "Streaming"], swiftSettings: swiftSettings),
+        .testTarget(name: "SluiceTests", dependencies: ["KafkaIO", "Storage", "StreamEngine", "Streaming", "SampleData"], swiftSettings: swiftSettings),
     ]
 )

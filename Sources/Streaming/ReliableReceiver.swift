@@ -1,8 +1,8 @@
 import CoreMetrics
-import Metrics
 import Foundation
 import KafkaIO
 import Logging
+import Metrics
 import StreamEngine
 import Synchronization
 

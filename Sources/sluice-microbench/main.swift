@@ -1,4 +1,5 @@
 import Foundation
+import SampleData
 import Storage
 import StreamEngine
 
@@ -21,14 +22,8 @@ func median(_ body: () throws -> Void) rethrows -> Double {
 
 /// Deterministic lines of 8 to 12 words over a 50,000-word vocabulary, skewed toward common words.
 func makeBlocks(lines: Int, perBlock: Int) -> (blocks: [Block], words: Int) {
-    var state: UInt64 = 42
-    func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var generator = SplitMix64(seed: 42)
+    func next() -> UInt64 { generator.next() }
     var builder = BlockBuilder(reservingCapacity: 1 << 20)
     var blocks: [Block] = []
     var words = 0

@@ -1,10 +1,11 @@
+import CoreMetrics
 import Foundation
 import KafkaIO
 import Logging
-import CoreMetrics
 import Metrics
-import Prometheus
 import NIOHTTP1
+import Prometheus
+import SampleData
 import ServiceLifecycle
 import StreamEngine
 import Streaming

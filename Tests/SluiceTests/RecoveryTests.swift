@@ -1,5 +1,6 @@
 import Foundation
 import KafkaIO
+import SampleData
 import Storage
 import StreamEngine
 import Testing

@@ -1,6 +1,7 @@
 import Foundation
 import KafkaIO
 import Logging
+import SampleData
 import Testing
 
 /// A logger that drops everything, so tests never bootstrap the logging system.
@@ -186,23 +187,6 @@ func testLine(_ index: Int, seed: UInt64) -> String {
     let count = 3 + Int(generator.next() % 8)
     return (0..<count).map { _ in vocabulary[Int(generator.next() % UInt64(vocabulary.count))] }
         .joined(separator: generator.next() % 5 == 0 ? "\t " : " ")
-}
-
-/// The SplitMix64 generator, for seeded inputs and test schedules.
-struct SplitMix64 {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// Reads the windows topic with kcat: one `(window_start|word, count)` per record, in topic order.

@@ -1,3 +1,4 @@
+import SampleData
 import Storage
 import Testing
 
@@ -27,7 +28,7 @@ import Testing
 
     /// Compares the slicing-by-8 implementation with a bit-by-bit reference at every length and alignment.
     @Test func matchesBitwiseReference() {
-        var generator = SeededGenerator(seed: 3)
+        var generator = SplitMix64(seed: 3)
         let bytes = (0..<300).map { _ in UInt8.random(in: 0...255, using: &generator) }
         for start in 0..<9 {
             for end in stride(from: start, through: bytes.count, by: 7) {

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SampleData
 import Testing
 
 /// Runs `body` with the path of a fresh, empty temporary directory that is removed afterwards.
@@ -11,26 +12,9 @@ func withTemporaryDirectory<Result>(_ body: (String) throws -> Result) throws ->
     return try body(path)
 }
 
-/// A deterministic random number generator (SplitMix64), so failures reproduce.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-}
-
 /// Returns `count` payloads of deterministic random bytes, mostly small, some empty and some up to 20 KB.
 func makePayloads(count: Int, seed: UInt64 = 42, maxSize: Int = 20_000) -> [[UInt8]] {
-    var generator = SeededGenerator(seed: seed)
+    var generator = SplitMix64(seed: seed)
     return (0..<count).map { _ in
         let size: Int
         switch Int.random(in: 0..<10, using: &generator) {

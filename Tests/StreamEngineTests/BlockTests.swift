@@ -1,5 +1,6 @@
-import Testing
+import SampleData
 import StreamEngine
+import Testing
 
 @Suite struct BlockTests {
     let sample: [TestRecord] = [
@@ -97,7 +98,7 @@ import StreamEngine
     }
 
     @Test func randomBytesNeverCrashTheDecoder() {
-        var random = SplitMix64(state: 42)
+        var random = SplitMix64(seed: 42)
         let valid = makeBlock(sample).bytes
         var decodedCount = 0
         for round in 0..<20_000 {

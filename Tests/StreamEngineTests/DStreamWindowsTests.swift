@@ -1,5 +1,5 @@
-import Testing
 import StreamEngine
+import Testing
 
 @Suite struct DStreamWindowsTests {
     /// Windowed word counts rendered as "start-end word=count" lines, batch by batch.

@@ -1,5 +1,5 @@
-import Testing
 import StreamEngine
+import Testing
 
 @Suite struct StreamGraphTests {
     /// A graph with running state and windows.

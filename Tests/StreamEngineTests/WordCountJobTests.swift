@@ -1,5 +1,5 @@
-import Testing
 import StreamEngine
+import Testing
 
 @Suite struct WordCountJobTests {
     @Test func producesExactCountAndWindowRecords() throws {

@@ -1,5 +1,5 @@
-import Testing
 import StreamEngine
+import Testing
 
 @Suite struct WordTokenizerTests {
     /// The words of raw bytes, or `nil` if they are not valid UTF-8.

@@ -1,6 +1,6 @@
 /// Deterministic sample prose for the demo: sentences drawn from a fixed vocabulary with a seeded generator, so the
 /// same settings always produce the same lines (and so the same word counts).
-enum SampleText {
+public enum SampleText {
     private static let vocabulary = """
         the of and to in a is that for it as was with be by on not he this are or his from at which but have an they \
         you were her she there been one all we their has would when if so no what up out who them some could more \
@@ -12,7 +12,7 @@ enum SampleText {
         """.split(separator: " ").map(String.init)
 
     /// The `index`-th line: 8 to 12 words, some capitalised, ending with a full stop.
-    static func line(_ index: Int, seed: UInt64 = 42) -> String {
+    public static func line(_ index: Int, seed: UInt64 = 42) -> String {
         var generator = SplitMix64(seed: seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
         let count = 8 + Int(generator.next() % 5)
         var words: [String] = []
@@ -27,22 +27,5 @@ enum SampleText {
             words.append(word)
         }
         return words.joined(separator: " ") + "."
-    }
-}
-
-/// The SplitMix64 generator: small, fast, and the same on every platform.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
