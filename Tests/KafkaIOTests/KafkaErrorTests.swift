@@ -34,14 +34,9 @@ struct KafkaErrorTests {
     }
 
     @Test func deliveryFailsWhileTheBrokerIsDownAndResumesAfter() throws {
-        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
-        let topic = uniqueName("down")
-        try cluster.createTopic(topic, partitions: 1)
-        var config = KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers))
-        config.common.properties["message.timeout.ms"] = "1500"
-        let producer = try KafkaProducer(config: config, logger: quietLogger)
-        try producer.send(KafkaProducerRecord(topic: topic, value: [1]))
-        try producer.flush(timeout: .seconds(10))
+        let test = try TestTopic("down", partitions: 1, producerProperties: ["message.timeout.ms": "1500"])
+        let (cluster, topic, producer) = (test.cluster, test.name, test.producer)
+        try test.produce(1)
 
         try cluster.setBrokerDown(1)
         try producer.send(KafkaProducerRecord(topic: topic, value: [2]))
@@ -60,13 +55,9 @@ struct KafkaErrorTests {
     }
 
     @Test func aRefusedRecordWithHeadersIsAnErrorNotACrash() throws {
-        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
-        let topic = uniqueName("refused")
-        try cluster.createTopic(topic, partitions: 1)
-        let producer = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers)), logger: quietLogger)
-        _ = try producer.topicPartitionCounts(timeout: .seconds(5))
-        try producer.send(KafkaProducerRecord(topic: topic, value: [0]))
-        try producer.flush(timeout: .seconds(10))
+        let test = try TestTopic("refused", partitions: 1)
+        let (topic, producer) = (test.name, test.producer)
+        try test.produce(1)
         let headers = [KafkaHeader(name: "a", value: [1, 2]), KafkaHeader(name: "b", value: [])]
         for _ in 0..<100 {
             // The partition does not exist: the partitioner refuses the record, and its headers are freed once.
@@ -81,16 +72,13 @@ struct KafkaErrorTests {
     }
 
     @Test func injectedCommitErrorsSurface() throws {
-        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
-        let topic = uniqueName("commit-error")
-        try cluster.createTopic(topic, partitions: 1)
-        let producer = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers)), logger: quietLogger)
-        try producer.send(KafkaProducerRecord(topic: topic, value: [1]))
-        try producer.flush(timeout: .seconds(10))
-        let consumer = try KafkaConsumer(config: testConsumerConfig(cluster.bootstrapServers, group: uniqueName("group")), logger: quietLogger)
+        let test = try TestTopic("commit-error", partitions: 1)
+        let (cluster, topic) = (test.cluster, test.name)
+        try test.produce(1)
+        let consumer = try test.makeConsumer()
         try consumer.subscribe([topic])
         _ = try consume(consumer, count: 1)
-        // OffsetCommit is API key 8; 41 is NOT_COORDINATOR... use a non-retriable one: 29 TOPIC_AUTHORIZATION_FAILED.
+        // OffsetCommit is API key 8; 29 (TOPIC_AUTHORIZATION_FAILED) is not retried by librdkafka.
         cluster.failNextRequests(apiKey: 8, code: 29)
         let error = #expect(throws: KafkaError.self) { try consumer.commit([KafkaPartition(topic: topic, partition: 0): 1]) }
         #expect(error?.code == 29)

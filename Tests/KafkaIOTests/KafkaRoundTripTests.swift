@@ -45,17 +45,12 @@ struct KafkaRoundTripTests {
     }
 
     @Test func committedOffsetsReadBackAsCommitted() throws {
-        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
-        let topic = uniqueName("commit")
-        try cluster.createTopic(topic, partitions: 2)
-        let producer = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers)), logger: quietLogger)
-        for index in 0..<100 {
-            try producer.send(KafkaProducerRecord(topic: topic, partition: Int32(index % 2), value: Array("r\(index)".utf8)))
-        }
-        try producer.flush(timeout: .seconds(10))
+        let test = try TestTopic("commit", partitions: 2)
+        let topic = test.name
+        try test.produce(100) { Int32($0 % 2) }
 
         let group = uniqueName("group")
-        let consumer = try KafkaConsumer(config: testConsumerConfig(cluster.bootstrapServers, group: group), logger: quietLogger)
+        let consumer = try test.makeConsumer(group: group)
         try consumer.subscribe([topic])
         _ = try consume(consumer, count: 100)
         let offsets = [KafkaPartition(topic: topic, partition: 0): Int64(37), KafkaPartition(topic: topic, partition: 1): Int64(50)]
@@ -66,7 +61,7 @@ struct KafkaRoundTripTests {
         consumer.close()
 
         // A new member of the same group starts where the group committed.
-        let second = try KafkaConsumer(config: testConsumerConfig(cluster.bootstrapServers, group: group), logger: quietLogger)
+        let second = try test.makeConsumer(group: group)
         try second.subscribe([topic])
         // Partition 0 holds offsets 0..<50 and resumes at 37; partition 1 was committed at its end (50).
         let rest = try consume(second, count: 13)
@@ -77,15 +72,10 @@ struct KafkaRoundTripTests {
     }
 
     @Test func explicitStartOffsetsFromTheRebalanceHandlerWin() throws {
-        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
-        let topic = uniqueName("start")
-        try cluster.createTopic(topic, partitions: 1)
-        let producer = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers)), logger: quietLogger)
-        for index in 0..<20 {
-            try producer.send(KafkaProducerRecord(topic: topic, partition: 0, value: Array("r\(index)".utf8)))
-        }
-        try producer.flush(timeout: .seconds(10))
-        let consumer = try KafkaConsumer(config: testConsumerConfig(cluster.bootstrapServers, group: uniqueName("group")), logger: quietLogger)
+        let test = try TestTopic("start", partitions: 1)
+        let topic = test.name
+        try test.produce(20)
+        let consumer = try test.makeConsumer()
         try consumer.subscribe([topic]) { event in
             guard case .assigned = event else { return [:] }
             return [KafkaPartition(topic: topic, partition: 0): 15]
@@ -96,15 +86,10 @@ struct KafkaRoundTripTests {
     }
 
     @Test func endOfPartitionIsReported() throws {
-        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
-        let topic = uniqueName("eof")
-        try cluster.createTopic(topic, partitions: 1)
-        let producer = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: cluster.bootstrapServers)), logger: quietLogger)
-        for index in 0..<3 {
-            try producer.send(KafkaProducerRecord(topic: topic, value: Array("r\(index)".utf8)))
-        }
-        try producer.flush(timeout: .seconds(10))
-        let consumer = try KafkaConsumer(config: testConsumerConfig(cluster.bootstrapServers, group: uniqueName("group")), logger: quietLogger)
+        let test = try TestTopic("eof", partitions: 1)
+        let topic = test.name
+        try test.produce(3)
+        let consumer = try test.makeConsumer()
         try consumer.subscribe([topic])
         var endOffset: Int64?
         let clock = ContinuousClock()

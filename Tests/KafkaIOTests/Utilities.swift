@@ -45,3 +45,31 @@ func consume(_ consumer: KafkaConsumer, count: Int, within deadline: Duration = 
     }
     return records
 }
+
+/// A mock cluster with one fresh topic and a producer for it.
+struct TestTopic {
+    let cluster: MockCluster
+    let name: String
+    let producer: KafkaProducer
+
+    init(_ prefix: String, partitions: Int, producerProperties: [String: String] = [:]) throws {
+        cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
+        name = uniqueName(prefix)
+        try cluster.createTopic(name, partitions: partitions)
+        let common = KafkaConfig(bootstrapServers: cluster.bootstrapServers, properties: producerProperties)
+        producer = try KafkaProducer(config: KafkaProducerConfig(common: common), logger: quietLogger)
+    }
+
+    /// Produces `count` records `r0`, `r1`, ..., record i to partition `partition(i)`, and waits for delivery.
+    func produce(_ count: Int, partition: (Int) -> Int32? = { _ in nil }) throws {
+        for index in 0..<count {
+            try producer.send(KafkaProducerRecord(topic: name, partition: partition(index), value: Array("r\(index)".utf8)))
+        }
+        try producer.flush(timeout: .seconds(10))
+    }
+
+    /// A consumer in `group` (a fresh one by default).
+    func makeConsumer(group: String = uniqueName("group")) throws -> KafkaConsumer {
+        try KafkaConsumer(config: testConsumerConfig(cluster.bootstrapServers, group: group), logger: quietLogger)
+    }
+}
