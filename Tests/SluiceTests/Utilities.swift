@@ -75,6 +75,8 @@ struct TestFailure: Error, CustomStringConvertible {
 struct ProcessResult {
     var exitCode: Int32
     var wasKilled: Bool
+    /// The process was still running at the timeout and was killed by the test.
+    var timedOut: Bool
     var standardOutput: String
     var standardError: String
 }
@@ -115,13 +117,15 @@ final class SluiceProcess {
         while process.isRunning, ContinuousClock.now < deadline {
             Thread.sleep(forTimeInterval: 0.05)
         }
-        if process.isRunning {
+        let timedOut = process.isRunning
+        if timedOut {
             signal(SIGKILL)
         }
         process.waitUntilExit()
         return ProcessResult(
             exitCode: process.terminationStatus,
             wasKilled: process.terminationReason == .uncaughtSignal,
+            timedOut: timedOut,
             standardOutput: (try? String(contentsOfFile: outputFile, encoding: .utf8)) ?? "",
             standardError: (try? String(contentsOfFile: errorFile, encoding: .utf8)) ?? ""
         )
