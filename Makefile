@@ -5,7 +5,7 @@ SWIFT_FLAGS ?= -Xswiftc -warnings-as-errors
 .PHONY: deps build release run test soak bench faults docker-build docker-up clean
 
 deps: ## Install the system libraries and tools the build and the tests use (Debian/Ubuntu, as root).
-	apt-get update && apt-get install -y librdkafka-dev kcat pkg-config
+	apt-get update && apt-get install -y librdkafka-dev kcat pkg-config curl python3-yaml
 
 build:
 	$(SWIFT) build $(SWIFT_FLAGS)
