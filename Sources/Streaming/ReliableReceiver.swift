@@ -184,10 +184,7 @@ final class ReliableReceiver: Sendable {
         pauseIfBacklogged()
         CrashPoint.reach(.afterBlockSync, armed: crashTrigger)
         if tracker.isLogging {
-            for (partition, offset) in block.nextOffsets() {
-                let key = KafkaPartition(topic: partition.topic, partition: partition.partition)
-                loop.uncommitted[key] = max(loop.uncommitted[key] ?? 0, offset)
-            }
+            loop.uncommitted.advance(past: [block])
             commitDurableOffsets()
         }
         CrashPoint.reach(.afterCommit, armed: crashTrigger)

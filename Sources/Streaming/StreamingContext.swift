@@ -70,15 +70,6 @@ public final class StreamingContext: Sendable {
             offsets = checkpoint?.offsets ?? [:]
             checkpointSequence = sequence
         }
-
-        func advanceOffsets(over blocks: [Block]) {
-            for block in blocks {
-                for (partition, next) in block.nextOffsets() {
-                    let key = KafkaPartition(topic: partition.topic, partition: partition.partition)
-                    offsets[key] = max(offsets[key] ?? 0, next)
-                }
-            }
-        }
     }
 
     /// Builds the job with `setup`, then restores it from the newest valid checkpoint in the checkpoint
@@ -152,12 +143,7 @@ public final class StreamingContext: Sendable {
             driver.trailingBlocks = []
         }
         var knownOffsets = driver.offsets
-        for block in driver.replay.flatMap(\.blocks) + driver.trailingBlocks + tracker.queuedBlocks {
-            for (partition, next) in block.nextOffsets() {
-                let key = KafkaPartition(topic: partition.topic, partition: partition.partition)
-                knownOffsets[key] = max(knownOffsets[key] ?? 0, next)
-            }
-        }
+        knownOffsets.advance(past: driver.replay.flatMap(\.blocks) + driver.trailingBlocks + tracker.queuedBlocks)
         let consumer = try KafkaConsumer(
             config: KafkaConsumerConfig(
                 common: configuration.kafka, groupID: configuration.groupID,
@@ -365,7 +351,7 @@ public final class StreamingContext: Sendable {
         }
         CrashPoint.reach(.afterOutputFlush, armed: crashTrigger)
         driver.lastBatchTime = time
-        driver.advanceOffsets(over: blocks)
+        driver.offsets.advance(past: blocks)
         if let position { driver.walPosition = position }
         metrics.lateRecords.increment(by: output.lateRecords)
         if !blocks.isEmpty || !output.records.isEmpty {
