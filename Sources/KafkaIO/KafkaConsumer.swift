@@ -28,7 +28,7 @@ public enum KafkaConsumerEvent {
 ///   partitions stall for the session timeout.
 public final class KafkaConsumer: Sendable {
     private let client: RDKafkaClient
-    private let queue: RDKafkaQueue
+    private let queue: RDKafkaChild
     private let logger: Logger
     private let isClosed = Atomic<Bool>(false)
     /// Topic names by `rd_kafka_topic_t` handle, so that reading a record's topic does not allocate.
@@ -43,7 +43,7 @@ public final class KafkaConsumer: Sendable {
         self.logger = logger
         client = try RDKafkaClient(type: RD_KAFKA_CONSUMER, properties: config.properties(), logger: logger, withRebalance: true)
         rd_kafka_poll_set_consumer(client.handle)
-        queue = RDKafkaQueue(rd_kafka_queue_get_consumer(client.handle), of: client)
+        queue = RDKafkaChild(rd_kafka_queue_get_consumer(client.handle), of: client, destroy: rd_kafka_queue_destroy)
     }
 
     deinit {
@@ -280,24 +280,6 @@ public final class KafkaConsumer: Sendable {
             logger.info("consumer close reported an error", metadata: ["kafka.error": "\(KafkaError.rdkafka(err, "close"))"])
         }
         client.callbacks.rebalance.withLock { $0 = nil }
-    }
-}
-
-/// Owns an `rd_kafka_queue_t` reference and destroys it in `deinit`.
-///
-/// - Important: It keeps its client alive, so the queue is always destroyed before `rd_kafka_destroy` runs.
-final class RDKafkaQueue: @unchecked Sendable {
-    // librdkafka queues are thread-safe; the pointer never changes after init.
-    let pointer: OpaquePointer
-    private let client: RDKafkaClient
-
-    init(_ pointer: OpaquePointer, of client: RDKafkaClient) {
-        self.pointer = pointer
-        self.client = client
-    }
-
-    deinit {
-        rd_kafka_queue_destroy(pointer)
     }
 }
 

@@ -10,7 +10,7 @@ import Logging
 ///   cluster before that handle.
 public final class MockCluster: Sendable {
     private let client: RDKafkaClient
-    private let cluster: RDKafkaMockHandle
+    private let cluster: RDKafkaChild
     /// The `host:port,...` list of the brokers, for `bootstrap.servers`.
     public let bootstrapServers: String
 
@@ -22,7 +22,7 @@ public final class MockCluster: Sendable {
         guard let cluster = rd_kafka_mock_cluster_new(client.handle, Int32(brokerCount)) else {
             throw KafkaError(kind: .librdkafka, message: "rd_kafka_mock_cluster_new failed")
         }
-        self.cluster = RDKafkaMockHandle(cluster, of: client)
+        self.cluster = RDKafkaChild(cluster, of: client, destroy: rd_kafka_mock_cluster_destroy)
         bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(cluster))
     }
 
@@ -59,21 +59,5 @@ public final class MockCluster: Sendable {
 
     private func check(_ err: rd_kafka_resp_err_t, _ context: String) throws {
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError.rdkafka(err, context) }
-    }
-}
-
-/// Owns an `rd_kafka_mock_cluster_t` and destroys it before its parent handle.
-final class RDKafkaMockHandle: @unchecked Sendable {
-    // The mock cluster is driven by its own thread and its API is thread-safe; the pointer never changes.
-    let pointer: OpaquePointer
-    private let parent: RDKafkaClient
-
-    init(_ pointer: OpaquePointer, of parent: RDKafkaClient) {
-        self.pointer = pointer
-        self.parent = parent
-    }
-
-    deinit {
-        rd_kafka_mock_cluster_destroy(pointer)
     }
 }
