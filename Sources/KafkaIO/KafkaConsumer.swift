@@ -33,6 +33,8 @@ public final class KafkaConsumer: Sendable {
     private let isClosed = Atomic<Bool>(false)
     /// Topic names by `rd_kafka_topic_t` handle, so that reading a record's topic does not allocate.
     private let topicNames = Mutex<[UInt: String]>([:])
+    /// The longest the prefetch queue has been since fetching was last nudged (see ``keepFetching()``).
+    private let peakQueueLength = Atomic<Int>(0)
 
     /// Creates a consumer.
     ///
@@ -157,8 +159,36 @@ public final class KafkaConsumer: Sendable {
                 firstError = firstError ?? KafkaError.rdkafka(message.pointee.err, "consume from \(topic)[\(message.pointee.partition)]: \(text)")
             }
         }
+        keepFetching()
         if let firstError { throw firstError }
         return count
+    }
+
+    /// Fetching stalls for up to a second whenever the prefetch queue fills, unless something wakes the fetchers.
+    ///
+    /// librdkafka 2.0.2 takes a partition off its broker's fetch list once the queue holds `queued.min.messages` or
+    /// `queued.max.messages.kbytes`, and looks at it again only when that broker's thread next wakes: after at most
+    /// one second when no other request is under way. A consumer that drains the queue faster than that would wait
+    /// for the rest of the second. So the queue is watched: when it has drained to a quarter of its last peak (of at
+    /// least 1,000 records), a ListOffsets request to the assigned partitions' leaders wakes their threads, and
+    /// fetching resumes while the rest of the queue is consumed. An idle or slowly fed consumer never sends one.
+    private func keepFetching() {
+        let length = Int(rd_kafka_queue_length(queue.pointer))
+        let peak = peakQueueLength.load(ordering: .relaxed)
+        if length > peak {
+            peakQueueLength.store(length, ordering: .relaxed)
+            return
+        }
+        guard peak >= 1000, length <= peak / 4 else { return }
+        peakQueueLength.store(length, ordering: .relaxed)
+        var assigned: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(client.handle, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR, let assigned else { return }
+        defer { rd_kafka_topic_partition_list_destroy(assigned) }
+        guard assigned.pointee.cnt > 0 else { return }
+        for index in 0..<Int(assigned.pointee.cnt) {
+            assigned.pointee.elems[index].offset = -1  // the latest offset
+        }
+        _ = rd_kafka_offsets_for_times(client.handle, assigned, 1000)
     }
 
     private func topicName(_ topic: OpaquePointer?) -> String {

@@ -52,7 +52,9 @@ final class ReliableReceiver: Sendable {
         var rateWindowStart = ContinuousClock.now
         var rateCounts: [KafkaPartition: Int] = [:]
         var ratePaused: Set<KafkaPartition> = []
-        var isBacklogPaused = false
+        /// Input is held back (not polled) until the backlog drains.
+        var isInputHeld = false
+        var lastHeldPoll = ContinuousClock.now
         var assigned: [KafkaPartition] = []
         var failed = false
         /// Records received since the last metrics update (updated once per poll, not per record).
@@ -109,10 +111,15 @@ final class ReliableReceiver: Sendable {
             return
         }
         while !stopRequested.load(ordering: .acquiring) {
-            let remaining = Duration.milliseconds(configuration.blockIntervalMilliseconds) - (ContinuousClock.now - loop.blockStart)
+            releaseInputIfDrained()
             do {
-                try consumer.poll(timeout: min(max(remaining, .zero), .milliseconds(100))) { event in
-                    handle(event)
+                if loop.isInputHeld {
+                    try pollWhileHeld()
+                } else {
+                    let remaining = Duration.milliseconds(configuration.blockIntervalMilliseconds) - (ContinuousClock.now - loop.blockStart)
+                    try consumer.poll(timeout: min(max(remaining, .zero), .milliseconds(100))) { event in
+                        handle(event)
+                    }
                 }
             } catch let error as KafkaError where error.kind == .closed {
                 break
@@ -129,7 +136,7 @@ final class ReliableReceiver: Sendable {
             {
                 storeBlock()
                 commitDurableOffsets()
-                updateFlowControl()
+                updateRateLimit()
                 checkEnd()
             }
         }
@@ -181,7 +188,7 @@ final class ReliableReceiver: Sendable {
             fail("storing a block failed; offsets are no longer committed", error)
             return
         }
-        pauseIfBacklogged()
+        holdInputIfBacklogged()
         CrashPoint.reach(.afterBlockSync, armed: crashTrigger)
         if tracker.isLogging {
             loop.uncommitted.advance(past: [block])
@@ -226,36 +233,50 @@ final class ReliableReceiver: Sendable {
         }
     }
 
-    /// Pauses all partitions once the stored-but-unprocessed backlog exceeds its bound.
+    /// Holds input back once the stored-but-unprocessed backlog exceeds its bound.
     ///
     /// Checked after every stored block, so the backlog stays under the bound plus one block plus the records of
-    /// one poll call.
-    private func pauseIfBacklogged() {
+    /// one poll call. Held input stays in librdkafka's prefetch queue, which is bounded by
+    /// `queued.max.messages.kbytes`; the partitions are not paused, because pausing drops what was prefetched.
+    private func holdInputIfBacklogged() {
         let backlog = tracker.backlogBytes
-        guard !loop.isBacklogPaused, backlog > configuration.maxBacklogBytes else { return }
-        loop.isBacklogPaused = true
-        try? consumer.pause(loop.assigned)
+        guard !loop.isInputHeld, backlog > configuration.maxBacklogBytes else { return }
+        loop.isInputHeld = true
         metrics.pausedPartitions.record(loop.assigned.count)
-        logger.info("backlog over its bound: pausing input", metadata: ["stream.backlog_bytes": "\(backlog)"])
+        logger.debug("backlog over its bound: holding input", metadata: ["stream.backlog_bytes": "\(backlog)"])
     }
 
-    /// Resumes input once the backlog halved, and opens a new rate-limit window every second.
-    private func updateFlowControl() {
+    /// Takes input again once the backlog has halved.
+    private func releaseInputIfDrained() {
         let backlog = tracker.backlogBytes
-        if loop.isBacklogPaused, backlog <= configuration.maxBacklogBytes / 2 {
-            loop.isBacklogPaused = false
-            try? consumer.resume(loop.assigned.filter { !loop.ratePaused.contains($0) })
-            logger.info("backlog drained: resuming input", metadata: ["stream.backlog_bytes": "\(backlog)"])
+        guard loop.isInputHeld, backlog <= configuration.maxBacklogBytes / 2 else { return }
+        loop.isInputHeld = false
+        metrics.pausedPartitions.record(loop.ratePaused.count)
+        logger.debug("backlog drained: taking input again", metadata: ["stream.backlog_bytes": "\(backlog)"])
+    }
+
+    /// While input is held: waits a little, and every 100 ms takes one record, so that the consumer keeps serving
+    /// rebalance callbacks and stays in its group.
+    private func pollWhileHeld() throws {
+        Thread.sleep(forTimeInterval: 0.005)
+        guard ContinuousClock.now - loop.lastHeldPoll >= .milliseconds(100) else { return }
+        loop.lastHeldPoll = .now
+        try consumer.poll(timeout: .zero, maxMessages: 1) { event in
+            handle(event)
         }
+    }
+
+    /// Opens a new rate-limit window every second.
+    private func updateRateLimit() {
         if configuration.maxRatePerPartition > 0, ContinuousClock.now - loop.rateWindowStart >= .seconds(1) {
             loop.rateWindowStart = .now
             loop.rateCounts = [:]
-            if !loop.isBacklogPaused, !loop.ratePaused.isEmpty {
+            if !loop.ratePaused.isEmpty {
                 try? consumer.resume(Array(loop.ratePaused))
             }
             loop.ratePaused = []
         }
-        metrics.pausedPartitions.record(loop.isBacklogPaused ? loop.assigned.count : loop.ratePaused.count)
+        metrics.pausedPartitions.record(loop.isInputHeld ? loop.assigned.count : loop.ratePaused.count)
     }
 
     private func checkEnd() {

@@ -361,7 +361,13 @@ public final class StreamingContext: Sendable {
             try writeCheckpoint()
         }
         metrics.batchesCompleted.increment()
-        metrics.batchProcessingDuration.record(duration: .now - started)
+        let duration = ContinuousClock.now - started
+        metrics.batchProcessingDuration.record(duration: duration)
+        logger.debug("batch completed", metadata: [
+            "stream.batch_time": "\(time)", "stream.records": "\(output.recordsIn)", "stream.blocks": "\(blocks.count)",
+            "stream.processing_ms": "\(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)",
+            "stream.backlog_bytes": "\(tracker.backlogBytes)",
+        ])
         control.withLock { $0.lastBatch = .now }
         logProgress(records: output.recordsIn, batchTime: time)
     }
