@@ -49,7 +49,9 @@ empty. kcat gets the same baseline for symmetry, and runs with short fetch waits
 0.5 and 1.5 s from run to run, more than reading the whole input costs.
 
 CPU time (user + sys) and peak RSS (ru_maxrss) come from ``os.wait4`` on each child,
-which a small launcher process reaps (see LAUNCHER for why).
+which a small launcher process reaps (see LAUNCHER for why). The launcher also samples
+the child's VmRSS every 100 ms; "RSS by quarter" is the highest sample in each quarter
+of the run, which shows whether memory keeps growing over a long run (``--lines``).
 
 The machine is shared (2 cores): the load average at the start is written to the
 results, so that a noisy run can be recognised.
@@ -193,6 +195,17 @@ class Measurement:
     cpu_s: float
     max_rss_mb: float
     exit_code: int
+    rss_samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def rss_by_quarter(self) -> str:
+        """The highest sampled RSS (MB) in each quarter of the run: flat when memory does not grow."""
+        if not self.rss_samples:
+            return "-"
+        quarters = [0.0] * 4
+        for seconds, kb in self.rss_samples:
+            index = min(3, int(4 * seconds / max(self.wall_s, 1e-9)))
+            quarters[index] = max(quarters[index], kb / 1024)
+        return "/".join(f"{q:.0f}" for q in quarters)
 
 
 # The process that starts every measured command, and reaps it with wait4.
@@ -225,14 +238,24 @@ for request in sys.stdin:
             os.write(2, f"launcher: cannot run {r['argv'][0]}: {e}\n".encode())
         os._exit(127)
     pidfd = os.pidfd_open(pid)
-    ready, _, _ = select.select([pidfd], [], [], r["timeout"])
+    samples = []  # (seconds since start, VmRSS in kB), every 100 ms
+    ready = False
+    while not ready and time.perf_counter() - started < r["timeout"]:
+        ready = bool(select.select([pidfd], [], [], 0.1)[0])
+        try:
+            with open(f"/proc/{pid}/status") as status_file:
+                for line in status_file:
+                    if line.startswith("VmRSS:"):
+                        samples.append((time.perf_counter() - started, int(line.split()[1])))
+        except OSError:
+            pass
     if not ready:
         os.kill(pid, signal.SIGKILL)
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - started
     os.close(pidfd)
     print(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss,
-                      "exit": os.waitstatus_to_exitcode(status), "timed_out": not ready}), flush=True)
+                      "exit": os.waitstatus_to_exitcode(status), "timed_out": not ready, "rss": samples}), flush=True)
 """
 
 
@@ -259,7 +282,7 @@ class Launcher:
         if result["timed_out"]:
             raise BenchError(f"timed out after {timeout_s:.0f} s and killed: {' '.join(argv)}")
         return Measurement(wall_s=result["wall"], cpu_s=result["cpu"], max_rss_mb=result["maxrss_kb"] / 1024,
-                           exit_code=result["exit"])
+                           exit_code=result["exit"], rss_samples=[tuple(sample) for sample in result["rss"]])
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -540,7 +563,7 @@ def fmt_rate(count: int, seconds: float | None) -> str:
 def table(rows: list[Row], corpus: Corpus) -> list[list[str]]:
     kcat_marginal = next((r.marginal_s for r in rows if r.name == "kcat"), None)
     header = ["run", "wall s", "marginal s", "records/s", "words/s (marginal)", "x kcat (marginal)",
-              "peak RSS MB", "CPU s", "verified"]
+              "peak RSS MB", "RSS by quarter MB", "CPU s", "verified"]
     body = [header]
     for r in rows:
         m, marginal = r.measurement, r.marginal_s
@@ -556,6 +579,7 @@ def table(rows: list[Row], corpus: Corpus) -> list[list[str]]:
             fmt_rate(corpus.words, marginal),
             ratio,
             f"{m.max_rss_mb:.0f}",
+            m.rss_by_quarter(),
             f"{m.cpu_s:.2f}",
             verified,
         ])
@@ -753,7 +777,8 @@ def write_results(body: list[list[str]], notes: list[str], mismatches: list[str]
         "shown for information). Records/s and words/s are over the marginal time; \"x kcat\" = marginal "
         "time / kcat's marginal time. CPU = user + sys, peak RSS = ru_maxrss, both from wait4 on the child; "
         f"peak RSS has a floor of {rss_floor_mb:.0f} MB (the launcher's own RSS, which Linux counts in a forked "
-        "child's ru_maxrss: `/bin/true` measures that much).",
+        "child's ru_maxrss: `/bin/true` measures that much). RSS by quarter = the highest VmRSS sampled (every "
+        "100 ms) in each quarter of the run's wall time: flat numbers mean memory does not grow with the input.",
         "",
         f"kcat: `kcat -C -e -q -o beginning -f '%s\\n' {' '.join(KCAT_CONSUMER_OPTIONS)}` to /dev/null, fastest of "
         f"{KCAT_REPEATS} runs (the two options remove 0.5-1.5 s of idle fetch waits, in 0.5 s steps, from every run). "

@@ -83,10 +83,11 @@ public struct KafkaConsumerConfig: Sendable {
             ("enable.partition.eof", reportsEndOfPartition ? "true" : "false"),
             ("session.timeout.ms", String(sessionTimeoutMilliseconds)),
             ("heartbeat.interval.ms", String(max(100, sessionTimeoutMilliseconds / 5))),
-            // Prefetch is bounded per partition: large enough not to stall fetching, small enough that many
-            // partitions do not add up to hundreds of MB.
-            ("queued.min.messages", "100000"),
-            ("queued.max.messages.kbytes", "4096"),
+            // The high-level consumer's prefetch queue is one queue for all partitions. Every queued record costs
+            // a few hundred bytes besides its payload, so it is kept small; KafkaConsumer wakes the fetchers as it
+            // drains, so a small queue does not slow consumption down.
+            ("queued.min.messages", "20000"),
+            ("queued.max.messages.kbytes", "2048"),
             ("fetch.wait.max.ms", "50"),
         ] + common.properties.sorted { $0.key < $1.key }
     }

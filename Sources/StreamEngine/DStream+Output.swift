@@ -7,12 +7,12 @@ extension DStream {
         _ body: @escaping (_ batchTime: Int64, _ elements: [Element], _ emit: (OutputRecord) -> Void) -> Void
     ) {
         addSink { batch, context in
-            body(context.time, batch.values) { context.records.append($0) }
+            body(context.time, batch.decodedValues) { context.records.append($0) }
         }
     }
 
     /// Ends the stream in a sink that receives each batch's time and elements.
     public func foreachBatch(_ body: @escaping (_ batchTime: Int64, _ elements: [Element]) -> Void) {
-        addSink { batch, context in body(context.time, batch.values) }
+        addSink { batch, context in body(context.time, batch.decodedValues) }
     }
 }

@@ -5,19 +5,20 @@ extension DStream where Element == InputRecord {
     public func flatMapWords() -> DStream<String> {
         derive { records, context in
             // Words are interned on their bytes: one String per distinct word per batch, and the
-            // ids let downstream aggregations skip re-hashing words they have just seen. A first
-            // pass collects the ids and the number of words per record; the words and their times
-            // are then filled in tight loops.
+            // batch is dictionary-encoded by their ids, which also let downstream aggregations skip
+            // re-hashing words they have just seen. A first pass collects the ids and the number of
+            // words per record; their times are then filled in a tight loop.
+            let inputs = records.decodedValues
             var interner = WordInterner()
             var ids: [Int32] = []
-            var wordCounts = [Int](repeating: 0, count: records.values.count)
+            var wordCounts = [Int](repeating: 0, count: inputs.count)
             var textBytes = 0
-            for record in records.values {
+            for record in inputs {
                 textBytes += record.withValueBytes { $0.count }
             }
             // About one word per 4 bytes of text is a generous guess; untouched reserved pages cost no memory.
             ids.reserveCapacity(textBytes / 4)
-            for (index, record) in records.values.enumerated() {
+            for (index, record) in inputs.enumerated() {
                 let before = ids.count
                 let valid = record.withValueBytes { value in
                     WordTokenizer.forEachWord(in: value) { word in
@@ -26,17 +27,6 @@ extension DStream where Element == InputRecord {
                 }
                 wordCounts[index] = ids.count - before
                 if !valid { context.malformed.append(record) }
-            }
-            let distinct = interner.words
-            let values = ids.withUnsafeBufferPointer { ids in
-                distinct.withUnsafeBufferPointer { distinct in
-                    [String](unsafeUninitializedCapacity: ids.count) { buffer, count in
-                        for position in ids.indices {
-                            (buffer.baseAddress! + position).initialize(to: distinct[Int(ids[position])])
-                        }
-                        count = ids.count
-                    }
-                }
             }
             let times = records.times.withUnsafeBufferPointer { recordTimes in
                 [Int64](unsafeUninitializedCapacity: ids.count) { buffer, count in
@@ -48,7 +38,7 @@ extension DStream where Element == InputRecord {
                     count = position
                 }
             }
-            return Elements(values: values, times: times, ids: ids, idCount: interner.count)
+            return Elements(dictionary: interner.words, ids: ids, times: times)
         }
     }
 }

@@ -1,13 +1,21 @@
 /// One batch of a stream: values with their event times (ms), as parallel arrays.
+///
+/// A batch is either plain (``values`` holds every element) or dictionary-encoded: element `i` is
+/// `dictionary[ids[i]]`, so a batch of many repeated values (the words of a batch of lines) stores
+/// each distinct value once.
 struct Elements<Value> {
+    /// The elements of a plain batch (empty for a dictionary-encoded one).
     var values: [Value] = []
     var times: [Int64] = []
-    /// Optional grouping hint, parallel to `values`: elements with the same id (in `0..<idCount`) came from equal
-    /// values upstream (for example the same word). It lets ``aggregated(_:_:)`` and windowed aggregation skip
-    /// hashing a key they have just seen; it is only a hint, always confirmed with `==` before use, so a transform
-    /// that maps equal inputs to different keys still groups exactly by key.
+    /// Optional grouping hint, parallel to the elements: elements with the same id (in `0..<idCount`) came from
+    /// equal values upstream (for example the same word). It lets ``aggregated(_:_:)`` and windowed aggregation
+    /// skip hashing a key they have just seen; it is only a hint, always confirmed with `==` before use, so a
+    /// transform that maps equal inputs to different keys still groups exactly by key. For a dictionary-encoded
+    /// batch the ids are exact: they index ``dictionary``.
     var ids: [Int32]? = nil
     var idCount = 0
+    /// The distinct values of a dictionary-encoded batch, indexed by ``ids``.
+    private(set) var dictionary: [Value]? = nil
 
     init(values: [Value] = [], times: [Int64] = [], ids: [Int32]? = nil, idCount: Int = 0) {
         self.values = values
@@ -16,13 +24,35 @@ struct Elements<Value> {
         self.idCount = idCount
     }
 
+    /// A dictionary-encoded batch: element `i` is `dictionary[ids[i]]`, at `times[i]`.
+    init(dictionary: [Value], ids: [Int32], times: [Int64]) {
+        precondition(ids.count == times.count, "one id per element")
+        self.dictionary = dictionary
+        self.ids = ids
+        self.idCount = dictionary.count
+        self.times = times
+    }
+
+    /// The number of elements.
+    var count: Int { times.count }
+
+    /// Every element, decoded if the batch is dictionary-encoded.
+    var decodedValues: [Value] {
+        guard let dictionary, let ids else { return values }
+        return ids.map { dictionary[Int($0)] }
+    }
+
     mutating func append(_ value: Value, at time: Int64) {
+        precondition(dictionary == nil, "appending to a dictionary-encoded batch")
         values.append(value)
         times.append(time)
     }
 
     /// Reads the batch element by element.
     var source: ElementSource<Value> {
+        if let dictionary, let ids {
+            return ElementSource(count: ids.count, times: times, ids: ids, idCount: idCount) { dictionary[Int(ids[$0])] }
+        }
         let values = values
         return ElementSource(count: values.count, times: times, ids: ids, idCount: idCount) { values[$0] }
     }

@@ -12,8 +12,18 @@ public struct InputRecord: Sendable, Equatable {
     /// The record's event time, in milliseconds since the Unix epoch.
     public let timestamp: Int64
     private let storage: [UInt8]
-    private let keyRange: Range<Int>?
-    private let valueRange: Range<Int>
+    // Byte ranges in `storage`, as 32-bit numbers (a block is far below 4 GiB) to keep a batch of records small;
+    // `keyCount == .max` means no key.
+    private let keyStart: UInt32
+    private let keyCount: UInt32
+    private let valueStart: UInt32
+    private let valueCount: UInt32
+
+    private var keyRange: Range<Int>? {
+        keyCount == .max ? nil : Int(keyStart)..<Int(keyStart) + Int(keyCount)
+    }
+
+    private var valueRange: Range<Int> { Int(valueStart)..<Int(valueStart) + Int(valueCount) }
 
     /// A copy of the record key, or `nil` if the record has none.
     public var key: [UInt8]? { keyRange.map { Array(storage[$0]) } }
@@ -40,7 +50,9 @@ public struct InputRecord: Sendable, Equatable {
                     let range = block.ranges[layout.range]
                     let record = InputRecord(
                         topic: range.topic, partition: range.partition, offset: layout.offset, timestamp: layout.timestamp,
-                        storage: block.bytes, keyRange: layout.key, valueRange: layout.value)
+                        storage: block.bytes,
+                        keyStart: UInt32(layout.key?.lowerBound ?? 0), keyCount: layout.key.map { UInt32($0.count) } ?? .max,
+                        valueStart: UInt32(layout.value.lowerBound), valueCount: UInt32(layout.value.count))
                     records.append(record, at: layout.timestamp)
                 }
             }

@@ -50,10 +50,11 @@ public struct StreamingConfiguration: Sendable {
     ///
     /// Default: 0.
     public var maxRatePerPartition: Int
-    /// When received but unprocessed blocks hold more than this many bytes, the consumer pauses its partitions until
-    /// the backlog halves. This bounds the memory used for queued input.
+    /// When received but unprocessed blocks hold more than this many bytes, the receiver stops taking records until
+    /// the backlog halves. This bounds the memory used for queued input; with one batch interval's worth of input
+    /// at most in the backlog, it also bounds throughput to about this many bytes per batch interval.
     ///
-    /// Default: 64 MiB.
+    /// Default: 32 MiB.
     public var maxBacklogBytes: Int
     /// Read up to the partitions' ends as they were at start-up, process everything, flush all windows, checkpoint,
     /// commit and stop.
@@ -81,7 +82,7 @@ public struct StreamingConfiguration: Sendable {
         skipsCorruptWriteAheadLog: Bool = false,
         checkpointEveryBatches: Int = 1,
         maxRatePerPartition: Int = 0,
-        maxBacklogBytes: Int = 64 << 20,
+        maxBacklogBytes: Int = 32 << 20,
         stopsAtEnd: Bool = false,
         deadLetterTopic: String? = nil,
         sessionTimeoutMilliseconds: Int = 10_000
