@@ -8,7 +8,7 @@ extension DStream {
     public func flatMap<Output: Sequence>(_ transform: @escaping (Element) -> Output) -> DStream<Output.Element> {
         derive { batch, _ in
             var result = Elements<Output.Element>()
-            for (value, time) in zip(batch.decodedValues, batch.times) {
+            for (value, time) in zip(batch.decodedValues, batch.decodedTimes) {
                 for output in transform(value) {
                     result.append(output, at: time)
                 }
@@ -21,7 +21,7 @@ extension DStream {
     public func filter(_ isIncluded: @escaping (Element) -> Bool) -> DStream<Element> {
         derive { batch, _ in
             var result = Elements<Element>()
-            for (value, time) in zip(batch.decodedValues, batch.times) where isIncluded(value) {
+            for (value, time) in zip(batch.decodedValues, batch.decodedTimes) where isIncluded(value) {
                 result.append(value, at: time)
             }
             return result

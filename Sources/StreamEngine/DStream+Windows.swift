@@ -46,10 +46,11 @@ extension DStream {
             // The open windows of the last time seen: consecutive elements (the words of one record) share it.
             var openTime: Int64?
             var openStarts: [Int64] = []
+            var times = batch.times.makeIterator()
             for position in 0..<batch.count {
                 // Read exactly once per element, late or not.
                 let element = batch.value(position)
-                let time = batch.times[position]
+                let time = times.next()!
                 if openTime != time {
                     openTime = time
                     openStarts.removeAll(keepingCapacity: true)

@@ -49,7 +49,7 @@ public final class DStream<Element> {
             graph: graph,
             compute: { [self] context in
                 let batch = elements(in: context)
-                return Elements(values: batch.decodedValues.map(transform), times: batch.times, ids: batch.ids, idCount: batch.idCount)
+                return Elements(values: batch.decodedValues.map(transform), times: batch.decodedTimes, ids: batch.ids, idCount: batch.idCount)
             },
             lazySource: { [self] context in
                 let values = elements(in: context).source

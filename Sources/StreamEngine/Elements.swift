@@ -1,21 +1,23 @@
 /// One batch of a stream: values with their event times (ms), as parallel arrays.
 ///
-/// A batch is either plain (``values`` holds every element) or dictionary-encoded: element `i` is
-/// `dictionary[ids[i]]`, so a batch of many repeated values (the words of a batch of lines) stores
-/// each distinct value once.
+/// A batch is either plain (``values`` and ``times`` hold every element) or dictionary-encoded:
+/// element `i` is `dictionary[ids[i]]`, and its time is stored once per run of equal times, so a
+/// batch of words (many repeated values, a few per record's time) stores each distinct word once
+/// and each record's time once.
 struct Elements<Value> {
     /// The elements of a plain batch (empty for a dictionary-encoded one).
     var values: [Value] = []
+    /// The times of a plain batch's elements (empty for a dictionary-encoded one).
     var times: [Int64] = []
     /// Optional grouping hint, parallel to the elements: elements with the same id (in `0..<idCount`) came from
     /// equal values upstream (for example the same word). It lets ``aggregated(_:_:)`` and windowed aggregation
     /// skip hashing a key they have just seen; it is only a hint, always confirmed with `==` before use, so a
     /// transform that maps equal inputs to different keys still groups exactly by key. For a dictionary-encoded
-    /// batch the ids are exact: they index ``dictionary``.
+    /// batch the ids are exact: they index the dictionary.
     var ids: [Int32]? = nil
     var idCount = 0
-    /// The distinct values of a dictionary-encoded batch, indexed by ``ids``.
-    private(set) var dictionary: [Value]? = nil
+    /// The distinct values and the times of a dictionary-encoded batch.
+    private var encoded: (dictionary: [Value], times: EventTimes)?
 
     init(values: [Value] = [], times: [Int64] = [], ids: [Int32]? = nil, idCount: Int = 0) {
         self.values = values
@@ -24,37 +26,40 @@ struct Elements<Value> {
         self.idCount = idCount
     }
 
-    /// A dictionary-encoded batch: element `i` is `dictionary[ids[i]]`, at `times[i]`.
-    init(dictionary: [Value], ids: [Int32], times: [Int64]) {
-        precondition(ids.count == times.count, "one id per element")
-        self.dictionary = dictionary
+    /// A dictionary-encoded batch: element `i` is `dictionary[ids[i]]`, at the `i`-th of `times`.
+    init(dictionary: [Value], ids: [Int32], times: EventTimes) {
+        self.encoded = (dictionary, times)
         self.ids = ids
         self.idCount = dictionary.count
-        self.times = times
     }
 
     /// The number of elements.
-    var count: Int { times.count }
+    var count: Int { encoded == nil ? times.count : ids?.count ?? 0 }
 
     /// Every element, decoded if the batch is dictionary-encoded.
     var decodedValues: [Value] {
-        guard let dictionary, let ids else { return values }
+        guard let (dictionary, _) = encoded, let ids else { return values }
         return ids.map { dictionary[Int($0)] }
     }
 
+    /// Every element's time, one per element.
+    var decodedTimes: [Int64] {
+        encoded?.times.expanded ?? times
+    }
+
     mutating func append(_ value: Value, at time: Int64) {
-        precondition(dictionary == nil, "appending to a dictionary-encoded batch")
+        precondition(encoded == nil, "appending to a dictionary-encoded batch")
         values.append(value)
         times.append(time)
     }
 
     /// Reads the batch element by element.
     var source: ElementSource<Value> {
-        if let dictionary, let ids {
+        if let (dictionary, times) = encoded, let ids {
             return ElementSource(count: ids.count, times: times, ids: ids, idCount: idCount) { dictionary[Int(ids[$0])] }
         }
         let values = values
-        return ElementSource(count: values.count, times: times, ids: ids, idCount: idCount) { values[$0] }
+        return ElementSource(count: values.count, times: EventTimes(times), ids: ids, idCount: idCount) { values[$0] }
     }
 
     /// Groups pairs by key in order of first appearance, folding each key's values into an
@@ -71,7 +76,7 @@ struct Elements<Value> {
 /// mapped batch is never stored.
 struct ElementSource<Value> {
     let count: Int
-    let times: [Int64]
+    let times: EventTimes
     /// The grouping hint of ``Elements/ids``.
     let ids: [Int32]?
     let idCount: Int
@@ -87,9 +92,10 @@ struct ElementSource<Value> {
         guard let ids, ids.count == count else {
             // Bounded, so that many duplicates cannot make the reservation large.
             indices.reserveCapacity(min(count, 1 << 16))
+            var times = times.makeIterator()
             for position in 0..<count {
                 let (key, value) = value(position)
-                let time = times[position]
+                let time = times.next()!
                 if let index = indices[key] {
                     combine(&groups.values[index].1, value)
                     groups.times[index] = max(groups.times[index], time)
@@ -105,9 +111,10 @@ struct ElementSource<Value> {
         indices.reserveCapacity(min(idCount, count))
         groups.values.reserveCapacity(min(idCount, count))
         groups.times.reserveCapacity(min(idCount, count))
+        var times = times.makeIterator()
         for position in 0..<count {
             let (key, value) = value(position)
-            let time = times[position]
+            let time = times.next()!
             let id = Int(ids[position])
             let slot = Int(slots[id])
             if slot >= 0, groups.values[slot].0 == key {

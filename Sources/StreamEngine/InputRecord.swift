@@ -44,6 +44,9 @@ public struct InputRecord: Sendable, Equatable {
     /// The records of `blocks`, in order, timed by their timestamps.
     static func elements(of blocks: [Block]) -> Elements<InputRecord> {
         var records = Elements<InputRecord>()
+        let count = blocks.reduce(0) { $0 + $1.recordCount }
+        records.values.reserveCapacity(count)
+        records.times.reserveCapacity(count)
         for block in blocks {
             block.bytes.withUnsafeBytes { raw in
                 block.forEachLayout(in: raw) { layout in

@@ -38,6 +38,26 @@ import Testing
         #expect(counts.late == [0, 0, 0])
     }
 
+    /// A batch of words stores each record's time once for all its words; every word must still land in the window
+    /// of its own record, across records without words and consecutive records with equal times, and through
+    /// operators that decode the batch (`flatMap`, `filter`) as well as those that read it in place.
+    @Test func everyWordKeepsItsRecordsTimeThroughEachKindOfOperator() throws {
+        let graph = StreamGraph()
+        let spec = try WindowSpec(length: 10)
+        let words = graph.input().flatMapWords()
+        var inPlace: [String] = []
+        var decoded: [String] = []
+        words.map { ($0, Int64(1)) }.reduceByKeyAndWindow(name: "in-place", spec, +)
+            .foreachBatch { _, counts in inPlace += counts.map { "\($0.1.window.start) \($0.0)=\($0.1.value)" } }
+        words.filter { $0 != "x" }.flatMap { [$0, $0.uppercased()] }.map { ($0, Int64(1)) }
+            .reduceByKeyAndWindow(name: "decoded", spec, +)
+            .foreachBatch { _, counts in decoded += counts.map { "\($0.1.window.start) \($0.0)=\($0.1.value)" } }
+        _ = graph.runBatch(time: 0, blocks: [lines(("a b", 1), ("a x", 1), ("", 5), ("b", 9), ("a", 10), ("b b", 25))])
+        _ = graph.flushWindows()
+        #expect(inPlace == ["0 a=2", "0 b=2", "0 x=1", "10 a=1", "20 b=2"])
+        #expect(decoded == ["0 A=2", "0 B=2", "0 a=2", "0 b=2", "10 A=1", "10 a=1", "20 B=2", "20 b=2"])
+    }
+
     @Test func slidingWindowsCountEachElementInEveryWindow() throws {
         let counts = WindowedCounts(try WindowSpec(length: 10_000, slide: 5_000))
         #expect(counts.run(lines(("x", 3_000), ("x", 7_000), ("y", 12_000))) == [
