@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
+        .systemLibrary(name: "CMalloc"),
         .systemLibrary(
             name: "CRdKafka",
             pkgConfig: "rdkafka",
@@ -47,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "Streaming", "KafkaIO", "SampleData",
+                "CMalloc", "Streaming", "KafkaIO", "SampleData",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -2,7 +2,9 @@
 final class BatchContext {
     /// The batch time handed to sinks.
     let time: Int64
-    let blocks: [Block]
+    /// The input blocks, until a reader takes them (see ``takeBlocks()``).
+    private(set) var blocks: [Block]
+    private let recordCount: Int
     /// The watermark when the batch started: windows it closed are closed for this batch's elements.
     let previousWatermark: Int64?
     /// The watermark at the end of the batch, which decides the windows emitted now.
@@ -14,9 +16,16 @@ final class BatchContext {
 
     init(time: Int64, blocks: [Block], previousWatermark: Int64?, watermark: Int64?) {
         self.time = time
+        self.recordCount = blocks.reduce(0) { $0 + $1.recordCount }
         self.blocks = blocks
         self.previousWatermark = previousWatermark
         self.watermark = watermark
+    }
+
+    /// Hands the input blocks to their only reader, which may then release each block once it has read it.
+    func takeBlocks() -> [Block] {
+        defer { blocks = [] }
+        return blocks
     }
 
     /// Registers work to run once the batch is done (dropping per-batch caches).
@@ -31,7 +40,7 @@ final class BatchContext {
         }
         return BatchOutput(
             records: records,
-            recordsIn: blocks.reduce(0) { $0 + $1.recordCount },
+            recordsIn: recordCount,
             malformed: malformed,
             lateRecords: lateRecords,
             watermark: watermark

@@ -3,39 +3,75 @@ extension DStream where Element == InputRecord {
     /// event time. Values are read in place; a record whose value is not valid UTF-8 yields no
     /// words and is reported in ``BatchOutput/malformed``.
     public func flatMapWords() -> DStream<String> {
-        derive { records, context in
-            // Words are interned on their bytes: one String per distinct word per batch, and the
-            // batch is dictionary-encoded by their ids, which also let downstream aggregations skip
-            // re-hashing words they have just seen. The words of a record share its time, stored
-            // once per record (a run) rather than once per word.
-            let inputs = records.decodedValues
-            var interner = WordInterner()
-            var ids: [Int32] = []
-            var textBytes = 0
-            for record in inputs {
-                textBytes += record.withValueBytes { $0.count }
-            }
-            // About one word per 4 bytes of text is a generous guess; untouched reserved pages cost no memory.
-            ids.reserveCapacity(textBytes / 4)
-            var runTimes: [Int64] = []
-            var runEnds: [Int32] = []
-            for (record, time) in zip(inputs, records.decodedTimes) {
-                let valid = record.withValueBytes { value in
-                    WordTokenizer.forEachWord(in: value) { word in
-                        ids.append(interner.id(of: word))
+        // Sized from the previous batch, so that a steady stream does not grow the table batch after batch.
+        var expectedDistinctWords = 1024
+        return deriveReading { [self] context in
+            var words = WordBatch(expectedDistinctWords: expectedDistinctWords)
+            if isGraphInput, hasSingleConsumer {
+                // The graph's input, read by this stream alone: records are decoded straight from the blocks,
+                // and each block is released as soon as its words are read.
+                var blocks = context.takeBlocks()
+                words.reserve(textBytes: blocks.reduce(0) { $0 + $1.bytes.count })
+                blocks.reverse()
+                while let block = blocks.popLast() {
+                    InputRecord.forEach(in: block) { record in
+                        if !words.add(record, at: record.timestamp) { context.malformed.append(record) }
                     }
                 }
-                if !valid { context.malformed.append(record) }
-                guard ids.count > Int(runEnds.last ?? 0) else { continue }
-                if runTimes.last == time {
-                    runEnds[runEnds.count - 1] = Int32(ids.count)
-                } else {
-                    runTimes.append(time)
-                    runEnds.append(Int32(ids.count))
+            } else {
+                let records = elements(in: context)
+                let values = records.decodedValues
+                words.reserve(textBytes: values.reduce(0) { $0 + $1.withValueBytes { $0.count } })
+                for (record, time) in zip(values, records.decodedTimes) where !words.add(record, at: time) {
+                    context.malformed.append(record)
                 }
             }
-            let times = EventTimes(runs: runTimes, ends: runEnds)
-            return Elements(dictionary: interner.words, ids: ids, times: times)
+            expectedDistinctWords = max(1024, words.distinctCount)
+            return words.elements
         }
+    }
+}
+
+/// The words of one batch: interned on their bytes (one String per distinct word), kept as ids into
+/// the distinct words, with each record's time stored once for all its words.
+private struct WordBatch {
+    private var interner: WordInterner
+    private var ids: [Int32] = []
+    private var runTimes: [Int64] = []
+    private var runEnds: [Int32] = []
+
+    init(expectedDistinctWords: Int) {
+        interner = WordInterner(capacity: expectedDistinctWords)
+    }
+
+    var distinctCount: Int { interner.count }
+
+    /// The batch as dictionary-encoded elements.
+    var elements: Elements<String> {
+        Elements(dictionary: interner.words, ids: ids, times: EventTimes(runs: runTimes, ends: runEnds))
+    }
+
+    /// Reserves room for the words of about `textBytes` bytes of text.
+    mutating func reserve(textBytes: Int) {
+        // About one word per 4 bytes of text is a generous guess; untouched reserved pages cost no memory.
+        ids.reserveCapacity(textBytes / 4)
+    }
+
+    /// Adds the words of `record`; `false` if its value is not valid UTF-8.
+    mutating func add(_ record: InputRecord, at time: Int64) -> Bool {
+        let valid = record.withValueBytes { value in
+            WordTokenizer.forEachWord(in: value) { word in
+                ids.append(interner.id(of: word))
+            }
+        }
+        if ids.count > Int(runEnds.last ?? 0) {
+            if runTimes.last == time {
+                runEnds[runEnds.count - 1] = Int32(ids.count)
+            } else {
+                runTimes.append(time)
+                runEnds.append(Int32(ids.count))
+            }
+        }
+        return valid
     }
 }

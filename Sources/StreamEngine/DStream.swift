@@ -12,15 +12,18 @@ public final class DStream<Element> {
     /// For a `map`: reads the mapped batch without storing it, used when one consumer reads it.
     private let lazySource: ((BatchContext) -> ElementSource<Element>)?
     private let isStateful: Bool
+    /// The graph's input: its records are decoded from the batch's blocks.
+    let isGraphInput: Bool
     private var consumers = 0
     private var cached: Elements<Element>?
 
     init(
-        graph: StreamGraph, stateful: Bool = false, compute: @escaping (BatchContext) -> Elements<Element>,
-        lazySource: ((BatchContext) -> ElementSource<Element>)? = nil
+        graph: StreamGraph, stateful: Bool = false, isGraphInput: Bool = false,
+        compute: @escaping (BatchContext) -> Elements<Element>, lazySource: ((BatchContext) -> ElementSource<Element>)? = nil
     ) {
         self.graph = graph
         self.isStateful = stateful
+        self.isGraphInput = isGraphInput
         self.compute = compute
         self.lazySource = lazySource
     }
@@ -69,6 +72,15 @@ public final class DStream<Element> {
         context.atEnd { self.cached = nil }
         return computed
     }
+
+    /// A new stream computed by `transform`, which reads this one's elements itself.
+    func deriveReading<Output>(_ transform: @escaping (BatchContext) -> Elements<Output>) -> DStream<Output> {
+        consumers += 1
+        return DStream<Output>(graph: graph, compute: transform)
+    }
+
+    /// Whether this stream's elements are read by one consumer and stored nowhere else.
+    var hasSingleConsumer: Bool { consumers <= 1 && !isStateful }
 
     /// A new stream computed from this one's elements.
     func derive<Output>(

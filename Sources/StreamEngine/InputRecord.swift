@@ -48,18 +48,22 @@ public struct InputRecord: Sendable, Equatable {
         records.values.reserveCapacity(count)
         records.times.reserveCapacity(count)
         for block in blocks {
-            block.bytes.withUnsafeBytes { raw in
-                block.forEachLayout(in: raw) { layout in
-                    let range = block.ranges[layout.range]
-                    let record = InputRecord(
-                        topic: range.topic, partition: range.partition, offset: layout.offset, timestamp: layout.timestamp,
-                        storage: block.bytes,
-                        keyStart: UInt32(layout.key?.lowerBound ?? 0), keyCount: layout.key.map { UInt32($0.count) } ?? .max,
-                        valueStart: UInt32(layout.value.lowerBound), valueCount: UInt32(layout.value.count))
-                    records.append(record, at: layout.timestamp)
-                }
-            }
+            forEach(in: block) { records.append($0, at: $0.timestamp) }
         }
         return records
+    }
+
+    /// Calls `body` with each record of `block`, in order.
+    static func forEach(in block: Block, _ body: (InputRecord) -> Void) {
+        block.bytes.withUnsafeBytes { raw in
+            block.forEachLayout(in: raw) { layout in
+                let range = block.ranges[layout.range]
+                body(InputRecord(
+                    topic: range.topic, partition: range.partition, offset: layout.offset, timestamp: layout.timestamp,
+                    storage: block.bytes,
+                    keyStart: UInt32(layout.key?.lowerBound ?? 0), keyCount: layout.key.map { UInt32($0.count) } ?? .max,
+                    valueStart: UInt32(layout.value.lowerBound), valueCount: UInt32(layout.value.count)))
+            }
+        }
     }
 }

@@ -33,7 +33,9 @@ public final class StreamGraph {
     private var batchNumber: UInt64 = 0
     private var sinks: [(BatchContext) -> Void] = []
     private var stateful: [StatefulOperator] = []
-    private lazy var inputStream = DStream<InputRecord>(graph: self) { InputRecord.elements(of: $0.blocks) }
+    private lazy var inputStream = DStream<InputRecord>(graph: self, isGraphInput: true) {
+        InputRecord.elements(of: $0.takeBlocks())
+    }
 
     /// Creates an empty graph.
     ///
@@ -49,10 +51,12 @@ public final class StreamGraph {
     }
 
     /// Runs one batch: computes every sink over `blocks`, then advances the watermark.
-    public func runBatch(time: Int64, blocks: [Block]) -> BatchOutput {
+    ///
+    /// The graph takes the blocks: when nothing else holds them, each is released as soon as it has been read.
+    public func runBatch(time: Int64, blocks: consuming [Block]) -> BatchOutput {
         batchNumber += 1
-        for block in blocks {
-            for (range, latest) in zip(block.ranges, block.latestTimestamps) {
+        for index in blocks.indices {
+            for (range, latest) in zip(blocks[index].ranges, blocks[index].latestTimestamps) {
                 let partition = TopicPartition(topic: range.topic, partition: range.partition)
                 partitionClocks[partition] = (max(partitionClocks[partition]?.latest ?? .min, latest), batchNumber)
             }

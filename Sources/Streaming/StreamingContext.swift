@@ -342,8 +342,12 @@ public final class StreamingContext: Sendable {
         logger.info("removed the write-ahead log of an earlier run", metadata: ["wal.directory": "\(staleLog)"])
     }
 
-    private func runBatch(time: Int64, blocks: [Block], position: WALPosition?, forceCheckpoint: Bool) throws {
+    private func runBatch(time: Int64, blocks: consuming [Block], position: WALPosition?, forceCheckpoint: Bool) throws {
         let started = ContinuousClock.now
+        let blockCount = blocks.count
+        var offsets = driver.offsets
+        offsets.advance(past: blocks)
+        // The graph takes the blocks, so that each can be released as soon as it has been read.
         let output = driver.graph.runBatch(time: time, blocks: blocks)
         try emit(output)
         if !output.malformed.isEmpty {
@@ -351,10 +355,10 @@ public final class StreamingContext: Sendable {
         }
         CrashPoint.reach(.afterOutputFlush, armed: crashTrigger)
         driver.lastBatchTime = time
-        driver.offsets.advance(past: blocks)
+        driver.offsets = offsets
         if let position { driver.walPosition = position }
         metrics.lateRecords.increment(by: output.lateRecords)
-        if !blocks.isEmpty || !output.records.isEmpty {
+        if blockCount > 0 || !output.records.isEmpty {
             driver.batchesSinceCheckpoint += 1
         }
         if driver.batchesSinceCheckpoint > 0, forceCheckpoint || driver.batchesSinceCheckpoint >= configuration.checkpointEveryBatches {
@@ -364,7 +368,7 @@ public final class StreamingContext: Sendable {
         let duration = ContinuousClock.now - started
         metrics.batchProcessingDuration.record(duration: duration)
         logger.debug("batch completed", metadata: [
-            "stream.batch_time": "\(time)", "stream.records": "\(output.recordsIn)", "stream.blocks": "\(blocks.count)",
+            "stream.batch_time": "\(time)", "stream.records": "\(output.recordsIn)", "stream.blocks": "\(blockCount)",
             "stream.processing_ms": "\(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)",
             "stream.backlog_bytes": "\(tracker.backlogBytes)",
         ])

@@ -1,3 +1,4 @@
+import CMalloc
 import CoreMetrics
 import Foundation
 import KafkaIO
@@ -35,6 +36,7 @@ enum Sluice {
             FileHandle.standardError.write(Data("sluice: unknown argument \(unknown); see --help\n".utf8))
             exit(2)
         }
+        returnLargeBuffersToTheSystem()
         let logger = bootstrapLogging(configuration)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
@@ -47,6 +49,15 @@ enum Sluice {
             logger.critical("sluice stopped on an error", metadata: ["error": "\(error)"])
             exit(1)
         }
+    }
+
+    /// Serves every allocation of 1 MiB or more with its own memory mapping, returned to the system when freed.
+    ///
+    /// Blocks and per-batch arrays are large and short-lived. By default glibc raises this threshold each time such
+    /// a buffer is freed (up to 32 MiB), after which they come from the heap, whose freed pages stay resident: on
+    /// the 1M-line benchmark that costs about 40 MB of peak RSS.
+    private static func returnLargeBuffersToTheSystem() {
+        _ = mallopt(M_MMAP_THRESHOLD, 1 << 20)
     }
 
     private static func bootstrapLogging(_ configuration: ServiceConfiguration) -> Logger {
