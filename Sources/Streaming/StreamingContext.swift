@@ -378,7 +378,12 @@ public final class StreamingContext: Sendable {
 
     private func emit(_ output: BatchOutput) throws {
         guard !output.records.isEmpty else { return }
+        var preparedTopic: String?
         for record in output.records {
+            if record.topic != preparedTopic {
+                try producer.prepare(topic: record.topic, timeout: .seconds(10))
+                preparedTopic = record.topic
+            }
             try producer.send(KafkaProducerRecord(
                 topic: record.topic, key: record.key, value: record.value,
                 headers: record.headers.map { KafkaHeader(name: $0.0, value: $0.1) }
@@ -398,6 +403,7 @@ public final class StreamingContext: Sendable {
             "kafka.partition": "\(first.partition)", "kafka.offset": "\(first.offset)",
         ])
         guard let topic = configuration.deadLetterTopic else { return }
+        try producer.prepare(topic: topic, timeout: .seconds(10))
         for record in records {
             try producer.send(KafkaProducerRecord(
                 topic: topic, key: record.key, value: record.value,
