@@ -31,9 +31,13 @@ enum WALFormat {
     }
 
     /// Fills `header` (12 bytes) with the frame header for `payload`, whose size must fit in a `UInt32`.
-    static func encodeFrameHeader(for payload: UnsafeRawBufferPointer, into header: UnsafeMutableRawBufferPointer) {
-        header.storeBytes(of: UInt32(payload.count).littleEndian, toByteOffset: 0, as: UInt32.self)
-        header.storeBytes(of: CRC32C.checksum(payload).littleEndian, toByteOffset: 4, as: UInt32.self)
+    static func encodeFrameHeader(
+        for payload: UnsafeRawBufferPointer, after prefix: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+        into header: UnsafeMutableRawBufferPointer
+    ) {
+        header.storeBytes(of: UInt32(prefix.count + payload.count).littleEndian, toByteOffset: 0, as: UInt32.self)
+        let checksum = CRC32C.checksum(payload, seed: CRC32C.checksum(prefix))
+        header.storeBytes(of: checksum.littleEndian, toByteOffset: 4, as: UInt32.self)
         let headerChecksum = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: header[0..<8]))
         header.storeBytes(of: headerChecksum.littleEndian, toByteOffset: 8, as: UInt32.self)
     }

@@ -163,18 +163,34 @@ public final class WriteAheadLog: Sendable {
     /// - Throws: ``StorageError`` with code `.payloadTooLarge`, `.closed`, or `.io` if the
     ///   write fails (after which the log is unusable).
     public func append(_ payload: UnsafeRawBufferPointer) throws -> WALPosition {
-        guard payload.count <= UInt32.max else {
-            throw StorageError(code: .payloadTooLarge, message: "\(payload.count) bytes exceed the 4 GiB entry limit", path: directory)
+        try append(prefix: [], payload)
+    }
+
+    /// Appends an entry whose payload is `prefix` followed by `payload`, written without joining them in memory.
+    ///
+    /// Reads back as one payload; otherwise the same as ``append(_:)-(UnsafeRawBufferPointer)``.
+    ///
+    /// - Parameters:
+    ///   - prefix: A few leading bytes (for example a record kind).
+    ///   - payload: The rest of the entry; together at most `UInt32.max` bytes.
+    public func append(prefix: [UInt8], _ payload: UnsafeRawBufferPointer) throws -> WALPosition {
+        let count = prefix.count + payload.count
+        guard count <= UInt32.max else {
+            throw StorageError(code: .payloadTooLarge, message: "\(count) bytes exceed the 4 GiB entry limit", path: directory)
         }
         return try state.withLock { state in
             try checkUsable(state)
-            let frameSize = UInt64(WALFormat.frameHeaderSize + payload.count)
+            let frameSize = UInt64(WALFormat.frameHeaderSize + count)
             if state.size > UInt64(WALFormat.fileHeader.count) && state.size + frameSize > UInt64(options.segmentSizeLimit) {
                 try startNextSegment(&state)
             }
             let position = WALPosition(segment: state.segment, offset: state.size)
-            try withUnsafeTemporaryAllocation(byteCount: WALFormat.frameHeaderSize, alignment: 4) { header in
-                WALFormat.encodeFrameHeader(for: payload, into: header)
+            let headerSize = WALFormat.frameHeaderSize
+            try withUnsafeTemporaryAllocation(byteCount: headerSize + prefix.count, alignment: 4) { header in
+                prefix.withUnsafeBytes { prefix in
+                    WALFormat.encodeFrameHeader(for: payload, after: prefix, into: UnsafeMutableRawBufferPointer(rebasing: header[..<headerSize]))
+                    UnsafeMutableRawBufferPointer(rebasing: header[headerSize...]).copyMemory(from: prefix)
+                }
                 do throws(StorageError) {
                     try FileSystem.writeAll(state.descriptor, UnsafeRawBufferPointer(header), payload, path: path(of: state.segment))
                 } catch {

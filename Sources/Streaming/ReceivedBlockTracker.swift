@@ -36,12 +36,12 @@ final class ReceivedBlockTracker: Sendable {
     ///   next batch allocation fails too, so nothing built on the block is checkpointed.
     func add(_ block: Block) throws {
         if let log {
-            let record = WALRecord.block(block).encoded
-            try state.withLock { state in
-                _ = try log.append(record)
+            let written = try state.withLock { state in
+                let written = try WALRecord.block(block).append(to: log).bytes
                 enqueue(block, into: &state)
+                return written
             }
-            metrics.walBytesWritten.increment(by: Int64(record.count))
+            metrics.walBytesWritten.increment(by: Int64(written))
             try metrics.walFsyncDuration.measure { try log.sync() }
         } else {
             state.withLock { enqueue(block, into: &$0) }
@@ -78,7 +78,7 @@ final class ReceivedBlockTracker: Sendable {
         }
         let (blocks, position) = try state.withLock { state -> ([Block], WALPosition?) in
             guard !state.pending.isEmpty else { return ([], nil) }
-            let position = try log.append(WALRecord.batchAllocated(time: time).encoded)
+            let position = try WALRecord.batchAllocated(time: time).append(to: log).position
             defer { state = State() }
             return (state.pending, position)
         }

@@ -14,17 +14,18 @@ enum WALRecord: Equatable {
     private static let blockKind: UInt8 = 1
     private static let allocationKind: UInt8 = 2
 
-    /// The entry's bytes: a kind byte, then the block bytes or the batch time (little-endian).
-    var encoded: [UInt8] {
+    /// Appends the entry to `log`: a kind byte, then the block bytes (written in place) or the batch time
+    /// (little-endian).
+    ///
+    /// - Returns: The entry's position and its size in bytes.
+    func append(to log: WriteAheadLog) throws -> (position: WALPosition, bytes: Int) {
         switch self {
         case .block(let block):
-            var bytes = [UInt8]()
-            bytes.reserveCapacity(block.bytes.count + 1)
-            bytes.append(Self.blockKind)
-            bytes.append(contentsOf: block.bytes)
-            return bytes
+            let position = try block.bytes.withUnsafeBytes { try log.append(prefix: [Self.blockKind], $0) }
+            return (position, block.bytes.count + 1)
         case .batchAllocated(let time):
-            return [Self.allocationKind] + withUnsafeBytes(of: time.littleEndian, Array.init)
+            let bytes = [Self.allocationKind] + withUnsafeBytes(of: time.littleEndian, Array.init)
+            return (try log.append(bytes), bytes.count)
         }
     }
 

@@ -16,12 +16,17 @@ import Testing
         return builder.finish()
     }
 
-    @Test func walRecordsRoundTrip() throws {
-        let position = WALPosition(segment: 1, offset: 8)
-        let block = Self.block(10..<20)
-        #expect(try WALRecord(decoding: WALRecord.block(block).encoded, at: position) == .block(block))
-        let allocation = WALRecord.batchAllocated(time: 1_795_555_272_000)
-        #expect(try WALRecord(decoding: allocation.encoded, at: position) == allocation)
+    @Test func walRecordsRoundTripThroughTheLog() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let written: [WALRecord] = [.block(Self.block(10..<20)), .batchAllocated(time: 1_795_555_272_000), .block(Self.block(20..<21))]
+        let (log, _) = try WriteAheadLog.open(directory: directory)
+        let appended = try written.map { try $0.append(to: log) }
+        log.close()
+        let (_, recovery) = try WriteAheadLog.open(directory: directory)
+        #expect(try recovery.entries.map { try WALRecord(decoding: $0.payload, at: $0.position) } == written)
+        #expect(recovery.entries.map(\.position) == appended.map(\.position))
+        #expect(recovery.entries.map(\.payload.count) == appended.map(\.bytes))
     }
 
     @Test func unknownOrDamagedWALRecordsAreClearErrors() {
