@@ -188,7 +188,8 @@ public final class KafkaConsumer: Sendable {
         for index in 0..<Int(assigned.pointee.cnt) {
             assigned.pointee.elems[index].offset = -1  // the latest offset
         }
-        _ = rd_kafka_offsets_for_times(client.handle, assigned, 1000)
+        // Sending the request is what wakes the threads; the answer is not needed, so it is waited for briefly.
+        _ = rd_kafka_offsets_for_times(client.handle, assigned, 100)
     }
 
     private func topicName(_ topic: OpaquePointer?) -> String {
