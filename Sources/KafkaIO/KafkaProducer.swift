@@ -76,25 +76,28 @@ public final class KafkaProducer: Sendable {
     }
 
     /// The number of records delivered so far.
-    /// Looks up the partitions and leaders of `topic` now, unless done before.
+    /// Looks up the partitions and leaders of `topic` now, once per topic.
     ///
     /// librdkafka learns about a topic on its first record, through its own metadata refresh, which held the first
-    /// records for about half a second; a direct request takes one round trip.
+    /// records for about half a second; a direct request takes one round trip. Best effort: if the brokers do not
+    /// answer within `timeout`, librdkafka looks the topic up by itself as before.
     ///
-    /// - Throws: A ``KafkaError`` if the brokers did not answer within `timeout`.
-    public func prepare(topic: String, timeout: Duration) throws {
-        guard preparedTopics.withLock({ $0[topic] == nil }) else { return }
-        guard let handle = rd_kafka_topic_new(client.handle, topic, nil) else {
-            throw KafkaError.rdkafka(rd_kafka_last_error(), "topic handle for \(topic)")
+    /// - Returns: Whether the topic's metadata arrived (`true` also when it was prepared before).
+    @discardableResult
+    public func prepare(topic: String, timeout: Duration) -> Bool {
+        guard preparedTopics.withLock({ $0[topic] == nil }), let handle = rd_kafka_topic_new(client.handle, topic, nil) else {
+            return true
         }
-        let topicHandle = RDKafkaChild(handle, of: client, destroy: rd_kafka_topic_destroy)
+        // Keeping the handle keeps the topic, and what was learnt about it, in the client.
+        preparedTopics.withLock { $0[topic] = RDKafkaChild(handle, of: client, destroy: rd_kafka_topic_destroy) }
         var metadata: UnsafePointer<rd_kafka_metadata>?
         let err = rd_kafka_metadata(client.handle, 0, handle, &metadata, timeout.milliseconds)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
-            throw KafkaError.rdkafka(err, "metadata of \(topic)")
+            logger.debug("no metadata for an output topic yet", metadata: ["kafka.topic": "\(topic)", "kafka.error": "\(KafkaError.rdkafka(err, "metadata"))"])
+            return false
         }
         rd_kafka_metadata_destroy(metadata)
-        preparedTopics.withLock { $0[topic] = topicHandle }
+        return true
     }
 
     public var deliveredCount: Int { deliveries.state.withLock { $0.delivered } }

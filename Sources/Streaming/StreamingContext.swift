@@ -381,7 +381,7 @@ public final class StreamingContext: Sendable {
         var preparedTopic: String?
         for record in output.records {
             if record.topic != preparedTopic {
-                try producer.prepare(topic: record.topic, timeout: .seconds(10))
+                producer.prepare(topic: record.topic, timeout: .seconds(1))
                 preparedTopic = record.topic
             }
             try producer.send(KafkaProducerRecord(
@@ -403,7 +403,7 @@ public final class StreamingContext: Sendable {
             "kafka.partition": "\(first.partition)", "kafka.offset": "\(first.offset)",
         ])
         guard let topic = configuration.deadLetterTopic else { return }
-        try producer.prepare(topic: topic, timeout: .seconds(10))
+        producer.prepare(topic: topic, timeout: .seconds(1))
         for record in records {
             try producer.send(KafkaProducerRecord(
                 topic: topic, key: record.key, value: record.value,

@@ -33,6 +33,20 @@ struct KafkaErrorTests {
         #expect(error?.kind == .timedOut || error?.kind == .librdkafka)
     }
 
+    @Test func preparingAnOutputTopicIsBestEffort() throws {
+        let unreachable = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: "127.0.0.1:1")), logger: quietLogger)
+        let clock = ContinuousClock()
+        let start = clock.now
+        #expect(!unreachable.prepare(topic: "counts", timeout: .milliseconds(500)))
+        #expect(clock.now - start < .seconds(5))
+
+        let test = try TestTopic("prepared", partitions: 2)
+        #expect(test.producer.prepare(topic: test.name, timeout: .seconds(5)))
+        #expect(test.producer.prepare(topic: test.name, timeout: .seconds(5)))
+        try test.produce(10)
+        #expect(test.producer.deliveredCount == 10)
+    }
+
     @Test func deliveryFailsWhileTheBrokerIsDownAndResumesAfter() throws {
         let test = try TestTopic("down", partitions: 1, producerProperties: ["message.timeout.ms": "1500"])
         let (cluster, topic, producer) = (test.cluster, test.name, test.producer)
