@@ -54,7 +54,7 @@ public struct StreamingConfiguration: Sendable {
     /// the backlog halves. This bounds the memory used for queued input; with one batch interval's worth of input
     /// at most in the backlog, it also bounds throughput to about this many bytes per batch interval.
     ///
-    /// Default: 32 MiB.
+    /// Default: 48 MiB.
     public var maxBacklogBytes: Int
     /// Read up to the partitions' ends as they were at start-up, process everything, flush all windows, checkpoint,
     /// commit and stop.
@@ -82,7 +82,7 @@ public struct StreamingConfiguration: Sendable {
         skipsCorruptWriteAheadLog: Bool = false,
         checkpointEveryBatches: Int = 1,
         maxRatePerPartition: Int = 0,
-        maxBacklogBytes: Int = 32 << 20,
+        maxBacklogBytes: Int = 48 << 20,
         stopsAtEnd: Bool = false,
         deadLetterTopic: String? = nil,
         sessionTimeoutMilliseconds: Int = 10_000

@@ -43,7 +43,7 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_WAL_SKIP_CORRUPT", defaultValue: "false", meaning: "skip (and lose) a corrupt middle part of the WAL instead of refusing to start"),
         Variable(name: "SLUICE_EXACTLY_ONCE", defaultValue: "false", meaning: "transactional output (not built yet: true is a start-up error)"),
         Variable(name: "SLUICE_MAX_RATE_PER_PARTITION", defaultValue: "0", meaning: "records/s per partition, 0 unlimited"),
-        Variable(name: "SLUICE_MAX_BACKLOG_MB", defaultValue: "32", meaning: "received-but-unprocessed input above which the receiver stops taking records"),
+        Variable(name: "SLUICE_MAX_BACKLOG_MB", defaultValue: "48", meaning: "received-but-unprocessed input above which the receiver stops taking records"),
         Variable(name: "SLUICE_STOP_AT_END", defaultValue: "false (true with the embedded broker)", meaning: "process the input present at start-up, flush windows, checkpoint, commit, exit 0"),
         Variable(name: "SLUICE_DEAD_LETTER_TOPIC", defaultValue: "(unset)", meaning: "where malformed records are copied before they are skipped"),
         Variable(name: "SLUICE_SESSION_TIMEOUT_MS", defaultValue: "10000", meaning: "consumer group session timeout"),
@@ -114,7 +114,7 @@ struct ServiceConfiguration {
 
         // The embedded broker starts empty every time, so its demo must not resume an earlier run's state.
         let defaultCheckpointDirectory = bootstrapServers == nil ? NSTemporaryDirectory() + "sluice-demo-\(getpid())" : "./sluice-data"
-        let backlog = try reader.integer("SLUICE_MAX_BACKLOG_MB", default: 32, range: 1...1_000_000) << 20
+        let backlog = try reader.integer("SLUICE_MAX_BACKLOG_MB", default: 48, range: 1...1_000_000) << 20
         var kafkaProperties: [String: String] = [:]
         for (name, value) in environment where name.hasPrefix("SLUICE_KAFKA_") && name.count > "SLUICE_KAFKA_".count {
             let property = name.dropFirst("SLUICE_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
