@@ -86,8 +86,8 @@ public struct KafkaConsumerConfig: Sendable {
             // The high-level consumer's prefetch queue is one queue for all partitions. Every queued record costs
             // a few hundred bytes besides its payload, so it is kept small; KafkaConsumer wakes the fetchers as it
             // drains, so a small queue does not slow consumption down.
-            ("queued.min.messages", "20000"),
-            ("queued.max.messages.kbytes", "2048"),
+            ("queued.min.messages", "10000"),
+            ("queued.max.messages.kbytes", "1024"),
             ("fetch.wait.max.ms", "50"),
         ] + common.properties.sorted { $0.key < $1.key }
     }
