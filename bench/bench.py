@@ -18,7 +18,7 @@ One run of this script:
    of three runs);
 4. times ``sluice`` with ``SLUICE_STOP_AT_END=true`` (read to the end offsets seen at
    start-up, process, flush windows, checkpoint, exit 0) with the write-ahead log on
-   and off, each with a fresh consumer group and checkpoint directory, three times
+   and off, each with a fresh consumer group and checkpoint directory, five times
    each (``--repeats``; the median by wall time is reported);
    both programs also run over the two baseline topics (see below);
 5. verifies every run's output exactly: the last value per word in its counts topic
@@ -197,6 +197,8 @@ class Measurement:
     max_rss_mb: float
     exit_code: int
     rss_samples: list[tuple[float, int]] = field(default_factory=list)
+    # With repeated runs: every run's wall time, the median being this one's.
+    all_walls: list[float] = field(default_factory=list)
 
     def rss_by_quarter(self) -> str:
         """The highest sampled RSS (MB) in each quarter of the run: flat when memory does not grow."""
@@ -574,6 +576,7 @@ def run_sluice_repeatedly(launcher: Launcher, binary: Path, bootstrap: str, name
         results.append((m, check))
     results.sort(key=lambda result: result[0].wall_s)
     median, check = results[len(results) // 2]
+    median.all_walls = [m.wall_s for m, _ in results]
     failed = next((c for _, c in results if not c.ok), None)
     return median, failed or check
 
@@ -681,8 +684,8 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=16,
                         help="partitions of every topic (default 16; the mock keeps only 5 MiB per partition)")
     parser.add_argument("--skip-wal-off", action="store_true", help="skip the run with SLUICE_WAL=false")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="sluice runs per configuration; the median wall time is reported (default 3)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="sluice runs per configuration; the median wall time is reported (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, input, output)")
     parser.add_argument("--bin-dir", type=Path, default=REPO / ".build" / "release",
                         help="where sluice and sluice-broker are (default .build/release)")
@@ -775,6 +778,8 @@ def main() -> int:
         notes = [f"{r.name}: {r.verified.summary}" for r in rows if r.verified is not None]
         notes += [f"{r.name}: RSS by tenth of the run (MB): {r.measurement.rss_profile(10)}"
                   for r in rows if r.name.startswith("sluice wal")]
+        notes += [f"{r.name}: wall times of the runs (s): {', '.join(f'{w:.2f}' for w in r.measurement.all_walls)}"
+                  for r in rows if len(r.measurement.all_walls) > 1]
         mismatch_lines = [f"{r.name}: {d}" for r in rows if r.verified is not None for d in r.verified.details]
         print()
         for line in notes + mismatch_lines:

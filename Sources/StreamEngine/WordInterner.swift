@@ -1,16 +1,19 @@
 /// Maps word bytes to small dense ids, creating one `String` per distinct word.
 ///
 /// An open-addressing hash table over the raw bytes: looking up a word seen before costs a few
-/// loads, multiplies and compares, with no `String` created or hashed. The table holds only
-/// 4-byte ids, so it stays small in cache; per-id entries are dense in first-seen order (frequent
-/// words come first). Words of up to 16 bytes are kept zero-padded in their entry and compared
-/// as two machine words; longer words are compared against a byte arena.
+/// loads, multiplies and compares, with no `String` created or hashed. Each slot holds its word's
+/// key inline (words of up to 16 bytes zero-padded into two machine words, longer ones as their
+/// hash, compared against a byte arena), so a lookup touches one slot rather than a slot and then
+/// an entry elsewhere: the table is larger than the words it holds, and a second cache miss per
+/// word was most of the cost. Ids are dense in first-seen order (frequent words come first).
 struct WordInterner {
-    private struct Entry {
+    private struct Slot {
         /// Short words: the zero-padded bytes. Long words: the hash, and 0.
-        var first: UInt64
-        var second: UInt64
-        var length: Int
+        var first: UInt64 = 0
+        var second: UInt64 = 0
+        /// The word's length, and its id + 1 (0: an empty slot).
+        var length: UInt32 = 0
+        var idPlusOne: UInt32 = 0
     }
 
     /// The distinct words, by id.
@@ -18,15 +21,13 @@ struct WordInterner {
     /// The bytes of every long distinct word, concatenated; keyed by id in `longStarts`.
     private var arena: [UInt8] = []
     private var longStarts: [Int: Int] = [:]
-    private var hashes: [UInt64] = []
-    private var entries: [Entry] = []
-    /// Slot -> id + 1 (0: empty); the count is a power of two, kept at most half full.
-    private var slots: [UInt32]
+    /// A power of two, kept at most half full.
+    private var slots: [Slot]
 
     init(capacity: Int = 1024) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
-        slots = [UInt32](repeating: 0, count: size)
+        slots = [Slot](repeating: Slot(), count: size)
     }
 
     var count: Int { words.count }
@@ -36,55 +37,53 @@ struct WordInterner {
         let length = word.count
         var first: UInt64 = 0
         var second: UInt64 = 0
-        let hash: UInt64
         if length <= 16 {
             (first, second) = Self.paddedWords(word)
-            hash = Self.mix((first &* 0x9E37_79B9_7F4A_7C15) ^ ((second &+ UInt64(length)) &* 0xC2B2_AE3D_27D4_EB4F))
         } else {
-            hash = Self.longHash(word)
-            first = hash
+            first = Self.longHash(word)
         }
+        let hash = Self.hash(first: first, second: second, length: length)
         let mask = slots.count - 1
         var index = Int(truncatingIfNeeded: hash) & mask
-        while true {
-            let stored = Int(slots[index])
-            if stored == 0 { break }
-            let id = stored - 1
-            let entry = entries[id]
-            if entry.first == first, entry.second == second, entry.length == length,
-               length <= 16 || longMatches(id, word) {
-                return Int32(id)
+        let found: Int32? = slots.withUnsafeBufferPointer { slots in
+            while true {
+                let slot = slots[index]
+                if slot.idPlusOne == 0 { return nil }
+                if slot.first == first, slot.second == second, Int(slot.length) == length,
+                   length <= 16 || longMatches(Int(slot.idPlusOne) - 1, word) {
+                    return Int32(slot.idPlusOne - 1)
+                }
+                index = (index + 1) & mask
             }
-            index = (index + 1) & mask
         }
-        return insert(word, first: first, second: second, hash: hash)
+        return found ?? insert(word, first: first, second: second, at: index)
     }
 
-    private mutating func insert(_ word: UnsafeRawBufferPointer, first: UInt64, second: UInt64, hash: UInt64) -> Int32 {
+    /// The slot hash of a key: short words mix their bytes, a long word's key is already its hash.
+    @inline(__always)
+    private static func hash(first: UInt64, second: UInt64, length: Int) -> UInt64 {
+        length <= 16 ? mix((first &* 0x9E37_79B9_7F4A_7C15) ^ ((second &+ UInt64(length)) &* 0xC2B2_AE3D_27D4_EB4F)) : first
+    }
+
+    private mutating func insert(_ word: UnsafeRawBufferPointer, first: UInt64, second: UInt64, at index: Int) -> Int32 {
         let id = words.count
         words.append(String(decoding: word, as: UTF8.self))
-        hashes.append(hash)
         if word.count > 16 {
             longStarts[id] = arena.count
             arena.append(contentsOf: word)
         }
-        entries.append(Entry(first: first, second: second, length: word.count))
-        place(UInt32(id + 1), hash: hash, in: &slots)
+        slots[index] = Slot(first: first, second: second, length: UInt32(word.count), idPlusOne: UInt32(id + 1))
         if words.count * 2 > slots.count { grow() }
         return Int32(id)
     }
 
-    private func place(_ slot: UInt32, hash: UInt64, in table: inout [UInt32]) {
-        let mask = table.count - 1
-        var index = Int(truncatingIfNeeded: hash) & mask
-        while table[index] != 0 { index = (index + 1) & mask }
-        table[index] = slot
-    }
-
     private mutating func grow() {
-        var larger = [UInt32](repeating: 0, count: slots.count * 2)
-        for id in hashes.indices {
-            place(UInt32(id + 1), hash: hashes[id], in: &larger)
+        var larger = [Slot](repeating: Slot(), count: slots.count * 2)
+        let mask = larger.count - 1
+        for slot in slots where slot.idPlusOne != 0 {
+            var index = Int(truncatingIfNeeded: Self.hash(first: slot.first, second: slot.second, length: Int(slot.length))) & mask
+            while larger[index].idPlusOne != 0 { index = (index + 1) & mask }
+            larger[index] = slot
         }
         slots = larger
     }

@@ -25,6 +25,32 @@ import Testing
         #expect(sums.batches.map { $0.map(\.1) } == [[6, 2, 3], [1]])
     }
 
+    /// Enough distinct words to grow the word table several times within one batch, of every length class the
+    /// table keys differently (up to 8 bytes, up to 16, longer), including long words that share their first 16
+    /// bytes: every count must still be exact, and a later batch must count from scratch.
+    @Test func countByValueIsExactForManyDistinctWordsOfEveryLength() {
+        let graph = StreamGraph()
+        let counts = Collected(graph.input().flatMapWords().countByValue())
+        var truth: [String: Int64] = [:]
+        var text: [String] = []
+        for index in 0..<5_000 {
+            let words = ["w\(index)", "medium-word-\(index)", "a-rather-long-shared-prefix-\(index)"]
+            for (repeatCount, word) in words.enumerated() {
+                for _ in 0...repeatCount {
+                    text.append(word)
+                    truth[word, default: 0] += 1
+                }
+            }
+        }
+        let block = makeBlock(stride(from: 0, to: text.count, by: 10).map { start in
+            TestRecord(text[start..<min(start + 10, text.count)].joined(separator: " "), at: 0, offset: Int64(start))
+        })
+        _ = graph.runBatch(time: 1, blocks: [block])
+        #expect(Dictionary(uniqueKeysWithValues: counts.last.map { ($0.0, $0.1) }) == truth)
+        _ = graph.runBatch(time: 2, blocks: [lines(("w1 w1", 0))])
+        #expect(counts.last.map(\.0) == ["w1"] && counts.last.map(\.1) == [2])
+    }
+
     @Test func countByValueCountsPerBatch() {
         let graph = StreamGraph()
         let counts = Collected(graph.input().flatMapWords().countByValue())
