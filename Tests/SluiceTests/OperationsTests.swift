@@ -65,6 +65,30 @@ struct OperationsTests {
         try scenario.finishAndCheckExactOutput()
     }
 
+    /// A graceful shutdown that cannot finish (the broker is frozen, so the final commit, output and group leave all
+    /// wait) ends at once on a second SIGTERM, and a restart still loses and repeats nothing.
+    @Test func aSecondSigtermEndsAStuckShutdownAtOnceAndARestartLosesNothing() throws {
+        let scenario = try RecoveryTests.Scenario(lines: 40_000, seed: 5)
+        var environment = scenario.environment
+        environment["SLUICE_SHUTDOWN_TIMEOUT_MS"] = "120000"
+        let child = try SluiceProcess(environment: environment, logDirectory: scenario.directory.path)
+        Thread.sleep(forTimeInterval: 5.5)
+        let broker = scenario.broker.process.processIdentifier
+        kill(broker, SIGSTOP)
+        defer { kill(broker, SIGCONT) }
+        child.signal(SIGTERM)
+        #expect(child.waitForLog("shutting down", timeout: .seconds(10)))
+        let signalled = ContinuousClock.now
+        child.signal(SIGTERM)
+        let stopped = child.wait(timeout: .seconds(20))
+        #expect(stopped.wasKilled && !stopped.timedOut, "exit \(stopped.exitCode); stderr: \(stopped.standardError.suffix(2000))")
+        #expect(ContinuousClock.now - signalled < .seconds(5))
+        #expect(!stopped.standardError.contains("streaming stopped"))
+        kill(broker, SIGCONT)
+        try scenario.checkNothingCommittedIsLost()
+        try scenario.finishAndCheckExactOutput()
+    }
+
     @Test func backpressureKeepsTheBacklogUnderItsBound() throws {
         let partitions = 8
         let broker = try BrokerProcess(topics: ["lines": partitions, "word-counts": 4, "word-counts-windowed": 4])

@@ -111,6 +111,16 @@ final class SluiceProcess {
         kill(process.processIdentifier, number)
     }
 
+    /// Waits up to `timeout` for `text` to appear in the process's standard error; whether it did.
+    func waitForLog(_ text: String, timeout: Duration) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let log = try? String(contentsOfFile: errorFile, encoding: .utf8), log.contains(text) { return true }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return false
+    }
+
     /// Waits up to `timeout` for the process to end (killing it after that) and returns what it did.
     func wait(timeout: Duration) -> ProcessResult {
         let deadline = ContinuousClock.now + timeout
