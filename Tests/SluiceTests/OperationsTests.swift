@@ -49,12 +49,18 @@ struct OperationsTests {
         #expect(result.exitCode == 0 && !result.wasKilled)
     }
 
-    @Test func sigtermUnderLoadExitsCleanlyAndARestartLosesAndRepeatsNothing() throws {
-        let scenario = try RecoveryTests.Scenario(lines: 40_000, seed: 3)
+    /// A recovery scenario of 40,000 lines with sluice started on it, 5.5 s in: past the group join, input flowing.
+    static func underLoad(seed: UInt64, shutdownTimeoutMilliseconds: Int) throws -> (RecoveryTests.Scenario, SluiceProcess) {
+        let scenario = try RecoveryTests.Scenario(lines: 40_000, seed: seed)
         var environment = scenario.environment
-        environment["SLUICE_SHUTDOWN_TIMEOUT_MS"] = "20000"
+        environment["SLUICE_SHUTDOWN_TIMEOUT_MS"] = String(shutdownTimeoutMilliseconds)
         let child = try SluiceProcess(environment: environment, logDirectory: scenario.directory.path)
         Thread.sleep(forTimeInterval: 5.5)
+        return (scenario, child)
+    }
+
+    @Test func sigtermUnderLoadExitsCleanlyAndARestartLosesAndRepeatsNothing() throws {
+        let (scenario, child) = try Self.underLoad(seed: 3, shutdownTimeoutMilliseconds: 20_000)
         let signalled = ContinuousClock.now
         child.signal(SIGTERM)
         let stopped = child.wait(timeout: .seconds(30))
@@ -68,11 +74,7 @@ struct OperationsTests {
     /// A graceful shutdown that cannot finish (the broker is frozen, so the final commit, output and group leave all
     /// wait) ends at once on a second SIGTERM, and a restart still loses and repeats nothing.
     @Test func aSecondSigtermEndsAStuckShutdownAtOnceAndARestartLosesNothing() throws {
-        let scenario = try RecoveryTests.Scenario(lines: 40_000, seed: 5)
-        var environment = scenario.environment
-        environment["SLUICE_SHUTDOWN_TIMEOUT_MS"] = "120000"
-        let child = try SluiceProcess(environment: environment, logDirectory: scenario.directory.path)
-        Thread.sleep(forTimeInterval: 5.5)
+        let (scenario, child) = try Self.underLoad(seed: 5, shutdownTimeoutMilliseconds: 120_000)
         let broker = scenario.broker.process.processIdentifier
         kill(broker, SIGSTOP)
         defer { kill(broker, SIGCONT) }
