@@ -3,7 +3,7 @@ final class BatchContext {
     /// The batch time handed to sinks.
     let time: Int64
     /// The input blocks, until a reader takes them (see ``takeBlocks()``).
-    private(set) var blocks: [Block]
+    private var blocks: [Block]
     private let recordCount: Int
     /// The watermark when the batch started: windows it closed are closed for this batch's elements.
     let previousWatermark: Int64?

@@ -31,7 +31,7 @@ public final class DStream<Element> {
     /// The stream's elements for the running batch, read one by one: a `map` read by a single
     /// consumer is applied as the elements are read instead of being stored first.
     func source(in context: BatchContext) -> ElementSource<Element> {
-        if let lazySource, !isStateful, consumers <= 1 { return lazySource(context) }
+        if let lazySource, hasSingleConsumer { return lazySource(context) }
         return elements(in: context).source
     }
 
@@ -65,7 +65,7 @@ public final class DStream<Element> {
     /// The stream's elements for the running batch. A stateful stream, or one read by several
     /// consumers, computes them once per batch and caches them until the batch ends.
     func elements(in context: BatchContext) -> Elements<Element> {
-        guard isStateful || consumers > 1 else { return compute(context) }
+        guard !hasSingleConsumer else { return compute(context) }
         if let cached { return cached }
         let computed = compute(context)
         cached = computed
@@ -79,7 +79,8 @@ public final class DStream<Element> {
         return DStream<Output>(graph: graph, compute: transform)
     }
 
-    /// Whether this stream's elements are read by one consumer and stored nowhere else.
+    /// Whether this stream's elements are read by one consumer and need not be kept (a stateful stream is computed
+    /// once per batch and cached, whoever reads it).
     var hasSingleConsumer: Bool { consumers <= 1 && !isStateful }
 
     /// A new stream computed from this one's elements.
