@@ -242,7 +242,7 @@ final class ReliableReceiver: Sendable {
         let backlog = tracker.backlogBytes
         guard !loop.isInputHeld, backlog > configuration.maxBacklogBytes else { return }
         loop.isInputHeld = true
-        metrics.pausedPartitions.record(loop.assigned.count)
+        reportPausedPartitions()
         logger.debug("backlog over its bound: holding input", metadata: ["stream.backlog_bytes": "\(backlog)"])
     }
 
@@ -251,7 +251,7 @@ final class ReliableReceiver: Sendable {
         let backlog = tracker.backlogBytes
         guard loop.isInputHeld, backlog <= configuration.maxBacklogBytes / 2 else { return }
         loop.isInputHeld = false
-        metrics.pausedPartitions.record(loop.ratePaused.count)
+        reportPausedPartitions()
         logger.debug("backlog drained: taking input again", metadata: ["stream.backlog_bytes": "\(backlog)"])
     }
 
@@ -276,6 +276,11 @@ final class ReliableReceiver: Sendable {
             }
             loop.ratePaused = []
         }
+        reportPausedPartitions()
+    }
+
+    /// The partitions not being read: all of them while input is held, else those over their rate.
+    private func reportPausedPartitions() {
         metrics.pausedPartitions.record(loop.isInputHeld ? loop.assigned.count : loop.ratePaused.count)
     }
 
