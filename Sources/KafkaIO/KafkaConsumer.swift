@@ -269,6 +269,19 @@ public final class KafkaConsumer: Sendable {
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError.rdkafka(err, "resume") }
     }
 
+    /// Moves the fetch positions of assigned partitions to the given offsets, without waiting (call from the
+    /// polling thread, between polls).
+    ///
+    /// Asynchronous (timeout 0): librdkafka 2.0.2 converts a non-zero timeout wrongly (#4230); a seek that fails
+    /// later is reported as a consumer error by the next poll.
+    public func seek(_ offsets: [KafkaPartition: Int64]) throws {
+        guard !offsets.isEmpty else { return }
+        let list = RDKafkaPartitionList(offsets)
+        if let error = rd_kafka_seek_partitions(client.handle, list.pointer, 0) {
+            throw KafkaError.consuming(error, "seek")
+        }
+    }
+
     /// The partition counts of all topics in the cluster.
     ///
     /// - Throws: A ``KafkaError`` of kind `.timedOut` when no broker answered within `timeout`.

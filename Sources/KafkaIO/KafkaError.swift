@@ -60,7 +60,8 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         return KafkaError(
             kind: err == RD_KAFKA_RESP_ERR__TIMED_OUT ? .timedOut : .librdkafka,
             code: err.rawValue,
-            message: "\(context): \(text)"
+            message: "\(context): \(text)",
+            isFatal: err == RD_KAFKA_RESP_ERR__FATAL
         )
     }
 

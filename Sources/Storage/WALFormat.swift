@@ -1,12 +1,20 @@
 /// The on-disk layout of write-ahead-log segment files, and the scanner that validates them.
 ///
-/// A segment starts with an 8-byte file header, `"SLWAL"`, version `1` and two reserved
-/// zero bytes, followed by frames. A frame is a 12-byte header — payload length, CRC-32C of
-/// the payload, and CRC-32C of those first 8 header bytes, each a little-endian `UInt32` —
-/// followed by the payload.
+/// A segment starts with a 16-byte file header: `"SLWAL"`, version `2`, two reserved zero
+/// bytes, and the log's identity (a little-endian `UInt64` shared by every segment of one log).
+/// Version `1` headers (8 bytes, no identity) are still read, as identity 0. Frames follow: a
+/// 12-byte header — payload length, CRC-32C of the payload, and CRC-32C of those first 8
+/// header bytes, each a little-endian `UInt32` — and the payload.
 enum WALFormat {
-    /// The file header every segment starts with.
-    static let fileHeader: [UInt8] = Array("SLWAL".utf8) + [1, 0, 0]
+    /// The segment format version written.
+    static let version: UInt8 = 2
+    /// The size of a file header of the version written.
+    static let fileHeaderSize = 16
+
+    /// The file header of a new segment of the log `logID`.
+    static func fileHeader(logID: UInt64) -> [UInt8] {
+        Array("SLWAL".utf8) + [version, 0, 0] + withUnsafeBytes(of: logID.littleEndian, Array.init)
+    }
     /// The size of a frame header.
     static let frameHeaderSize = 12
     /// The file-name extension of segment files.
@@ -18,6 +26,8 @@ enum WALFormat {
         var entries: [WALEntry] = []
         /// What stopped the scan before the end of the file, if anything.
         var damage: Damage?
+        /// The identity of the log the segment belongs to (0 for a version 1 segment); nil if the header is unreadable.
+        var logID: UInt64?
     }
 
     /// An invalid region of a segment file.
@@ -55,21 +65,30 @@ enum WALFormat {
                 ? .tornTail(offset: offset)
                 : .corrupt(offset: offset, reason: reason)
         }
-        guard bytes.count >= fileHeader.count else {
+        guard bytes.count >= 6 else {
             scan.damage = damage(at: 0, "segment file header truncated", torn: true)
             return scan
         }
-        guard bytes.starts(with: fileHeader.prefix(5)) else {
+        guard bytes.starts(with: "SLWAL".utf8) else {
             scan.damage = isLast && bytes.allSatisfy({ $0 == 0 })
                 ? .tornTail(offset: 0)
                 : .unsupportedFormat(reason: "not a WAL segment (bad magic)")
             return scan
         }
-        guard bytes[5] == fileHeader[5] else {
+        let headerSize: Int
+        switch bytes[5] {
+        case 1: headerSize = 8
+        case version: headerSize = fileHeaderSize
+        default:
             scan.damage = .unsupportedFormat(reason: "unsupported WAL segment version \(bytes[5])")
             return scan
         }
-        var offset = fileHeader.count
+        guard bytes.count >= headerSize else {
+            scan.damage = damage(at: 0, "segment file header truncated", torn: true)
+            return scan
+        }
+        scan.logID = headerSize == 8 ? 0 : UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        var offset = headerSize
         while offset < bytes.count {
             guard bytes.count - offset >= frameHeaderSize else {
                 scan.damage = damage(at: offset, "frame header truncated", torn: true)

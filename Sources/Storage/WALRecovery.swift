@@ -22,6 +22,8 @@ public struct WALRecovery: Sendable {
         public let reason: String
     }
 
+    /// The identity of the recovered log; nil when the directory held no readable segment (a new log).
+    public internal(set) var logID: UInt64?
     /// Every intact entry, in log order.
     public internal(set) var entries: [WALEntry] = []
     /// The incomplete tail that was removed from the last segment, if there was one.

@@ -5,8 +5,8 @@ import Synchronization
 ///
 /// ## Layout
 /// The directory holds segment files named by their number, `%020llu.wal`
-/// (`00000000000000000003.wal`). Each segment starts with an 8-byte file header
-/// (`"SLWAL"`, version `1`, two reserved bytes) followed by frames: a 12-byte header —
+/// (`00000000000000000003.wal`). Each segment starts with a 16-byte file header
+/// (`"SLWAL"`, version `2`, two reserved bytes, the log's identity) followed by frames: a 12-byte header —
 /// payload length, CRC-32C of the payload and CRC-32C of those 8 header bytes, each a
 /// little-endian `UInt32` — and the payload. Because the header is checksummed, a damaged
 /// length field is detected as corruption rather than mistaken for a short final write.
@@ -35,6 +35,12 @@ import Synchronization
 /// next segment. A file header with unknown magic bytes or version always throws
 /// `.unsupportedFormat`. After recovery, appends go to a new segment; existing files are
 /// never appended to.
+///
+/// ## Identity
+/// A new log gets a random ``logID``, written into every segment's header. A checkpoint that
+/// records a position together with the identity can therefore never be applied to another
+/// log that happens to reuse the same segment numbers. Segments of different identities in
+/// one directory are corruption (`.corruptEntry`).
 ///
 /// All methods are thread-safe; calls are serialized by an internal lock. A directory
 /// must be used by one log instance at a time.
@@ -81,12 +87,16 @@ public final class WriteAheadLog: Sendable {
 
     /// The directory holding the segment files.
     public let directory: String
+    /// The identity of this log, in every segment's header: random when the log was created (never 0), 0 for a log
+    /// created by a version that wrote no identity.
+    public let logID: UInt64
     private let options: Options
     private let createSegmentFile: SegmentCreator
     private let state: Mutex<State>
 
-    private init(directory: String, options: Options, createSegmentFile: @escaping SegmentCreator, state: State) {
+    private init(directory: String, logID: UInt64, options: Options, createSegmentFile: @escaping SegmentCreator, state: State) {
         self.directory = directory
+        self.logID = logID
         self.options = options
         self.createSegmentFile = createSegmentFile
         self.state = Mutex(state)
@@ -127,14 +137,15 @@ public final class WriteAheadLog: Sendable {
             .sorted()
         let number = (segments.last ?? 0) + 1
         let recovery = try recover(directory: directory, segments: &segments, options: options)
-        let descriptor = try createSegment(number, in: directory, using: createSegmentFile)
+        let logID = recovery.logID ?? UInt64.random(in: 1...UInt64.max)
+        let descriptor = try createSegment(number, logID: logID, in: directory, using: createSegmentFile)
         let state = State(
             descriptor: descriptor,
             segment: number,
-            size: UInt64(WALFormat.fileHeader.count),
+            size: UInt64(WALFormat.fileHeaderSize),
             segments: segments + [number]
         )
-        let log = WriteAheadLog(directory: directory, options: options, createSegmentFile: createSegmentFile, state: state)
+        let log = WriteAheadLog(directory: directory, logID: logID, options: options, createSegmentFile: createSegmentFile, state: state)
         return (log, recovery)
     }
 
@@ -181,7 +192,7 @@ public final class WriteAheadLog: Sendable {
         return try state.withLock { state in
             try checkUsable(state)
             let frameSize = UInt64(WALFormat.frameHeaderSize + count)
-            if state.size > UInt64(WALFormat.fileHeader.count) && state.size + frameSize > UInt64(options.segmentSizeLimit) {
+            if state.size > UInt64(WALFormat.fileHeaderSize) && state.size + frameSize > UInt64(options.segmentSizeLimit) {
                 try startNextSegment(&state)
             }
             let position = WALPosition(segment: state.segment, offset: state.size)
@@ -299,9 +310,9 @@ public final class WriteAheadLog: Sendable {
             FileSystem.close(state.descriptor)
             state.descriptor = -1
             let number = state.segment + 1
-            state.descriptor = try Self.createSegment(number, in: directory, using: createSegmentFile)
+            state.descriptor = try Self.createSegment(number, logID: logID, in: directory, using: createSegmentFile)
             state.segment = number
-            state.size = UInt64(WALFormat.fileHeader.count)
+            state.size = UInt64(WALFormat.fileHeaderSize)
             state.segments.append(number)
             state.directoryNeedsSync = true
         } catch {
@@ -324,6 +335,7 @@ public final class WriteAheadLog: Sendable {
     /// Creates a segment file and writes its file header.
     private static func createSegment(
         _ number: UInt64,
+        logID: UInt64,
         in directory: String,
         using createSegmentFile: SegmentCreator
     ) throws(StorageError) -> Int32 {
@@ -338,7 +350,7 @@ public final class WriteAheadLog: Sendable {
             throw StorageError(code: code, message: "cannot create segment file", path: path, errno: error)
         }
         do {
-            try FileSystem.writeAll(descriptor, WALFormat.fileHeader, path: path)
+            try FileSystem.writeAll(descriptor, WALFormat.fileHeader(logID: logID), path: path)
         } catch {
             FileSystem.close(descriptor)
             throw error
@@ -354,6 +366,14 @@ public final class WriteAheadLog: Sendable {
             let bytes = try FileSystem.readFile(path)
             let scan = bytes.withUnsafeBytes { WALFormat.scan($0, segment: number, isLast: index == segments.count - 1) }
             recovery.entries += scan.entries
+            if let segmentLogID = scan.logID {
+                if let logID = recovery.logID, logID != segmentLogID {
+                    throw StorageError(
+                        code: .corruptEntry, message: "segment belongs to log \(segmentLogID), the segments before it to log \(logID)",
+                        path: path, fileOffset: 0)
+                }
+                recovery.logID = segmentLogID
+            }
             switch scan.damage {
             case nil:
                 break

@@ -10,7 +10,7 @@
 ///     let output = graph.runBatch(time: now, blocks: blocks)
 public final class StreamGraph {
     /// The current checkpoint format version.
-    static let checkpointVersion: UInt8 = 2
+    static let checkpointVersion: UInt8 = 3
 
     private struct StatefulOperator {
         let store: any AnyStateStore
@@ -19,18 +19,19 @@ public final class StreamGraph {
 
     /// The event-time watermark (`Int64.max` after ``flushWindows()``), or `nil` before the first record.
     ///
-    /// It is the smallest of the input partitions' latest record timestamps, over the partitions
-    /// that had records in the last ``idlePartitionBatches`` batches, and it never goes back. A
-    /// partition that lags behind therefore holds the watermark back (its records are not late
-    /// just because another partition ran ahead), while a partition that went quiet stops holding
-    /// it back after ``idlePartitionBatches`` batches.
+    /// It is the smallest of the input partitions' latest record timestamps, over the partitions that had records
+    /// within ``idleAfterMilliseconds`` of batch time, and it never goes back. A partition that lags behind therefore
+    /// holds the watermark back (its records are not late just because another partition ran ahead), while a
+    /// partition that went quiet stops holding it back once it has been idle that long.
+    ///
+    /// It moves only in batches that have records, and idleness is measured in batch time, never in a count of
+    /// batches: both are in the write-ahead log, so a batch replayed after a crash computes the same watermark and
+    /// closes the same windows as the original run, however many empty batches ran in between.
     public private(set) var watermark: Int64?
-    /// How many batches without records make a partition idle (no longer holding the watermark back).
-    public let idlePartitionBatches: UInt64
-    /// The latest record timestamp of each input partition, and the batch that last had its records.
-    private var partitionClocks: [TopicPartition: (latest: Int64, lastBatch: UInt64)] = [:]
-    /// The number of batches run so far.
-    private var batchNumber: UInt64 = 0
+    /// How much batch time without records makes a partition idle (no longer holding the watermark back).
+    public let idleAfterMilliseconds: Int64
+    /// The latest record timestamp of each input partition, and the batch time that last had its records.
+    private var partitionClocks: [TopicPartition: (latest: Int64, lastSeen: Int64)] = [:]
     private var sinks: [(BatchContext) -> Void] = []
     private var stateful: [StatefulOperator] = []
     private lazy var inputStream = DStream<InputRecord>(graph: self, isGraphInput: true) {
@@ -39,10 +40,10 @@ public final class StreamGraph {
 
     /// Creates an empty graph.
     ///
-    /// - Parameter idlePartitionBatches: batches without records after which a partition no longer holds the
-    ///   watermark back.
-    public init(idlePartitionBatches: Int = 10) {
-        self.idlePartitionBatches = UInt64(max(1, idlePartitionBatches))
+    /// - Parameter idleAfterMilliseconds: batch time without records after which a partition no longer holds the
+    ///   watermark back (at least 1).
+    public init(idleAfterMilliseconds: Int64 = 10_000) {
+        self.idleAfterMilliseconds = max(1, idleAfterMilliseconds)
     }
 
     /// The stream of input records: one element per record of the batch's blocks, in block order.
@@ -54,15 +55,17 @@ public final class StreamGraph {
     ///
     /// The graph takes the blocks: when nothing else holds them, each is released as soon as it has been read.
     public func runBatch(time: Int64, blocks: consuming [Block]) -> BatchOutput {
-        batchNumber += 1
-        for index in blocks.indices {
-            for (range, latest) in zip(blocks[index].ranges, blocks[index].latestTimestamps) {
-                let partition = TopicPartition(topic: range.topic, partition: range.partition)
-                partitionClocks[partition] = (max(partitionClocks[partition]?.latest ?? .min, latest), batchNumber)
+        var advanced = watermark
+        if !blocks.isEmpty {
+            for index in blocks.indices {
+                for (range, latest) in zip(blocks[index].ranges, blocks[index].latestTimestamps) {
+                    let partition = TopicPartition(topic: range.topic, partition: range.partition)
+                    partitionClocks[partition] = (max(partitionClocks[partition]?.latest ?? .min, latest), time)
+                }
             }
+            let active = partitionClocks.values.filter { time - $0.lastSeen < idleAfterMilliseconds }
+            advanced = [watermark, active.map(\.latest).min()].compactMap { $0 }.max()
         }
-        let active = partitionClocks.values.filter { batchNumber - $0.lastBatch < idlePartitionBatches }
-        let advanced = [watermark, active.map(\.latest).min()].compactMap { $0 }.max()
         return run(BatchContext(time: time, blocks: blocks, previousWatermark: watermark, watermark: advanced))
     }
 
@@ -75,21 +78,20 @@ public final class StreamGraph {
 
     /// Serializes the watermark and every stateful operator's state, in registration order.
     ///
-    /// Layout: version byte, then varint watermark presence (0/1) and zigzag watermark, the batch
-    /// number, the partition clocks (sorted: topic, partition, latest timestamp, last batch), varint
+    /// Layout: version byte, then varint watermark presence (0/1) and zigzag watermark, the
+    /// partition clocks (sorted: topic, partition, latest timestamp, last batch time seen), varint
     /// operator count, and per operator its name and length-prefixed state. Identical state
     /// gives identical bytes.
     public func checkpoint() -> [UInt8] {
         var writer = StateWriter()
         writer.writeUnsigned(watermark == nil ? 0 : 1)
         if let watermark { writer.writeSigned(watermark) }
-        writer.writeUnsigned(batchNumber)
         writer.writeUnsigned(UInt64(partitionClocks.count))
         for (partition, clock) in partitionClocks.sorted(by: { $0.key < $1.key }) {
             writer.writeString(partition.topic)
             writer.writeSigned(Int64(partition.partition))
             writer.writeSigned(clock.latest)
-            writer.writeUnsigned(clock.lastBatch)
+            writer.writeSigned(clock.lastSeen)
         }
         writer.writeUnsigned(UInt64(stateful.count))
         for operation in stateful {
@@ -144,12 +146,11 @@ public final class StreamGraph {
             case 1: try reader.readSigned()
             default: throw .malformed("watermark")
             }
-        let batchNumber = try reader.readUnsigned()
-        var clocks: [TopicPartition: (latest: Int64, lastBatch: UInt64)] = [:]
+        var clocks: [TopicPartition: (latest: Int64, lastSeen: Int64)] = [:]
         for _ in 0..<(try reader.readUnsigned()) {
             let topic = try reader.readString()
             guard let partition = Int32(exactly: try reader.readSigned()) else { throw .malformed("partition") }
-            clocks[TopicPartition(topic: topic, partition: partition)] = (try reader.readSigned(), try reader.readUnsigned())
+            clocks[TopicPartition(topic: topic, partition: partition)] = (try reader.readSigned(), try reader.readSigned())
         }
         let count = try reader.readUnsigned()
         var names: [String] = []
@@ -169,7 +170,6 @@ public final class StreamGraph {
         guard reader.isAtEnd else { throw .malformed("trailing bytes") }
         return {
             self.watermark = watermark
-            self.batchNumber = batchNumber
             self.partitionClocks = clocks
             for apply in applies {
                 apply()

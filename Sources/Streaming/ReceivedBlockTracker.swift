@@ -15,17 +15,20 @@ final class ReceivedBlockTracker: Sendable {
         var pendingBytes = 0
     }
 
-    private let log: WriteAheadLog?
+    private let log: (any BlockLog)?
     private let state = Mutex(State())
     private let metrics: StreamingMetrics
 
-    init(log: WriteAheadLog?, metrics: StreamingMetrics) {
+    init(log: (any BlockLog)?, metrics: StreamingMetrics) {
         self.log = log
         self.metrics = metrics
     }
 
     /// Whether blocks are written to a write-ahead log.
     var isLogging: Bool { log != nil }
+
+    /// The identity of the log blocks are written to (nil without one).
+    var logID: UInt64? { log?.logID }
 
     /// The bytes of blocks received but not yet in a batch.
     var backlogBytes: Int { state.withLock { $0.pendingBytes } }
@@ -37,7 +40,7 @@ final class ReceivedBlockTracker: Sendable {
     func add(_ block: Block) throws {
         if let log {
             let written = try state.withLock { state in
-                let written = try WALRecord.block(block).append(to: log).bytes
+                let written = try log.append(.block(block)).bytes
                 enqueue(block, into: &state)
                 return written
             }
@@ -78,7 +81,7 @@ final class ReceivedBlockTracker: Sendable {
         }
         let (blocks, position) = try state.withLock { state -> ([Block], WALPosition?) in
             guard !state.pending.isEmpty else { return ([], nil) }
-            let position = try WALRecord.batchAllocated(time: time).append(to: log).position
+            let position = try log.append(.batchAllocated(time: time)).position
             defer { state = State() }
             return (state.pending, position)
         }

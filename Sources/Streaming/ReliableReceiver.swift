@@ -14,8 +14,9 @@ import Synchronization
 /// committed is therefore always durable. Records below the offsets already known to be durable (from the
 /// checkpoint and the log) are skipped, so a record delivered again after a crash is never counted twice.
 ///
-/// - Important: ``run()`` runs on a dedicated thread; all blocking Kafka calls happen there. The rebalance handler
-///   runs inside `poll` on that thread, or inside ``KafkaConsumer/close()`` after the loop ended.
+/// - Important: ``run()`` runs on a dedicated thread; all blocking Kafka calls happen there, commits included
+///   (librdkafka 2.0.2 #4059: a commit from another thread during a rebalance can lose the assignment). The
+///   rebalance handler runs inside `poll` on that thread, or inside ``KafkaConsumer/close()`` after the loop ended.
 final class ReliableReceiver: Sendable {
     /// What other threads may read: progress and health.
     struct Status: Sendable {
@@ -25,14 +26,23 @@ final class ReliableReceiver: Sendable {
         var reachedEnd = false
     }
 
+    /// Offsets covered by a checkpoint (without a WAL), handed from the batch thread to the polling thread.
+    private struct CheckpointCommits {
+        var isPolling = false
+        var pending: [KafkaPartition: Int64]?
+    }
+
     private let consumer: KafkaConsumer
+    private let committer: any OffsetCommitter
     private let tracker: ReceivedBlockTracker
     private let configuration: StreamingConfiguration
     private let logger: Logger
     private let metrics: StreamingMetrics
     private let crashTrigger: CrashTrigger?
+    private let onStatusChange: @Sendable () -> Void
     private let loop: LoopState
     private let stopRequested = Atomic<Bool>(false)
+    private let checkpointCommits = Mutex(CheckpointCommits())
     let status = Mutex(Status())
 
     /// State owned by the receiving thread.
@@ -45,42 +55,65 @@ final class ReliableReceiver: Sendable {
         var blockStart = ContinuousClock.now
         /// Next offset per partition known to be durable or received (records below it are duplicates).
         var nextOffsets: [KafkaPartition: Int64]
-        /// Offsets durable in the WAL whose commit has not succeeded yet.
+        /// Offsets durable (in the WAL, or in a checkpoint without one) whose commit has not succeeded yet.
         var uncommitted: [KafkaPartition: Int64] = [:]
         /// Offsets to reach before stopping, with `stopsAtEnd`.
         var endOffsets: [KafkaPartition: Int64]?
-        var rateWindowStart = ContinuousClock.now
-        var rateCounts: [KafkaPartition: Int] = [:]
-        var ratePaused: Set<KafkaPartition> = []
-        /// Input is held back (not polled) until the backlog drains.
-        var isInputHeld = false
+        var flow: InputFlowControl
         var lastHeldPoll = ContinuousClock.now
         var assigned: [KafkaPartition] = []
         var failed = false
         /// Records received since the last metrics update (updated once per poll, not per record).
         var receivedSinceReport = 0
+        var errorLog = RateLimitedLog(interval: .seconds(10))
 
-        init(nextOffsets: [KafkaPartition: Int64]) {
+        init(nextOffsets: [KafkaPartition: Int64], flow: InputFlowControl) {
             self.nextOffsets = nextOffsets
+            self.flow = flow
         }
     }
 
+    /// - Parameters:
+    ///   - committer: Where offsets are committed; the consumer itself unless a test observes the commits.
+    ///   - onStatusChange: Called when the end of input is reached or the receiver fails (wakes the batch thread).
     init(
-        consumer: KafkaConsumer, tracker: ReceivedBlockTracker, configuration: StreamingConfiguration,
-        knownOffsets: [KafkaPartition: Int64], logger: Logger, metrics: StreamingMetrics, crashTrigger: CrashTrigger?
+        consumer: KafkaConsumer, committer: (any OffsetCommitter)? = nil, tracker: ReceivedBlockTracker,
+        configuration: StreamingConfiguration, knownOffsets: [KafkaPartition: Int64], logger: Logger,
+        metrics: StreamingMetrics, crashTrigger: CrashTrigger?, onStatusChange: @escaping @Sendable () -> Void = {}
     ) {
         self.consumer = consumer
+        self.committer = committer ?? consumer
         self.tracker = tracker
         self.configuration = configuration
         self.logger = logger
         self.metrics = metrics
         self.crashTrigger = crashTrigger
-        self.loop = LoopState(nextOffsets: knownOffsets)
+        self.onStatusChange = onStatusChange
+        let flow = InputFlowControl(
+            maxBacklogBytes: configuration.maxBacklogBytes, maxRatePerPartition: configuration.maxRatePerPartition, now: .now)
+        self.loop = LoopState(nextOffsets: knownOffsets, flow: flow)
     }
 
     /// Asks ``run()`` to finish its current block and return.
     func requestStop() {
         stopRequested.store(true, ordering: .releasing)
+    }
+
+    /// Commits offsets that a checkpoint covers (used without a WAL): on the polling thread while ``run()`` polls,
+    /// directly when nothing polls (before the receiver starts or after it stopped). A direct commit that fails is
+    /// not retried: the checkpoint holds the offsets, so a restart skips what Kafka delivers again.
+    func commitCheckpointed(_ offsets: [KafkaPartition: Int64]) {
+        let isQueued = checkpointCommits.withLock { commits in
+            if commits.isPolling { commits.pending = (commits.pending ?? [:]).merging(offsets, uniquingKeysWith: max) }
+            return commits.isPolling
+        }
+        guard !isQueued else { return }
+        do {
+            try metrics.commitDuration.measure { try committer.commit(offsets) }
+        } catch {
+            metrics.commitFailures.increment()
+            logger.warning("offset commit after checkpoint failed", metadata: ["kafka.error": "\(error)"])
+        }
     }
 
     /// With `stopsAtEnd`: reads the end offsets to reach, as they are now.
@@ -110,21 +143,17 @@ final class ReliableReceiver: Sendable {
             fail("subscribe failed", error)
             return
         }
-        while !stopRequested.load(ordering: .acquiring) {
-            releaseInputIfDrained()
+        setPolling(true)
+        while !stopRequested.load(ordering: .acquiring), !loop.failed {
             do {
-                if loop.isInputHeld {
-                    try pollWhileHeld()
-                } else {
-                    let remaining = Duration.milliseconds(configuration.blockIntervalMilliseconds) - (ContinuousClock.now - loop.blockStart)
-                    try consumer.poll(timeout: min(max(remaining, .zero), .milliseconds(100))) { event in
-                        handle(event)
-                    }
-                }
+                try pollOnce()
             } catch let error as KafkaError where error.kind == .closed {
                 break
+            } catch let error as KafkaError where error.isFatal {
+                fail("the consumer failed", error)
             } catch {
-                logger.warning("consumer reported an error", metadata: ["kafka.error": "\(error)"])
+                metrics.consumerErrors.increment()
+                loop.errorLog.warning(logger, "consumer reported an error", error: error)
             }
             status.withLock { $0.lastPoll = .now }
             if loop.receivedSinceReport > 0 {
@@ -136,12 +165,42 @@ final class ReliableReceiver: Sendable {
             {
                 storeBlock()
                 commitDurableOffsets()
-                updateRateLimit()
+                resumeRateLimited()
                 checkEnd()
             }
         }
         storeBlock()
+        setPolling(false)
         commitDurableOffsets()
+    }
+
+    /// Polls once, or while input is held waits a little and every 100 ms takes one record, so that the consumer
+    /// keeps serving rebalance callbacks and stays in its group.
+    private func pollOnce() throws {
+        if loop.flow.backlog(bytes: tracker.backlogBytes) { reportFlow() }
+        if loop.flow.isInputHeld {
+            Thread.sleep(forTimeInterval: 0.005)
+            guard ContinuousClock.now - loop.lastHeldPoll >= .milliseconds(100) else { return }
+            loop.lastHeldPoll = .now
+            try consumer.poll(timeout: .zero, maxMessages: 1) { handle($0) }
+        } else {
+            let remaining = Duration.milliseconds(configuration.blockIntervalMilliseconds) - (ContinuousClock.now - loop.blockStart)
+            try consumer.poll(timeout: min(max(remaining, .zero), .milliseconds(100))) { handle($0) }
+        }
+    }
+
+    /// Marks whether checkpoint commits go through this thread, taking over those already handed to it.
+    private func setPolling(_ isPolling: Bool) {
+        checkpointCommits.withLock { $0.isPolling = isPolling }
+        takeCheckpointCommits()
+    }
+
+    private func takeCheckpointCommits() {
+        let pending = checkpointCommits.withLock { commits in
+            defer { commits.pending = nil }
+            return commits.pending
+        }
+        if let pending { loop.uncommitted.merge(pending, uniquingKeysWith: max) }
     }
 
     private func handle(_ event: KafkaConsumerEvent) {
@@ -159,12 +218,8 @@ final class ReliableReceiver: Sendable {
             )
             loop.nextOffsets[partition] = message.offset + 1
             loop.receivedSinceReport += 1
-            if configuration.maxRatePerPartition > 0 {
-                loop.rateCounts[partition, default: 0] += 1
-                if loop.rateCounts[partition, default: 0] >= configuration.maxRatePerPartition, !loop.ratePaused.contains(partition) {
-                    loop.ratePaused.insert(partition)
-                    try? consumer.pause([partition])
-                }
+            if loop.flow.received(from: partition) {
+                try? consumer.pause([partition])
             }
             if loop.builder.byteCount >= configuration.maxBlockBytes {
                 storeBlock()
@@ -188,7 +243,7 @@ final class ReliableReceiver: Sendable {
             fail("storing a block failed; offsets are no longer committed", error)
             return
         }
-        holdInputIfBacklogged()
+        if loop.flow.backlog(bytes: tracker.backlogBytes) { reportFlow() }
         CrashPoint.reach(.afterBlockSync, armed: crashTrigger)
         if tracker.isLogging {
             loop.uncommitted.advance(past: [block])
@@ -197,14 +252,15 @@ final class ReliableReceiver: Sendable {
         CrashPoint.reach(.afterCommit, armed: crashTrigger)
     }
 
-    /// Commits the offsets of durable blocks; a failed commit is retried on the next block tick.
+    /// Commits the offsets of durable blocks and of checkpoints; a failed commit is retried on the next block tick.
     private func commitDurableOffsets() {
+        takeCheckpointCommits()
         guard !loop.uncommitted.isEmpty, !loop.failed else { return }
         do {
-            try metrics.commitDuration.measure { try consumer.commit(loop.uncommitted) }
+            try metrics.commitDuration.measure { try committer.commit(loop.uncommitted) }
             loop.uncommitted = [:]
         } catch {
-            // The records are durable in the WAL; the commit is retried on the next block tick.
+            // The records are durable; the commit is retried on the next block tick.
             metrics.commitFailures.increment()
             logger.warning("offset commit failed; will retry", metadata: ["kafka.error": "\(error)"])
         }
@@ -215,11 +271,7 @@ final class ReliableReceiver: Sendable {
         case .assigned(let partitions):
             loop.assigned = Array(Set(loop.assigned).union(partitions)).sorted()
             status.withLock { $0.assigned = loop.assigned }
-            var starts: [KafkaPartition: Int64] = [:]
-            for partition in partitions {
-                starts[partition] = loop.nextOffsets[partition]
-            }
-            return starts
+            return loop.nextOffsets.filter { partitions.contains($0.key) }
         case .revoked(let partitions):
             storeBlock()
             commitDurableOffsets()
@@ -227,68 +279,37 @@ final class ReliableReceiver: Sendable {
             // A commit for a partition that is no longer ours must not be retried over its new owner's.
             for partition in revoked { loop.uncommitted[partition] = nil }
             loop.assigned.removeAll { revoked.contains($0) }
-            loop.ratePaused.subtract(revoked)
+            loop.flow.revoke(revoked)
             status.withLock { $0.assigned = loop.assigned }
             return [:]
         }
     }
 
-    /// Holds input back once the stored-but-unprocessed backlog exceeds its bound.
-    ///
-    /// Checked after every stored block, so the backlog stays under the bound plus one block plus the records of
-    /// one poll call. Held input stays in librdkafka's prefetch queue, which is bounded by
-    /// `queued.max.messages.kbytes`; the partitions are not paused, because pausing drops what was prefetched.
-    private func holdInputIfBacklogged() {
-        let backlog = tracker.backlogBytes
-        guard !loop.isInputHeld, backlog > configuration.maxBacklogBytes else { return }
-        loop.isInputHeld = true
-        reportPausedPartitions()
-        logger.debug("backlog over its bound: holding input", metadata: ["stream.backlog_bytes": "\(backlog)"])
-    }
-
-    /// Takes input again once the backlog has halved.
-    private func releaseInputIfDrained() {
-        let backlog = tracker.backlogBytes
-        guard loop.isInputHeld, backlog <= configuration.maxBacklogBytes / 2 else { return }
-        loop.isInputHeld = false
-        reportPausedPartitions()
-        logger.debug("backlog drained: taking input again", metadata: ["stream.backlog_bytes": "\(backlog)"])
-    }
-
-    /// While input is held: waits a little, and every 100 ms takes one record, so that the consumer keeps serving
-    /// rebalance callbacks and stays in its group.
-    private func pollWhileHeld() throws {
-        Thread.sleep(forTimeInterval: 0.005)
-        guard ContinuousClock.now - loop.lastHeldPoll >= .milliseconds(100) else { return }
-        loop.lastHeldPoll = .now
-        try consumer.poll(timeout: .zero, maxMessages: 1) { event in
-            handle(event)
-        }
-    }
-
-    /// Opens a new rate-limit window every second.
-    private func updateRateLimit() {
-        if configuration.maxRatePerPartition > 0, ContinuousClock.now - loop.rateWindowStart >= .seconds(1) {
-            loop.rateWindowStart = .now
-            loop.rateCounts = [:]
-            if !loop.ratePaused.isEmpty {
-                try? consumer.resume(Array(loop.ratePaused))
+    /// Resumes the partitions paused for the rate limit when a new window opens, each from the offset after its
+    /// last received record (see ``InputFlowControl``).
+    private func resumeRateLimited() {
+        let resumed = loop.flow.tick(now: .now)
+        if !resumed.isEmpty {
+            do {
+                try consumer.resume(resumed)
+                try consumer.seek(loop.nextOffsets.filter { resumed.contains($0.key) })
+            } catch {
+                fail("resuming rate-limited partitions failed", error)
             }
-            loop.ratePaused = []
         }
-        reportPausedPartitions()
+        reportFlow()
     }
 
-    /// The partitions not being read: all of them while input is held, else those over their rate.
-    private func reportPausedPartitions() {
-        metrics.pausedPartitions.record(loop.isInputHeld ? loop.assigned.count : loop.ratePaused.count)
+    private func reportFlow() {
+        metrics.pausedPartitions.record(loop.flow.pausedCount(assigned: loop.assigned.count))
     }
 
     private func checkEnd() {
         guard let ends = loop.endOffsets, loop.builder.isEmpty else { return }
         let reached = ends.allSatisfy { partition, end in end <= 0 || (loop.nextOffsets[partition] ?? 0) >= end }
-        if reached {
+        if reached, !status.withLock({ $0.reachedEnd }) {
             status.withLock { $0.reachedEnd = true }
+            onStatusChange()
         }
     }
 
@@ -297,5 +318,6 @@ final class ReliableReceiver: Sendable {
         try? consumer.pause(loop.assigned)
         logger.error("\(message)", metadata: ["stream.error": "\(error)"])
         status.withLock { $0.failure = "\(message): \(error)" }
+        onStatusChange()
     }
 }

@@ -69,6 +69,12 @@ public struct StreamingConfiguration: Sendable {
     ///
     /// Default: 10000.
     public var sessionTimeoutMilliseconds: Int
+    /// The settings the job's state depends on (name -> value), stored in every checkpoint: a restart with a
+    /// different value for a name the checkpoint holds is refused (``StreamingError/Code/settingChanged``), because
+    /// the restored state would be misread. Name them as your users set them (the service uses its variables).
+    ///
+    /// Default: none.
+    public var stateSettings: [String: String]
 
     public init(
         kafka: KafkaConfig = KafkaConfig(),
@@ -85,7 +91,8 @@ public struct StreamingConfiguration: Sendable {
         maxBacklogBytes: Int = 48 << 20,
         stopsAtEnd: Bool = false,
         deadLetterTopic: String? = nil,
-        sessionTimeoutMilliseconds: Int = 10_000
+        sessionTimeoutMilliseconds: Int = 10_000,
+        stateSettings: [String: String] = [:]
     ) {
         self.kafka = kafka
         self.inputTopics = inputTopics
@@ -102,5 +109,24 @@ public struct StreamingConfiguration: Sendable {
         self.stopsAtEnd = stopsAtEnd
         self.deadLetterTopic = deadLetterTopic
         self.sessionTimeoutMilliseconds = sessionTimeoutMilliseconds
+        self.stateSettings = stateSettings
+    }
+
+    /// Checks the values that the runtime divides by or sizes with.
+    ///
+    /// - Throws: ``StreamingError`` `.invalidConfiguration` naming the first bad property.
+    public func validate() throws {
+        let positive: [(String, Int)] = [
+            ("batchIntervalMilliseconds", batchIntervalMilliseconds), ("blockIntervalMilliseconds", blockIntervalMilliseconds),
+            ("maxBlockBytes", maxBlockBytes), ("checkpointEveryBatches", checkpointEveryBatches),
+            ("maxBacklogBytes", maxBacklogBytes), ("sessionTimeoutMilliseconds", sessionTimeoutMilliseconds),
+        ]
+        for (name, value) in positive where value <= 0 {
+            throw StreamingError(.invalidConfiguration, "\(name) must be positive, not \(value)")
+        }
+        guard maxRatePerPartition >= 0 else {
+            throw StreamingError(.invalidConfiguration, "maxRatePerPartition must be 0 (unlimited) or positive, not \(maxRatePerPartition)")
+        }
+        guard !inputTopics.isEmpty else { throw StreamingError(.invalidConfiguration, "inputTopics is empty") }
     }
 }

@@ -14,6 +14,12 @@ public struct StreamingError: Error, Sendable, CustomStringConvertible {
         public static let receiver = Code("receiver")
         /// Output could not be delivered.
         public static let output = Code("output")
+        /// The checkpoint covers a write-ahead log other than the one on disk.
+        public static let logMismatch = Code("log mismatch")
+        /// A setting differs from the one the checkpointed state was built with.
+        public static let settingChanged = Code("setting changed")
+        /// A ``StreamingConfiguration`` value cannot be used.
+        public static let invalidConfiguration = Code("invalid configuration")
         /// The context was used in a state that does not allow the call.
         public static let invalidState = Code("invalid state")
     }

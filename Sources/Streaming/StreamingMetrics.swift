@@ -21,6 +21,8 @@ struct StreamingMetrics: Sendable {
     let lastCheckpointTime = Gauge(label: "sluice_last_checkpoint_timestamp_seconds")
     let backlogBytes = Gauge(label: "sluice_backlog_bytes")
     let pausedPartitions = Gauge(label: "sluice_paused_partitions")
+    let consumerErrors = Counter(label: "sluice_consumer_errors_total")
+    let offsetGapsRefetched = Counter(label: "sluice_offset_gaps_refetched_total")
 
     /// The consumer lag of one partition, in records.
     func lag(topic: String, partition: Int32) -> Gauge {

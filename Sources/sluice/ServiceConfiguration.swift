@@ -141,6 +141,16 @@ struct ServiceConfiguration {
             deadLetterTopic: try reader.string("SLUICE_DEAD_LETTER_TOPIC"),
             sessionTimeoutMilliseconds: try reader.integer("SLUICE_SESSION_TIMEOUT_MS", default: 10_000, range: 1000...3_600_000)
         )
+        for output in [countsTopic, windowsTopic] + [streaming.deadLetterTopic].compactMap({ $0 }) where inputTopics.contains(output) {
+            let variable = output == countsTopic ? "SLUICE_COUNTS_TOPIC" : output == windowsTopic ? "SLUICE_WINDOWS_TOPIC" : "SLUICE_DEAD_LETTER_TOPIC"
+            throw ConfigurationError(variable: variable, value: output, accepted: "a topic that is not an input topic (it would feed its own output back)")
+        }
+        streaming.stateSettings = [
+            "SLUICE_INPUT_TOPICS": inputTopics.sorted().joined(separator: ","),
+            "SLUICE_COUNTS_TOPIC": countsTopic, "SLUICE_WINDOWS_TOPIC": windowsTopic,
+            "SLUICE_WINDOW_MS": String(windowMilliseconds), "SLUICE_SLIDE_MS": String(slideMilliseconds),
+            "SLUICE_ALLOWED_LATENESS_MS": String(allowedLatenessMilliseconds),
+        ]
     }
 
     /// The effective configuration, one `NAME=value` per line, with secrets masked.

@@ -45,6 +45,13 @@ enum Sluice {
         } catch let error as ConfigurationError {
             logger.critical("start-up failed", metadata: ["error": "\(error)"])
             exit(2)
+        } catch let error as StreamingError where [.settingChanged, .logMismatch, .invalidConfiguration].contains(error.code) {
+            logger.critical("start-up refused", metadata: ["error": "\(error)"])
+            exit(2)
+        } catch is ShutdownTimedOut {
+            logger.critical("graceful shutdown timed out")
+            // _exit: no atexit handlers racing librdkafka's threads, which may still be inside a blocked call.
+            _exit(1)
         } catch {
             logger.critical("sluice stopped on an error", metadata: ["error": "\(error)"])
             exit(1)
@@ -96,16 +103,17 @@ enum Sluice {
             }
             return (context, embedded)
         }
-        let streaming = StreamingService(context: context, shutdownTimeout: .milliseconds(configuration.shutdownTimeoutMilliseconds), logger: logger)
+        let streaming = StreamingService(context: context, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if configuration.httpPort != 0 {
             let endpoint = HTTPEndpoint(port: configuration.httpPort, routes: routes(context: context, registry: registry), logger: logger)
             services.append(.init(service: endpoint, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         services.append(.init(service: streaming, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
-        ))
+        var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // A graceful shutdown that takes longer is escalated to cancellation, which ends the wait for the context.
+        groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(configuration.shutdownTimeoutMilliseconds)
+        let group = ServiceGroup(configuration: groupConfiguration)
         try await group.run()
         if let embedded {
             try await onDedicatedThread {
@@ -204,33 +212,32 @@ enum Sluice {
     }
 }
 
-/// Runs a ``StreamingContext`` as a service: a graceful shutdown stops it after its current work, bounded by a
-/// timeout; a second signal exits at once.
+/// Runs a ``StreamingContext`` as a service: a graceful shutdown stops it after its current work; the service
+/// group bounds that with `SLUICE_SHUTDOWN_TIMEOUT_MS` by cancelling the wait; a second signal exits at once.
 struct StreamingService: Service {
     let context: StreamingContext
-    let shutdownTimeout: Duration
     let logger: Logger
 
     func run() async throws {
         try context.start()
         try await withTaskCancellationOrGracefulShutdownHandler {
-            try await context.awaitTermination()
-        } onCancelOrGracefulShutdown: { [context, shutdownTimeout, logger] in
+            do {
+                try await context.awaitTermination()
+            } catch is CancellationError {
+                throw ShutdownTimedOut()
+            }
+        } onCancelOrGracefulShutdown: { [context, logger] in
             logger.info("shutting down: finishing the current batch")
             // From now on the default action applies: a second SIGTERM or SIGINT ends the process at once.
             signal(SIGTERM, SIG_DFL)
             signal(SIGINT, SIG_DFL)
             context.stop(graceful: true)
-            let watchdog = Thread {
-                Thread.sleep(forTimeInterval: Double(shutdownTimeout.components.seconds) + Double(shutdownTimeout.components.attoseconds) / 1e18)
-                logger.critical("graceful shutdown timed out")
-                // _exit: no atexit handlers racing librdkafka's and NIO's threads.
-                _exit(1)
-            }
-            watchdog.start()
         }
     }
 }
+
+/// The service group cancelled a graceful shutdown that outlasted `SLUICE_SHUTDOWN_TIMEOUT_MS`.
+struct ShutdownTimedOut: Error {}
 
 /// Runs blocking work on a new thread and waits for it without holding a thread of the concurrency pool.
 func onDedicatedThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {

@@ -22,7 +22,7 @@ struct RecoveryTests {
 
     static func input(lines count: Int, seed: UInt64) -> Input {
         var input = Input()
-        let start = StreamingContext.wallClockMilliseconds() - Int64(count) * 5
+        let start = WallClock.milliseconds() - Int64(count) * 5
         for index in 0..<count {
             let timestamp = start + Int64(index) * 5
             let text = testLine(index, seed: seed)

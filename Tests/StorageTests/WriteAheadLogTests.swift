@@ -37,7 +37,7 @@ import Testing
             #expect(recovery.truncatedTail == nil)
             #expect(recovery.skippedCorruption.isEmpty)
             let lastSegment = try #require(segments.last)
-            #expect(log.nextPosition == WALPosition(segment: lastSegment + 1, offset: 8))
+            #expect(log.nextPosition == WALPosition(segment: lastSegment + 1, offset: 16))
             #expect(log.segmentNumbers == segments + [lastSegment + 1])
         }
     }
@@ -47,11 +47,11 @@ import Testing
             let payloads = [[UInt8](repeating: 1, count: 100), [UInt8](repeating: 2, count: 5_000), [UInt8](repeating: 3, count: 10)]
             let positions = try writeLog(directory, payloads, segmentSizeLimit: 1_000)
             #expect(positions == [
-                WALPosition(segment: 1, offset: 8),
-                WALPosition(segment: 2, offset: 8),
-                WALPosition(segment: 3, offset: 8),
+                WALPosition(segment: 1, offset: 16),
+                WALPosition(segment: 2, offset: 16),
+                WALPosition(segment: 3, offset: 16),
             ])
-            #expect(try fileSize(segmentPath(directory, 2)) == 8 + 12 + 5_000)
+            #expect(try fileSize(segmentPath(directory, 2)) == 16 + 12 + 5_000)
             let (log, recovery) = try WriteAheadLog.open(directory: directory)
             log.close()
             #expect(recovery.entries.map(\.payload) == payloads)
@@ -232,7 +232,34 @@ import Testing
             let (log, _) = try WriteAheadLog.open(directory: nested)
             log.close()
             #expect(try fileNames(in: nested) == ["00000000000000000001.wal"])
-            #expect(try readBytes(nested + "/00000000000000000001.wal") == Array("SLWAL".utf8) + [1, 0, 0])
+            let header = try readBytes(nested + "/00000000000000000001.wal")
+            #expect(Array(header.prefix(8)) == Array("SLWAL".utf8) + [2, 0, 0])
+            #expect(Array(header.suffix(8)) == withUnsafeBytes(of: log.logID.littleEndian, Array.init))
+            #expect(header.count == 16 && log.logID != 0)
+        }
+    }
+
+    /// Every segment carries the log's identity, kept across reopenings; a segment of another log is corruption.
+    @Test func theLogKeepsItsIdentityAndRefusesForeignSegments() throws {
+        try withTemporaryDirectory { directory in
+            let (log, recovery) = try WriteAheadLog.open(directory: directory)
+            let identity = log.logID
+            #expect(recovery.logID == nil)
+            _ = try log.append([1])
+            try log.sync()
+            log.close()
+            let (reopened, again) = try WriteAheadLog.open(directory: directory)
+            reopened.close()
+            #expect(reopened.logID == identity && again.logID == identity)
+            try withTemporaryDirectory { other in
+                let (foreign, _) = try WriteAheadLog.open(directory: other)
+                foreign.close()
+                #expect(foreign.logID != identity)
+                try writeBytes(segmentPath(directory, 9), try readBytes(segmentPath(other, 1)))
+            }
+            let error = try #require(throws: StorageError.self) { try WriteAheadLog.open(directory: directory) }
+            #expect(error.code == .corruptEntry)
+            #expect(error.description.contains("belongs to log"))
         }
     }
 
@@ -255,7 +282,7 @@ import Testing
         try withTemporaryDirectory { directory in
             let path = segmentPath(directory, 1)
             for (header, message) in [
-                (Array("SLWAL".utf8) + [2, 0, 0], "unsupported WAL segment version 2"),
+                (Array("SLWAL".utf8) + [3, 0, 0], "unsupported WAL segment version 3"),
                 (Array("NOTAWAL!".utf8), "not a WAL segment (bad magic)"),
             ] {
                 try writeBytes(path, header)
@@ -291,7 +318,7 @@ import Testing
                     : Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
             }
             let first = [UInt8](repeating: 1, count: 80)
-            #expect(try log.append(first) == WALPosition(segment: 1, offset: 8))
+            #expect(try log.append(first) == WALPosition(segment: 1, offset: 16))
             let error = try #require(throws: StorageError.self) {
                 try log.append(first)
             }

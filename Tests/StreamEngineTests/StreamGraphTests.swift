@@ -53,7 +53,7 @@ import Testing
             _ = two.runBatch(time: time, blocks: [block])
         }
         #expect(one.checkpoint() == two.checkpoint())
-        #expect(try makeGraph().checkpoint() == [2, 0, 0, 0, 2, 11] + Array("word-totals".utf8) + [1, 0, 12] + Array("word-windows".utf8) + [1, 0])
+        #expect(try makeGraph().checkpoint() == [3, 0, 0, 2, 11] + Array("word-totals".utf8) + [1, 0, 12] + Array("word-windows".utf8) + [1, 0])
     }
 
     @Test func checkpointBytesArePinnedAndSortedByKey() {
@@ -62,10 +62,9 @@ import Testing
             .updateStateByKey(name: "t") { (_, counts: [Int64], total: Int64?) in counts.reduce(total ?? 0, +) }
         _ = graph.runBatch(time: 1, blocks: [lines(("b a", 5))])
         #expect(graph.checkpoint() == [
-            2,              // version
+            3,              // version
             1, 10,          // watermark 5
-            1,              // one batch run
-            1, 5] + Array("lines".utf8) + [0, 10, 1,  // one partition clock: lines/0 at 5, last seen in batch 1
+            1, 5] + Array("lines".utf8) + [0, 10, 2,  // one partition clock: lines/0 at 5, last seen at batch time 1
             1, 1, 0x74,     // one operator, "t"
             7, 2,           // its 7-byte state: two keys
             1, 0x61, 2,     // "a": 1
@@ -108,24 +107,61 @@ import Testing
     }
 
     @Test func theWatermarkFollowsTheSlowestActivePartition() {
-        let graph = StreamGraph(idlePartitionBatches: 2)
+        let graph = StreamGraph(idleAfterMilliseconds: 2_000)
         graph.input().foreachBatch { _, _ in }
-        #expect(graph.runBatch(time: 0, blocks: []).watermark == nil)
+        #expect(graph.runBatch(time: 1_000, blocks: []).watermark == nil)
         let block = makeBlock([
             TestRecord(partition: 0, offset: 0, timestamp: 5_000, value: []),
             TestRecord(partition: 1, offset: 0, timestamp: 9_000, value: []),
         ])
-        #expect(graph.runBatch(time: 0, blocks: [block]).watermark == 5_000)
+        #expect(graph.runBatch(time: 1_000, blocks: [block]).watermark == 5_000)
         // An older record does not move partition 0's clock back, nor the watermark.
-        #expect(graph.runBatch(time: 0, blocks: [lines(("x", 1_000))]).watermark == 5_000)
+        #expect(graph.runBatch(time: 2_000, blocks: [lines(("x", 1_000))]).watermark == 5_000)
         let partitionOne = { (offset: Int64, time: Int64) in makeBlock([TestRecord(partition: 1, offset: offset, timestamp: time, value: [])]) }
-        // Partition 0 was last seen one batch ago: it still holds the watermark back...
-        #expect(graph.runBatch(time: 0, blocks: [partitionOne(1, 12_000)]).watermark == 5_000)
-        // ...and two batches ago makes it idle.
-        #expect(graph.runBatch(time: 0, blocks: [partitionOne(2, 13_000)]).watermark == 13_000)
+        // Partition 0 was last seen 1 s of batch time ago: it still holds the watermark back...
+        #expect(graph.runBatch(time: 3_000, blocks: [partitionOne(1, 12_000)]).watermark == 5_000)
+        // ...empty batches never move the watermark, however much time passes...
+        #expect(graph.runBatch(time: 9_000, blocks: []).watermark == 5_000)
+        // ...and 2 s of batch time makes it idle, in the next batch with records.
+        #expect(graph.runBatch(time: 10_000, blocks: [partitionOne(2, 13_000)]).watermark == 13_000)
         // The watermark never goes back, even when the idle partition returns with old records.
-        #expect(graph.runBatch(time: 0, blocks: [lines(("y", 6_000))]).watermark == 13_000)
+        #expect(graph.runBatch(time: 11_000, blocks: [lines(("y", 6_000))]).watermark == 13_000)
         #expect(graph.watermark == 13_000)
+    }
+
+    /// A replay after a crash runs only the logged batches (empty batches are not logged): restored from the
+    /// checkpoint of batch k, it must emit exactly what the original run emitted for batches k+1...N.
+    @Test func aReplayWithoutTheEmptyBatchesEmitsTheSameRecords() throws {
+        let make = { () throws -> StreamGraph in
+            let graph = StreamGraph(idleAfterMilliseconds: 3_000)
+            try WordCountJob.build(on: graph, configuration: .init(windowLength: 2_000, slide: 1_000, allowedLateness: 0))
+            return graph
+        }
+        // Partition 1 stops early; partition 0 keeps going; empty batches in between.
+        var batches: [(time: Int64, blocks: [Block])] = []
+        for index in 0..<30 {
+            let time = Int64(index + 1) * 1_000
+            if index % 3 == 2 { batches.append((time, [])); continue }
+            var records = [TestRecord(partition: 0, offset: Int64(index), timestamp: time - 500, value: Array("a b a\(index % 4)".utf8))]
+            if index < 8 { records.append(TestRecord(partition: 1, offset: Int64(index), timestamp: time - 1_500, value: Array("b c".utf8))) }
+            batches.append((time, [makeBlock(records)]))
+        }
+        let original = try make()
+        var emitted: [[OutputRecord]] = []
+        var checkpoints: [[UInt8]] = []
+        for batch in batches {
+            emitted.append(original.runBatch(time: batch.time, blocks: batch.blocks).records)
+            checkpoints.append(original.checkpoint())
+        }
+        #expect(emitted.joined().contains { $0.topic == "word-counts-windowed" })
+        for k in [0, 4, 9, 13, 20] {
+            let replayed = try make()
+            try replayed.restore(from: checkpoints[k])
+            for index in (k + 1)..<batches.count where !batches[index].blocks.isEmpty {
+                #expect(replayed.runBatch(time: batches[index].time, blocks: batches[index].blocks).records == emitted[index], "batch \(index) after the checkpoint of batch \(k)")
+            }
+            #expect(replayed.checkpoint() == original.checkpoint())
+        }
     }
 
     @Test func flushingRunsAtTheLastWatermark() {

@@ -39,21 +39,37 @@ import Testing
     }
 
     @Test func driverCheckpointsRoundTripAndRefuseUnknownVersions() throws {
-        let checkpoint = DriverCheckpoint(
-            batchTime: 42_000, walPosition: WALPosition(segment: 7, offset: 123),
-            offsets: [KafkaPartition(topic: "lines", partition: 0): 17, KafkaPartition(topic: "other", partition: 3): 5],
-            graphState: [1, 2, 3, 250]
-        )
-        #expect(try DriverCheckpoint(decoding: checkpoint.encoded) == checkpoint)
-        let withoutLog = DriverCheckpoint(batchTime: 1, walPosition: nil, offsets: [:], graphState: [])
-        #expect(try DriverCheckpoint(decoding: withoutLog.encoded) == withoutLog)
-
+        let offsets: [KafkaPartition: Int64] = [KafkaPartition(topic: "lines", partition: 0): 17, KafkaPartition(topic: "other", partition: 3): 5]
+        for log: LogCoverage in [.none, .covered(logID: 0xDEAD_BEEF_0000_0001, through: WALPosition(segment: 7, offset: 123)), .retired(logID: 9)] {
+            let checkpoint = DriverCheckpoint(
+                batchTime: 42_000, log: log, offsets: offsets, settings: ["SLUICE_WINDOW_MS": "60000"], graphState: [1, 2, 3, 250])
+            #expect(try DriverCheckpoint(decoding: checkpoint.encoded) == checkpoint)
+        }
+        let checkpoint = DriverCheckpoint(batchTime: 1, log: .none, offsets: offsets, settings: [:], graphState: [])
         var future = checkpoint.encoded
-        future[0] = 2
+        future[0] = 3
         let error = #expect(throws: StreamingError.self) { try DriverCheckpoint(decoding: future) }
         #expect(error?.code == .unsupportedVersion)
         let truncated = Array(checkpoint.encoded.prefix(6))
         #expect((#expect(throws: StreamingError.self) { try DriverCheckpoint(decoding: truncated) })?.code == .corruptLog)
+    }
+
+    /// Version 1 had no log identity (its logs are identity 0) and no settings.
+    @Test func versionOneCheckpointsAreRead() throws {
+        var writer = StateWriter()
+        writer.writeUnsigned(1)
+        writer.writeSigned(5_000)
+        writer.writeUnsigned(1)
+        writer.writeFixed64(2)
+        writer.writeFixed64(64)
+        writer.writeUnsigned(1)
+        writer.writeString("lines")
+        writer.writeSigned(0)
+        writer.writeSigned(10)
+        writer.writeBytes([7])
+        #expect(try DriverCheckpoint(decoding: writer.bytes) == DriverCheckpoint(
+            batchTime: 5_000, log: .covered(logID: 0, through: WALPosition(segment: 2, offset: 64)),
+            offsets: [KafkaPartition(topic: "lines", partition: 0): 10], settings: [:], graphState: [7]))
     }
 
     @Test func batchAllocationsAreLoggedAfterTheirBlocks() throws {

@@ -1,0 +1,225 @@
+import CoreMetrics
+import Dispatch
+import Foundation
+import KafkaIO
+import Logging
+import Metrics
+import StreamEngine
+import Synchronization
+
+/// The batch thread: replays the recovered batches, consumes a log left by a run with the log on (when this run
+/// has it off), then runs one batch per interval, as ``BatchSchedule`` decides, until a stop.
+///
+/// `@unchecked Sendable` because only the batch thread touches it after ``StreamingContext/start()``; before that,
+/// only the thread that built it.
+final class BatchDriver: @unchecked Sendable {
+    /// A log left by a run with the log on, while this run has it off: consumed, then retired and deleted.
+    struct StaleLog {
+        var directory: String
+        var logID: UInt64
+    }
+
+    private let graph: StreamGraph
+    private let configuration: StreamingConfiguration
+    private let tracker: ReceivedBlockTracker
+    private let checkpointer: Checkpointer
+    private let output: KafkaOutput
+    private let receiver: ReliableReceiver
+    private let consumer: KafkaConsumer
+    private let control: ContextControl
+    private let metrics: StreamingMetrics
+    private let logger: Logger
+    private let crashTrigger: CrashTrigger?
+    private var plan: RecoveryPlan
+    private let staleLog: StaleLog?
+    private let receiverDone = DispatchSemaphore(value: 0)
+    private var isReceiverRunning = false
+    private var lastBatchTime: Int64
+    private var offsets: [KafkaPartition: Int64]
+    private var progress = ProgressLog()
+
+    init(
+        graph: StreamGraph, plan: RecoveryPlan, checkpoint: DriverCheckpoint?, staleLog: StaleLog?,
+        configuration: StreamingConfiguration, tracker: ReceivedBlockTracker, checkpointer: Checkpointer,
+        output: KafkaOutput, receiver: ReliableReceiver, consumer: KafkaConsumer, control: ContextControl,
+        metrics: StreamingMetrics, logger: Logger, crashTrigger: CrashTrigger?
+    ) {
+        self.graph = graph
+        self.plan = plan
+        self.staleLog = staleLog
+        self.configuration = configuration
+        self.tracker = tracker
+        self.checkpointer = checkpointer
+        self.output = output
+        self.receiver = receiver
+        self.consumer = consumer
+        self.control = control
+        self.metrics = metrics
+        self.logger = logger
+        self.crashTrigger = crashTrigger
+        lastBatchTime = checkpoint?.batchTime ?? 0
+        offsets = checkpoint?.offsets ?? [:]
+    }
+
+    /// Runs until a stop, the end of input (with `stopsAtEnd`) or an error; the consumer is closed at the end.
+    func run() throws {
+        defer {
+            stopReceiver()
+            consumer.close()
+        }
+        guard try replay() else { return }
+        try retireStaleLog()
+        if configuration.stopsAtEnd {
+            try receiver.captureEndOffsets()
+        }
+        startReceiver()
+        control.state.withLock { $0.isRecovered = true }
+        try runBatches()
+        logger.info("streaming stopped", metadata: ["stream.last_batch_time": "\(lastBatchTime)"])
+    }
+
+    /// Replays the recovered batches; false if a stop came first (what is not replayed stays in the log).
+    private func replay() throws -> Bool {
+        let batches = plan.replay
+        plan.replay = []
+        for batch in batches {
+            guard control.stopRequest == nil else { return false }
+            logger.info("replaying a batch from the write-ahead log", metadata: [
+                "stream.batch_time": "\(batch.time)", "stream.blocks": "\(batch.blocks.count)",
+            ])
+            let logID = staleLog?.logID ?? tracker.logID ?? 0
+            try runBatch(time: batch.time, blocks: batch.blocks, coverage: .covered(logID: logID, through: batch.position), checkpoint: .ifChanged)
+        }
+        return true
+    }
+
+    /// With the log off: processes a stale log's trailing blocks, writes a checkpoint that retires the log (so a
+    /// crash before or during its deletion never replays it again), then deletes it.
+    private func retireStaleLog() throws {
+        guard let staleLog else { return }
+        let blocks = plan.trailingBlocks
+        plan.trailingBlocks = []
+        try runBatch(
+            time: lastBatchTime + Int64(configuration.batchIntervalMilliseconds), blocks: blocks,
+            coverage: .retired(logID: staleLog.logID), checkpoint: .always
+        )
+        try FileManager.default.removeItem(atPath: staleLog.directory)
+        logger.info("removed the write-ahead log of an earlier run", metadata: ["wal.directory": "\(staleLog.directory)"])
+    }
+
+    private func runBatches() throws {
+        var schedule = BatchSchedule(
+            interval: Int64(configuration.batchIntervalMilliseconds), lastBatchTime: lastBatchTime,
+            now: WallClock.milliseconds(), stopsAtEnd: configuration.stopsAtEnd
+        )
+        while true {
+            let receiverStatus = receiver.status.withLock { $0 }
+            let observed = BatchSchedule.Observation(
+                stopRequest: control.stopRequest, reachedEnd: receiverStatus.reachedEnd,
+                receiverFailure: receiverStatus.failure
+            )
+            switch schedule.next(now: WallClock.milliseconds(), observed: observed) {
+            case .wait(let milliseconds):
+                control.sleep(milliseconds: milliseconds)
+            case .runBatch(let time):
+                metrics.batchSchedulingDelay.recordMilliseconds(max(0, WallClock.milliseconds() - time))
+                try runAllocatedBatch(time: time, checkpoint: .whenDue)
+            case .finish(let time):
+                stopReceiver()
+                try runAllocatedBatch(time: time, checkpoint: .ifChanged)
+                if configuration.stopsAtEnd, receiver.status.withLock({ $0.reachedEnd }) {
+                    // The checkpoint above keeps the open windows and the real watermark, so a later run over new
+                    // input completes them (and emits them again, with their final counts).
+                    try output.emit(graph.flushWindows().records)
+                }
+                return
+            case .stop:
+                return
+            case .fail(let message):
+                throw StreamingError(.receiver, message)
+            }
+        }
+    }
+
+    /// Allocates the received blocks to the batch of `time` (logged first, with a log) and runs it.
+    private func runAllocatedBatch(time: Int64, checkpoint: Checkpointer.Rule) throws {
+        let (blocks, position) = try tracker.allocateBatch(time: time)
+        var coverage: LogCoverage?
+        if let logID = tracker.logID, let position { coverage = .covered(logID: logID, through: position) }
+        try runBatch(time: time, blocks: blocks, coverage: coverage, checkpoint: checkpoint)
+    }
+
+    /// Runs one batch: output delivered, then the state checkpointed (as `checkpoint` says).
+    ///
+    /// - Parameter coverage: What the state covers once this batch is in it (nil: unchanged).
+    private func runBatch(time: Int64, blocks: consuming [Block], coverage: LogCoverage?, checkpoint: Checkpointer.Rule) throws {
+        let started = ContinuousClock.now
+        let blockCount = blocks.count
+        var offsets = self.offsets
+        offsets.advance(past: blocks)
+        // The graph takes the blocks, so that each can be released as soon as it has been read.
+        let result = graph.runBatch(time: time, blocks: blocks)
+        try output.emit(result.records)
+        try output.divertMalformed(result.malformed)
+        CrashPoint.reach(.afterOutputFlush, armed: crashTrigger)
+        lastBatchTime = time
+        self.offsets = offsets
+        if let coverage { checkpointer.coverage = coverage }
+        metrics.lateRecords.increment(by: result.lateRecords)
+        try checkpointer.batchCompleted(
+            hadData: blockCount > 0 || !result.records.isEmpty, rule: checkpoint, batchTime: time, offsets: offsets,
+            state: graph.checkpoint
+        )
+        metrics.batchesCompleted.increment()
+        let duration = ContinuousClock.now - started
+        metrics.batchProcessingDuration.record(duration: duration)
+        logger.debug("batch completed", metadata: [
+            "stream.batch_time": "\(time)", "stream.records": "\(result.recordsIn)", "stream.blocks": "\(blockCount)",
+            "stream.processing_ms": "\(Int(duration / .milliseconds(1)))", "stream.backlog_bytes": "\(tracker.backlogBytes)",
+        ])
+        control.state.withLock { $0.lastBatch = .now }
+        progress.add(records: result.recordsIn, batchTime: time, consumer: consumer, metrics: metrics, logger: logger)
+    }
+
+    private func startReceiver() {
+        isReceiverRunning = true
+        let thread = Thread { [receiver, receiverDone] in
+            receiver.run()
+            receiverDone.signal()
+        }
+        thread.name = "sluice-receiver"
+        thread.start()
+    }
+
+    /// Stops the receiver and waits until it has stored its last block. Whatever ends the batch loop, the receiver
+    /// finishes before the consumer closes (which runs its revoke handler).
+    private func stopReceiver() {
+        receiver.requestStop()
+        guard isReceiverRunning else { return }
+        receiverDone.wait()
+        isReceiverRunning = false
+    }
+}
+
+/// A progress line every 5 s while records flow, with the consumer lag.
+private struct ProgressLog {
+    private var since = ContinuousClock.now
+    private var records = 0
+
+    mutating func add(records: Int, batchTime: Int64, consumer: KafkaConsumer, metrics: StreamingMetrics, logger: Logger) {
+        self.records += records
+        let elapsed = ContinuousClock.now - since
+        guard elapsed >= .seconds(5) else { return }
+        let lag = consumer.lag()
+        for (partition, value) in lag {
+            metrics.lag(topic: partition.topic, partition: partition.partition).record(value)
+        }
+        logger.info("progress", metadata: [
+            "stream.records_per_second": "\(Int(Double(self.records) / (elapsed / .seconds(1))))",
+            "stream.lag": "\(lag.values.reduce(0, +))",
+            "stream.batch_time": "\(batchTime)",
+        ])
+        self.records = 0
+        since = .now
+    }
+}
