@@ -282,6 +282,22 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// The current end offset (high watermark) of every partition of `topics`; a topic the cluster does not have
+    /// contributes none.
+    ///
+    /// - Throws: A ``KafkaError`` if the brokers cannot be asked.
+    public func endOffsets(of topics: [String], timeout: Duration) throws -> [KafkaPartition: Int64] {
+        let counts = try topicPartitionCounts(timeout: timeout)
+        var ends: [KafkaPartition: Int64] = [:]
+        for topic in topics {
+            for partition in 0..<Int32(counts[topic] ?? 0) {
+                let key = KafkaPartition(topic: topic, partition: partition)
+                ends[key] = try watermarks(of: key, timeout: timeout).high
+            }
+        }
+        return ends
+    }
+
     /// The partition counts of all topics in the cluster.
     ///
     /// - Throws: A ``KafkaError`` of kind `.timedOut` when no broker answered within `timeout`.

@@ -2,9 +2,9 @@ extension DStream {
     /// Collects the elements of each event-time window and emits them once the window closes.
     ///
     /// One element per window that received elements, in order of window start; the values are
-    /// in arrival order. The watermark is the largest record timestamp seen by the graph so far,
-    /// across all partitions (an idle partition does not hold it back), and advances at the end of
-    /// each batch. An element is added to each of its windows that is still open; one whose
+    /// in arrival order. Windows close on the graph's ``StreamGraph/watermark``: the smallest of
+    /// the active partitions' latest record timestamps (an idle partition does not hold it back),
+    /// which advances at the end of each batch with records. An element is added to each of its windows that is still open; one whose
     /// windows have all closed is dropped and counted in ``BatchOutput/lateRecords``. Open windows
     /// are checkpointed under `name`.
     public func window(name: String, _ spec: WindowSpec) -> DStream<Windowed<[Element]>> where Element: StateCodable {

@@ -103,6 +103,7 @@ final class BatchDriver: @unchecked Sendable {
             time: lastBatchTime + Int64(configuration.batchIntervalMilliseconds), blocks: blocks,
             coverage: .retired(logID: staleLog.logID), checkpoint: .always
         )
+        CrashPoint.reach(.afterStaleLogRetired, armed: crashTrigger)
         try FileManager.default.removeItem(atPath: staleLog.directory)
         logger.info("removed the write-ahead log of an earlier run", metadata: ["wal.directory": "\(staleLog.directory)"])
     }

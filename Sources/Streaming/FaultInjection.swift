@@ -11,6 +11,8 @@ public enum CrashPoint: String, Sendable, CaseIterable {
     case afterOutputFlush = "after-output-flush"
     /// After a checkpoint is written.
     case afterCheckpoint = "after-checkpoint"
+    /// With the log off: after the checkpoint that retires a log left by a run with it on, before its deletion.
+    case afterStaleLogRetired = "after-stale-log-retired"
 
     /// Kills the process if `point` is this one and `countdown` reaches zero.
     static func reach(_ point: CrashPoint, armed: CrashTrigger?) {

@@ -18,20 +18,6 @@ import Synchronization
 ///   (librdkafka 2.0.2 #4059: a commit from another thread during a rebalance can lose the assignment). The
 ///   rebalance handler runs inside `poll` on that thread, or inside ``KafkaConsumer/close()`` after the loop ended.
 final class ReliableReceiver: Sendable {
-    /// What other threads may read: progress and health.
-    struct Status: Sendable {
-        var lastPoll: ContinuousClock.Instant?
-        var assigned: [KafkaPartition] = []
-        var failure: String?
-        var reachedEnd = false
-    }
-
-    /// Offsets covered by a checkpoint (without a WAL), handed from the batch thread to the polling thread.
-    private struct CheckpointCommits {
-        var isPolling = false
-        var pending: [KafkaPartition: Int64]?
-    }
-
     private let consumer: KafkaConsumer
     private let committer: any OffsetCommitter
     private let tracker: ReceivedBlockTracker
@@ -40,38 +26,10 @@ final class ReliableReceiver: Sendable {
     private let metrics: StreamingMetrics
     private let crashTrigger: CrashTrigger?
     private let onStatusChange: @Sendable () -> Void
-    private let loop: LoopState
+    private let loop: ReceiverLoopState
     private let stopRequested = Atomic<Bool>(false)
-    private let checkpointCommits = Mutex(CheckpointCommits())
-    let status = Mutex(Status())
-
-    /// State owned by the receiving thread.
-    ///
-    /// `@unchecked Sendable` because it is touched only by the thread running ``run()`` (including the rebalance
-    /// handler, which librdkafka calls from inside `poll` on that thread) and, after that thread has finished, by
-    /// the single thread that closes the consumer.
-    private final class LoopState: @unchecked Sendable {
-        var builder = BlockBuilder(reservingCapacity: 1 << 20)
-        var blockStart = ContinuousClock.now
-        /// Next offset per partition known to be durable or received (records below it are duplicates).
-        var nextOffsets: [KafkaPartition: Int64]
-        /// Offsets durable (in the WAL, or in a checkpoint without one) whose commit has not succeeded yet.
-        var uncommitted: [KafkaPartition: Int64] = [:]
-        /// Offsets to reach before stopping, with `stopsAtEnd`.
-        var endOffsets: [KafkaPartition: Int64]?
-        var flow: InputFlowControl
-        var lastHeldPoll = ContinuousClock.now
-        var assigned: [KafkaPartition] = []
-        var failed = false
-        /// Records received since the last metrics update (updated once per poll, not per record).
-        var receivedSinceReport = 0
-        var errorLog = RateLimitedLog(interval: .seconds(10))
-
-        init(nextOffsets: [KafkaPartition: Int64], flow: InputFlowControl) {
-            self.nextOffsets = nextOffsets
-            self.flow = flow
-        }
-    }
+    private let handoff = CommitHandoff()
+    let status = Mutex(ReceiverStatus())
 
     /// - Parameters:
     ///   - committer: Where offsets are committed; the consumer itself unless a test observes the commits.
@@ -91,7 +49,7 @@ final class ReliableReceiver: Sendable {
         self.onStatusChange = onStatusChange
         let flow = InputFlowControl(
             maxBacklogBytes: configuration.maxBacklogBytes, maxRatePerPartition: configuration.maxRatePerPartition, now: .now)
-        self.loop = LoopState(nextOffsets: knownOffsets, flow: flow)
+        self.loop = ReceiverLoopState(nextOffsets: knownOffsets, flow: flow)
     }
 
     /// Asks ``run()`` to finish its current block and return.
@@ -103,11 +61,7 @@ final class ReliableReceiver: Sendable {
     /// directly when nothing polls (before the receiver starts or after it stopped). A direct commit that fails is
     /// not retried: the checkpoint holds the offsets, so a restart skips what Kafka delivers again.
     func commitCheckpointed(_ offsets: [KafkaPartition: Int64]) {
-        let isQueued = checkpointCommits.withLock { commits in
-            if commits.isPolling { commits.pending = (commits.pending ?? [:]).merging(offsets, uniquingKeysWith: max) }
-            return commits.isPolling
-        }
-        guard !isQueued else { return }
+        guard !handoff.hand(offsets) else { return }
         do {
             try metrics.commitDuration.measure { try committer.commit(offsets) }
         } catch {
@@ -120,16 +74,8 @@ final class ReliableReceiver: Sendable {
     ///
     /// - Throws: A ``KafkaError`` if the brokers cannot be asked (for example none is reachable).
     func captureEndOffsets() throws {
-        let counts = try consumer.topicPartitionCounts(timeout: .seconds(10))
-        var ends: [KafkaPartition: Int64] = [:]
-        for topic in configuration.inputTopics {
-            for partition in 0..<Int32(counts[topic] ?? 0) {
-                let key = KafkaPartition(topic: topic, partition: partition)
-                ends[key] = try consumer.watermarks(of: key, timeout: .seconds(10)).high
-            }
-        }
-        loop.endOffsets = ends
-        logger.info("reading to the current end of the input", metadata: ["stream.end_offsets": "\(ends.values.reduce(0, +))"])
+        loop.endOffsets = try consumer.endOffsets(of: configuration.inputTopics, timeout: .seconds(10))
+        logger.info("reading to the current end of the input", metadata: ["stream.end_offsets": "\(loop.endOffsets?.values.reduce(0, +) ?? 0)"])
         checkEnd()
     }
 
@@ -143,7 +89,7 @@ final class ReliableReceiver: Sendable {
             fail("subscribe failed", error)
             return
         }
-        setPolling(true)
+        handoff.setPolling(true)
         while !stopRequested.load(ordering: .acquiring), !loop.failed {
             do {
                 try pollOnce()
@@ -170,7 +116,7 @@ final class ReliableReceiver: Sendable {
             }
         }
         storeBlock()
-        setPolling(false)
+        handoff.setPolling(false)
         commitDurableOffsets()
     }
 
@@ -187,20 +133,6 @@ final class ReliableReceiver: Sendable {
             let remaining = Duration.milliseconds(configuration.blockIntervalMilliseconds) - (ContinuousClock.now - loop.blockStart)
             try consumer.poll(timeout: min(max(remaining, .zero), .milliseconds(100))) { handle($0) }
         }
-    }
-
-    /// Marks whether checkpoint commits go through this thread, taking over those already handed to it.
-    private func setPolling(_ isPolling: Bool) {
-        checkpointCommits.withLock { $0.isPolling = isPolling }
-        takeCheckpointCommits()
-    }
-
-    private func takeCheckpointCommits() {
-        let pending = checkpointCommits.withLock { commits in
-            defer { commits.pending = nil }
-            return commits.pending
-        }
-        if let pending { loop.uncommitted.merge(pending, uniquingKeysWith: max) }
     }
 
     private func handle(_ event: KafkaConsumerEvent) {
@@ -254,7 +186,7 @@ final class ReliableReceiver: Sendable {
 
     /// Commits the offsets of durable blocks and of checkpoints; a failed commit is retried on the next block tick.
     private func commitDurableOffsets() {
-        takeCheckpointCommits()
+        loop.uncommitted.merge(handoff.take(), uniquingKeysWith: max)
         guard !loop.uncommitted.isEmpty, !loop.failed else { return }
         do {
             try metrics.commitDuration.measure { try committer.commit(loop.uncommitted) }

@@ -204,6 +204,33 @@ struct RecoveryTests {
         #expect(result.standardError.contains(URL(fileURLWithPath: checkpoints[0]).lastPathComponent))
     }
 
+    /// The log switched off and on again, with crashes at the seams: a log consumed by a run with the log off is
+    /// never replayed again (it is retired in a checkpoint before it is deleted), and a new log is never skipped by
+    /// a checkpoint that named a position in the old one.
+    @Test func switchingTheWALOffAndOnAgainNeitherLosesNorRepeats() throws {
+        // Slow input (4 x 500 records/s), so that every run still finds records to crash on.
+        let scenario = try Scenario(lines: 60_000, seed: 21)
+        var walOn = scenario.environment
+        walOn["SLUICE_MAX_RATE_PER_PARTITION"] = "500"
+        walOn["SLUICE_TEST_CRASH_AT"] = "after-block-sync:6"
+        var result = try SluiceProcess.run(walOn, logDirectory: scenario.directory.path, timeout: .seconds(90))
+        #expect(result.wasKilled, "stderr: \(result.standardError.suffix(2000))")
+        var walOff = walOn
+        walOff["SLUICE_WAL"] = "false"
+        walOff["SLUICE_TEST_CRASH_AT"] = "after-stale-log-retired"
+        result = try SluiceProcess.run(walOff, logDirectory: scenario.directory.path, timeout: .seconds(90))
+        #expect(result.wasKilled, "the stale log was not retired: \(result.standardError.suffix(2000))")
+        walOff["SLUICE_TEST_CRASH_AT"] = "after-checkpoint:2"
+        result = try SluiceProcess.run(walOff, logDirectory: scenario.directory.path, timeout: .seconds(90))
+        #expect(result.wasKilled, "stderr: \(result.standardError.suffix(2000))")
+        #expect(!FileManager.default.fileExists(atPath: scenario.directory.path + "/data/wal"))
+        walOn["SLUICE_TEST_CRASH_AT"] = "after-block-sync:4"
+        result = try SluiceProcess.run(walOn, logDirectory: scenario.directory.path, timeout: .seconds(90))
+        #expect(result.wasKilled, "stderr: \(result.standardError.suffix(2000))")
+        try scenario.checkNothingCommittedIsLost()
+        try scenario.finishAndCheckExactOutput()
+    }
+
     @Test func withoutTheWALTheFinalCountsAreStillExactAfterAGracefulRestart() throws {
         let scenario = try Scenario(lines: 20_000, seed: 5)
         var environment = scenario.environment

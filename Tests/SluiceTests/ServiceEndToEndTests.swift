@@ -171,4 +171,31 @@ struct ConfigurationErrorTests {
         #expect(printed.standardOutput.contains("SLUICE_KAFKA_SASL_PASSWORD=****"))
         #expect(!printed.standardOutput.contains("hunter2"))
     }
+
+    /// The README's configuration table and `--help` (which prints the service's one table of variables) name the
+    /// same variables with the same defaults.
+    @Test func theReadmeTableMatchesHelp() throws {
+        let directory = TemporaryDirectory()
+        let help = try SluiceProcess(environment: [:], arguments: ["--help"], logDirectory: directory.path).wait(timeout: .seconds(30))
+        var helpDefaults: [String: String] = [:]
+        for line in help.standardOutput.split(separator: "\n") where line.hasPrefix("  ") {
+            let name = String(line.dropFirst(2).prefix { $0 != " " })
+            let defaultText = line.range(of: "(default: ").map { String(line[$0.upperBound...].dropLast()) } ?? ""
+            helpDefaults[name] = defaultText == "(unset)" ? "unset" : defaultText
+        }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        let section = readme.components(separatedBy: "## Configuration")[1].components(separatedBy: "\n## ")[0]
+        var readmeNames: Set<String> = []
+        for row in section.split(separator: "\n") where row.hasPrefix("| `") {
+            let cells = row.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            let names = cells[1].split(separator: "/").map { $0.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "`", with: "") }
+            readmeNames.formUnion(names)
+            if names.count == 1, let expected = helpDefaults[names[0]] {
+                #expect(cells[2].replacingOccurrences(of: "`", with: "") == expected, "default of \(names[0])")
+            }
+        }
+        #expect(!helpDefaults.isEmpty)
+        #expect(readmeNames == Set(helpDefaults.keys))
+    }
 }

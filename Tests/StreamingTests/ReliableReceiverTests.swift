@@ -16,7 +16,8 @@ struct ReliableReceiverTests {
     /// Runs a receiver over 200 records of a fresh topic until `done` says so, then stops it and returns it with its
     /// consumer and the topic name.
     func receive(
-        tracker: ReceivedBlockTracker, cluster: MockCluster, until done: @escaping (ReliableReceiver) -> Bool
+        tracker: ReceivedBlockTracker, cluster: MockCluster, committer: ((KafkaConsumer) -> any OffsetCommitter)? = nil,
+        until done: @escaping (ReliableReceiver) -> Bool
     ) throws -> (ReliableReceiver, KafkaConsumer, String) {
         let topic = "input-\(UUID().uuidString.prefix(6))"
         try cluster.createTopic(topic, partitions: 2)
@@ -34,11 +35,12 @@ struct ReliableReceiverTests {
             logger: logger
         )
         let receiver = ReliableReceiver(
-            consumer: consumer, tracker: tracker, configuration: configuration, knownOffsets: [:], logger: logger,
+            consumer: consumer, committer: committer?(consumer), tracker: tracker, configuration: configuration, knownOffsets: [:], logger: logger,
             metrics: StreamingMetrics(), crashTrigger: nil
         )
         let finished = Atomic<Bool>(false)
         let thread = Thread {
+            receivingThread.store(UInt(pthread_self()), ordering: .releasing)
             receiver.run()
             finished.store(true, ordering: .releasing)
         }
@@ -115,5 +117,140 @@ struct ReliableReceiverTests {
         #expect(durable.values.reduce(0, +) < 200)
         let partitions = [KafkaPartition(topic: topic, partition: 0), KafkaPartition(topic: topic, partition: 1)]
         #expect(try consumer.committed(partitions, timeout: .seconds(5)) == durable)
+    }
+
+    /// Without a WAL, offsets are committed after a checkpoint, which the batch thread writes: the commit itself
+    /// must run on the polling thread (librdkafka 2.0.2 #4059: a commit from another thread during a rebalance can
+    /// make the assignment count as lost).
+    @Test func checkpointCommitsRunOnThePollingThread() throws {
+        let cluster = try MockCluster(logger: logger)
+        let tracker = ReceivedBlockTracker(log: nil, metrics: StreamingMetrics())
+        let threads = ThreadNames()
+        let handed = Mutex(false)
+        let (_, consumer, _) = try receive(tracker: tracker, cluster: cluster, committer: { consumer in
+            ThreadRecordingCommitter(consumer: consumer, threads: threads)
+        }) { receiver in
+            let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
+            if !blocks.isEmpty, !handed.withLock({ $0 }) {
+                var offsets: [KafkaPartition: Int64] = [:]
+                offsets.advance(past: blocks)
+                receiver.commitCheckpointed(offsets)
+                handed.withLock { $0 = true }
+            }
+            return !threads.names.withLock { $0.isEmpty }
+        }
+        consumer.close()
+        let names = threads.names.withLock { $0 }
+        #expect(handed.withLock { $0 })
+        let receiving = receivingThread.load(ordering: .acquiring)
+        #expect(!names.isEmpty && names.allSatisfy { $0 == receiving }, "commits ran on \(names), the receiver on \(receiving)")
+    }
+
+    /// The power-loss model: at the moment of every commit, only what the log has synced would survive. Fails if
+    /// the sync is removed from ``ReceivedBlockTracker/add(_:)`` or moved after the commit.
+    @Test func everyCommitFollowsTheSyncOfItsBlocks() throws {
+        let cluster = try MockCluster(logger: logger)
+        let log = PowerLossLog()
+        let tracker = ReceivedBlockTracker(log: log, metrics: StreamingMetrics())
+        let checker = Mutex<DurabilityCheckingCommitter?>(nil)
+        let received = Mutex(0)
+        let (_, consumer, _) = try receive(tracker: tracker, cluster: cluster, committer: { consumer in
+            let committer = DurabilityCheckingCommitter(log: log, consumer: consumer)
+            checker.withLock { $0 = committer }
+            return committer
+        }) { _ in
+            let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
+            return received.withLock { count in
+                count += blocks.reduce(0) { $0 + $1.recordCount }
+                return count == 200
+            }
+        }
+        consumer.close()
+        let committer = try #require(checker.withLock { $0 })
+        #expect(received.withLock { $0 } == 200)
+        #expect(committer.commits.withLock { $0 } > 1)
+        #expect(committer.violations.withLock { $0 } == [])
+    }
+}
+
+/// A write-ahead log in memory that loses every entry not yet synced in a simulated power loss (a kill -9 keeps
+/// the page cache, so only this model catches a missing or late `fdatasync`).
+final class PowerLossLog: BlockLog {
+    private struct State {
+        var entries: [WALRecord] = []
+        var synced = 0
+    }
+
+    let logID: UInt64 = 7
+    private let state = Mutex(State())
+
+    func append(_ record: WALRecord) throws -> (position: WALPosition, bytes: Int) {
+        state.withLock { state in
+            state.entries.append(record)
+            return (WALPosition(segment: 1, offset: UInt64(state.entries.count)), 1)
+        }
+    }
+
+    func sync() throws {
+        state.withLock { $0.synced = $0.entries.count }
+    }
+
+    func truncate(before position: WALPosition) throws -> Int { 0 }
+
+    func close() {}
+
+    /// The blocks that would survive a power loss now.
+    var durableBlocks: [Block] {
+        state.withLock { state in
+            state.entries.prefix(state.synced).compactMap { if case .block(let block) = $0 { block } else { nil } }
+        }
+    }
+}
+
+/// Commits through to the consumer, first checking that a power loss at this moment would keep every record below
+/// the committed offsets.
+final class DurabilityCheckingCommitter: OffsetCommitter {
+    let log: PowerLossLog
+    let consumer: KafkaConsumer
+    let commits = Mutex(0)
+    let violations = Mutex<[String]>([])
+
+    init(log: PowerLossLog, consumer: KafkaConsumer) {
+        self.log = log
+        self.consumer = consumer
+    }
+
+    func commit(_ offsets: [KafkaPartition: Int64]) throws {
+        var durable: [KafkaPartition: Int64] = [:]
+        durable.advance(past: log.durableBlocks)
+        for (partition, next) in offsets where next > durable[partition] ?? 0 {
+            violations.withLock { $0.append("\(partition) committed at \(next), durable up to \(durable[partition] ?? 0)") }
+        }
+        commits.withLock { $0 += 1 }
+        try consumer.commit(offsets)
+    }
+}
+
+/// The `pthread_self()` of the thread running the receiver in ``ReliableReceiverTests/receive(tracker:cluster:committer:until:)``.
+let receivingThread = Atomic<UInt>(0)
+
+/// The threads that committed (`pthread_self()`).
+final class ThreadNames: Sendable {
+    let names = Mutex<[UInt]>([])
+}
+
+/// Commits through to the consumer and records each committing thread.
+final class ThreadRecordingCommitter: OffsetCommitter {
+    let consumer: KafkaConsumer
+    let threads: ThreadNames
+
+    init(consumer: KafkaConsumer, threads: ThreadNames) {
+        self.consumer = consumer
+        self.threads = threads
+    }
+
+    func commit(_ offsets: [KafkaPartition: Int64]) throws {
+        threads.names.withLock { $0.append(UInt(pthread_self())) }
+        try consumer.commit(offsets)
     }
 }

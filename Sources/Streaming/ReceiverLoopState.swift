@@ -1,0 +1,39 @@
+import KafkaIO
+import StreamEngine
+
+/// What other threads may read of a ``ReliableReceiver``: progress and health.
+struct ReceiverStatus: Sendable {
+    var lastPoll: ContinuousClock.Instant?
+    var assigned: [KafkaPartition] = []
+    var failure: String?
+    var reachedEnd = false
+}
+
+/// State owned by the receiving thread.
+///
+/// `@unchecked Sendable` because it is touched only by the thread running ``ReliableReceiver/run()`` (including the rebalance
+/// handler, which librdkafka calls from inside `poll` on that thread) and, after that thread has finished, by
+/// the single thread that closes the consumer.
+final class ReceiverLoopState: @unchecked Sendable {
+    var builder = BlockBuilder(reservingCapacity: 1 << 20)
+    var blockStart = ContinuousClock.now
+    /// Next offset per partition known to be durable or received (records below it are duplicates).
+    var nextOffsets: [KafkaPartition: Int64]
+    /// Offsets durable (in the WAL, or in a checkpoint without one) whose commit has not succeeded yet.
+    var uncommitted: [KafkaPartition: Int64] = [:]
+    /// Offsets to reach before stopping, with `stopsAtEnd`.
+    var endOffsets: [KafkaPartition: Int64]?
+    var flow: InputFlowControl
+    var lastHeldPoll = ContinuousClock.now
+    var assigned: [KafkaPartition] = []
+    var failed = false
+    /// Records received since the last metrics update (updated once per poll, not per record).
+    var receivedSinceReport = 0
+    var errorLog = RateLimitedLog(interval: .seconds(10))
+
+    init(nextOffsets: [KafkaPartition: Int64], flow: InputFlowControl) {
+        self.nextOffsets = nextOffsets
+        self.flow = flow
+    }
+}
+
