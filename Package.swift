@@ -48,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "CMalloc", "Streaming", "StreamEngine", "KafkaIO", "SampleData",
+                "CMalloc", "Streaming", "StreamEngine", "Storage", "KafkaIO", "SampleData",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

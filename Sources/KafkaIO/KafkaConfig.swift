@@ -109,17 +109,23 @@ public struct KafkaProducerConfig: Sendable {
     ///
     /// Default: 5.
     public var lingerMilliseconds: Int
+    /// How long librdkafka tries to deliver a record before it gives up (`message.timeout.ms`); 0 never gives up.
+    ///
+    /// Default: `nil` (librdkafka's 300,000).
+    public var deliveryTimeoutMilliseconds: Int?
 
     public init(
         common: KafkaConfig = KafkaConfig(),
         isIdempotent: Bool = true,
         transactionalID: String? = nil,
-        lingerMilliseconds: Int = 5
+        lingerMilliseconds: Int = 5,
+        deliveryTimeoutMilliseconds: Int? = nil
     ) {
         self.common = common
         self.isIdempotent = isIdempotent
         self.transactionalID = transactionalID
         self.lingerMilliseconds = lingerMilliseconds
+        self.deliveryTimeoutMilliseconds = deliveryTimeoutMilliseconds
     }
 
     func properties() -> [(String, String)] {
@@ -130,6 +136,9 @@ public struct KafkaProducerConfig: Sendable {
         ]
         if let transactionalID {
             result.append(("transactional.id", transactionalID))
+        }
+        if let deliveryTimeoutMilliseconds {
+            result.append(("message.timeout.ms", String(deliveryTimeoutMilliseconds)))
         }
         return result + common.properties.sorted { $0.key < $1.key }
     }

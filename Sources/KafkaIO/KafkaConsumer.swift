@@ -31,6 +31,8 @@ public final class KafkaConsumer: Sendable {
     private let queue: RDKafkaChild
     private let logger: Logger
     private let isClosed = Atomic<Bool>(false)
+    /// librdkafka reported a fatal error: the client is unusable (see ``close()``).
+    private let isFatallyFailed = Atomic<Bool>(false)
     /// Topic names by `rd_kafka_topic_t` handle, so that reading a record's topic does not allocate.
     private let topicNames = Mutex<[UInt: String]>([:])
     /// The longest the prefetch queue has been since fetching was last nudged (see ``keepFetching()``).
@@ -156,7 +158,9 @@ public final class KafkaConsumer: Sendable {
                 try handler(.endOfPartition(KafkaPartition(topic: topic, partition: message.pointee.partition), nextOffset: message.pointee.offset))
             default:
                 let text = rd_kafka_message_errstr(message).map { String(cString: $0) } ?? ""
-                firstError = firstError ?? KafkaError.rdkafka(message.pointee.err, "consume from \(topic)[\(message.pointee.partition)]: \(text)")
+                let error = KafkaError.rdkafka(message.pointee.err, "consume from \(topic)[\(message.pointee.partition)]: \(text)")
+                if error.isFatal { isFatallyFailed.store(true, ordering: .releasing) }
+                firstError = firstError ?? error
             }
         }
         keepFetching()
@@ -282,6 +286,12 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// Raises a fabricated fatal error in this client (librdkafka's `rd_kafka_test_fatal_error`), which the next
+    /// poll reports as `_FATAL`: for tests of fatal-error handling, like ``MockCluster``'s fault injection.
+    public func injectFatalError(reason: String) {
+        _ = rd_kafka_test_fatal_error(client.handle, RD_KAFKA_RESP_ERR__INVALID_ARG, reason)
+    }
+
     /// The current end offset (high watermark) of every partition of `topics`; a topic the cluster does not have
     /// contributes none.
     ///
@@ -333,8 +343,16 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Leaves the group (the revoke callback runs first) and stops the consumer. Idempotent.
+    ///
+    /// After a fatal error the client is left as it is, neither closed nor destroyed: librdkafka 2.0.2 can spin
+    /// forever in `rd_kafka_destroy` then (seen with an injected fatal error), and the owner is expected to end the
+    /// process. The handle is deliberately leaked.
     public func close() {
         guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        if isFatallyFailed.load(ordering: .acquiring) {
+            _ = Unmanaged.passRetained(client)
+            return
+        }
         let err = rd_kafka_consumer_close(client.handle)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
             logger.info("consumer close reported an error", metadata: ["kafka.error": "\(KafkaError.rdkafka(err, "close"))"])

@@ -30,6 +30,8 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
         public static let payloadTooLarge = Code("payload too large")
         /// The write-ahead log was closed with ``WriteAheadLog/close()``.
         public static let closed = Code("write-ahead log closed")
+        /// Another process holds the directory's ``DirectoryLock``.
+        public static let locked = Code("directory in use")
         /// Checkpoint files exist but none of them is intact.
         public static let noValidCheckpoint = Code("no valid checkpoint")
     }

@@ -65,29 +65,15 @@ enum WALFormat {
                 ? .tornTail(offset: offset)
                 : .corrupt(offset: offset, reason: reason)
         }
-        guard bytes.count >= 6 else {
-            scan.damage = damage(at: 0, "segment file header truncated", torn: true)
-            return scan
-        }
-        guard bytes.starts(with: "SLWAL".utf8) else {
-            scan.damage = isLast && bytes.allSatisfy({ $0 == 0 })
-                ? .tornTail(offset: 0)
-                : .unsupportedFormat(reason: "not a WAL segment (bad magic)")
-            return scan
-        }
         let headerSize: Int
-        switch bytes[5] {
-        case 1: headerSize = 8
-        case version: headerSize = fileHeaderSize
-        default:
-            scan.damage = .unsupportedFormat(reason: "unsupported WAL segment version \(bytes[5])")
+        switch readFileHeader(bytes, isLast: isLast) {
+        case .success(let header):
+            headerSize = header.size
+            scan.logID = header.logID
+        case .failure(let error):
+            scan.damage = error.damage
             return scan
         }
-        guard bytes.count >= headerSize else {
-            scan.damage = damage(at: 0, "segment file header truncated", torn: true)
-            return scan
-        }
-        scan.logID = headerSize == 8 ? 0 : UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
         var offset = headerSize
         while offset < bytes.count {
             guard bytes.count - offset >= frameHeaderSize else {
@@ -116,5 +102,32 @@ enum WALFormat {
             offset = end
         }
         return scan
+    }
+
+    /// Reads a segment's file header: its size and the log identity (0 for version 1), or the damage.
+    private static func readFileHeader(_ bytes: UnsafeRawBufferPointer, isLast: Bool) -> Result<(size: Int, logID: UInt64), DamageError> {
+        let torn = { (reason: String) in
+            DamageError(isLast ? .tornTail(offset: 0) : .corrupt(offset: 0, reason: reason))
+        }
+        guard bytes.count >= 6 else { return .failure(torn("segment file header truncated")) }
+        guard bytes.starts(with: "SLWAL".utf8) else {
+            return .failure(DamageError(isLast && bytes.allSatisfy({ $0 == 0 })
+                ? .tornTail(offset: 0) : .unsupportedFormat(reason: "not a WAL segment (bad magic)")))
+        }
+        let size: Int
+        switch bytes[5] {
+        case 1: size = 8
+        case version: size = fileHeaderSize
+        default: return .failure(DamageError(.unsupportedFormat(reason: "unsupported WAL segment version \(bytes[5])")))
+        }
+        guard bytes.count >= size else { return .failure(torn("segment file header truncated")) }
+        let logID = size == 8 ? 0 : UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        return .success((size, logID))
+    }
+
+    /// ``Damage`` as an error, to travel in a `Result`.
+    struct DamageError: Error {
+        let damage: Damage
+        init(_ damage: Damage) { self.damage = damage }
     }
 }

@@ -42,10 +42,10 @@ public struct Block: Sendable, Equatable {
 
     /// Decodes and fully validates an encoded block (as read back from the write-ahead log).
     ///
-    /// Never traps on bad input: every inconsistency is reported as a ``BlockDecodingError``.
-    public init(decoding bytes: [UInt8]) throws(BlockDecodingError) {
+    /// Never traps on bad input: every inconsistency is reported as a ``StreamEngineError``.
+    public init(decoding bytes: [UInt8]) throws(StreamEngineError) {
         let decoded = bytes.withUnsafeBytes { raw in
-            Result { () throws(BlockDecodingError) in try Block.decode(raw) }
+            Result { () throws(StreamEngineError) in try Block.decode(raw) }
         }
         let (ranges, recordCount, recordsStart, latestTimestamps) = try decoded.get()
         self.init(bytes: bytes, ranges: ranges, recordCount: recordCount, recordsStart: recordsStart, latestTimestamps: latestTimestamps)
@@ -65,7 +65,7 @@ public struct Block: Sendable, Equatable {
 
     private static func decode(
         _ raw: UnsafeRawBufferPointer
-    ) throws(BlockDecodingError) -> (ranges: [PartitionRange], recordCount: Int, recordsStart: Int, latestTimestamps: [Int64]) {
+    ) throws(StreamEngineError) -> (ranges: [PartitionRange], recordCount: Int, recordsStart: Int, latestTimestamps: [Int64]) {
         var cursor = ByteCursor(raw)
         guard let version = cursor.byte() else { throw .unsupportedVersion(nil) }
         guard version == formatVersion else { throw .unsupportedVersion(version) }

@@ -5,7 +5,7 @@ public protocol StateCodable {
     /// Writes the value.
     func encode(to writer: inout StateWriter)
     /// Reads a value written by ``encode(to:)``.
-    init(from reader: inout StateReader) throws(CheckpointError)
+    init(from reader: inout StateReader) throws(StreamEngineError)
 }
 
 /// A key of keyed state: hashable for lookup, comparable for deterministic ordering
@@ -19,7 +19,7 @@ extension String: StateCodable {
     }
 
     /// Reads length-prefixed UTF-8.
-    public init(from reader: inout StateReader) throws(CheckpointError) {
+    public init(from reader: inout StateReader) throws(StreamEngineError) {
         self = try reader.readString()
     }
 }
@@ -31,7 +31,7 @@ extension Int64: StateCodable {
     }
 
     /// Reads a zigzag varint.
-    public init(from reader: inout StateReader) throws(CheckpointError) {
+    public init(from reader: inout StateReader) throws(StreamEngineError) {
         self = try reader.readSigned()
     }
 }
@@ -43,7 +43,7 @@ extension Int: StateCodable {
     }
 
     /// Reads a zigzag varint that must fit `Int`.
-    public init(from reader: inout StateReader) throws(CheckpointError) {
+    public init(from reader: inout StateReader) throws(StreamEngineError) {
         guard let value = Int(exactly: try reader.readSigned()) else { throw .malformed("Int out of range") }
         self = value
     }
@@ -56,7 +56,7 @@ extension Double: StateCodable {
     }
 
     /// Reads an IEEE 754 bit pattern.
-    public init(from reader: inout StateReader) throws(CheckpointError) {
+    public init(from reader: inout StateReader) throws(StreamEngineError) {
         self = Double(bitPattern: try reader.readFixed64())
     }
 }
@@ -71,7 +71,7 @@ extension Array: StateCodable where Element: StateCodable {
     }
 
     /// Reads the count, then the elements.
-    public init(from reader: inout StateReader) throws(CheckpointError) {
+    public init(from reader: inout StateReader) throws(StreamEngineError) {
         let count = try reader.readUnsigned()
         self = []
         for _ in 0..<count {
@@ -94,7 +94,7 @@ extension Dictionary: StateCodable where Key: StateKey, Value: StateCodable {
     }
 
     /// Reads the count, then the entries; a repeated key is malformed.
-    public init(from reader: inout StateReader) throws(CheckpointError) {
+    public init(from reader: inout StateReader) throws(StreamEngineError) {
         let count = try reader.readUnsigned()
         self = [:]
         for _ in 0..<count {

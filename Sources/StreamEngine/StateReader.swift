@@ -21,31 +21,31 @@ public struct StateReader {
     var isAtEnd: Bool { cursor.isAtEnd }
 
     /// Reads an unsigned varint.
-    public mutating func readUnsigned() throws(CheckpointError) -> UInt64 {
+    public mutating func readUnsigned() throws(StreamEngineError) -> UInt64 {
         guard let value = cursor.varint() else { throw .malformed("varint") }
         return value
     }
 
     /// Reads a zigzag varint.
-    public mutating func readSigned() throws(CheckpointError) -> Int64 {
+    public mutating func readSigned() throws(StreamEngineError) -> Int64 {
         guard let value = cursor.zigZag() else { throw .malformed("varint") }
         return value
     }
 
     /// Reads eight little-endian bytes.
-    public mutating func readFixed64() throws(CheckpointError) -> UInt64 {
+    public mutating func readFixed64() throws(StreamEngineError) -> UInt64 {
         guard let value = cursor.fixed64() else { throw .malformed("fixed64") }
         return value
     }
 
     /// Reads length-prefixed bytes.
-    public mutating func readBytes() throws(CheckpointError) -> [UInt8] {
+    public mutating func readBytes() throws(StreamEngineError) -> [UInt8] {
         guard let span = cursor.lengthPrefixed() else { throw .malformed("bytes") }
         return Array(cursor.buffer[span])
     }
 
     /// Reads a length-prefixed UTF-8 string.
-    public mutating func readString() throws(CheckpointError) -> String {
+    public mutating func readString() throws(StreamEngineError) -> String {
         guard let value = cursor.string() else { throw .malformed("string") }
         return value
     }
@@ -53,8 +53,8 @@ public struct StateReader {
     /// Reads a length-prefixed section and hands it to `body` as a reader of its own,
     /// which `body` must consume exactly.
     mutating func readSection<T>(
-        _ name: String, _ body: (inout StateReader) throws(CheckpointError) -> T
-    ) throws(CheckpointError) -> T {
+        _ name: String, _ body: (inout StateReader) throws(StreamEngineError) -> T
+    ) throws(StreamEngineError) -> T {
         guard let span = cursor.lengthPrefixed() else { throw .malformed(name) }
         var section = StateReader(ByteCursor(UnsafeRawBufferPointer(rebasing: cursor.buffer[span])))
         let value = try body(&section)

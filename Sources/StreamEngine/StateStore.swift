@@ -14,7 +14,7 @@ protocol AnyStateStore: AnyObject {
     var name: String { get }
     func encode(to writer: inout StateWriter)
     /// Decodes a state without applying it; the returned closure applies it.
-    func decode(from reader: inout StateReader) throws(CheckpointError) -> () -> Void
+    func decode(from reader: inout StateReader) throws(StreamEngineError) -> () -> Void
 }
 
 extension StateStore: AnyStateStore {
@@ -22,7 +22,7 @@ extension StateStore: AnyStateStore {
         value.encode(to: &writer)
     }
 
-    func decode(from reader: inout StateReader) throws(CheckpointError) -> () -> Void {
+    func decode(from reader: inout StateReader) throws(StreamEngineError) -> () -> Void {
         let decoded = try Value(from: &reader)
         return { self.value = decoded }
     }

@@ -106,11 +106,11 @@ public final class StreamGraph {
     /// Replaces the graph's state with a checkpoint taken from a graph built the same way.
     ///
     /// On error the graph is left unchanged.
-    public func restore(from checkpoint: [UInt8]) throws(CheckpointError) {
+    public func restore(from checkpoint: [UInt8]) throws(StreamEngineError) {
         guard let version = checkpoint.first else { throw .unsupportedVersion(nil) }
         guard version == Self.checkpointVersion else { throw .unsupportedVersion(version) }
         let decoded = checkpoint.withUnsafeBytes { raw in
-            Result { () throws(CheckpointError) in
+            Result { () throws(StreamEngineError) in
                 var reader = StateReader(ByteCursor(raw, position: 1))
                 return try decodeState(from: &reader)
             }
@@ -139,7 +139,7 @@ public final class StreamGraph {
     }
 
     /// Decodes a checkpoint body; the returned closure applies it.
-    private func decodeState(from reader: inout StateReader) throws(CheckpointError) -> () -> Void {
+    private func decodeState(from reader: inout StateReader) throws(StreamEngineError) -> () -> Void {
         let watermark: Int64? =
             switch try reader.readUnsigned() {
             case 0: nil
@@ -160,7 +160,7 @@ public final class StreamGraph {
             names.append(name)
             if names.count <= stateful.count, stateful[names.count - 1].store.name == name {
                 let store = stateful[names.count - 1].store
-                applies.append(try reader.readSection(name) { (state) throws(CheckpointError) in try store.decode(from: &state) })
+                applies.append(try reader.readSection(name) { (state) throws(StreamEngineError) in try store.decode(from: &state) })
             } else {
                 _ = try reader.readBytes()
             }

@@ -19,7 +19,7 @@ public struct WindowSpec: Hashable, Sendable {
     public let allowedLateness: Int64
 
     /// Validates and creates window parameters; `slide` defaults to `length` (tumbling windows).
-    public init(length: Int64, slide: Int64? = nil, allowedLateness: Int64 = 0) throws(WindowSpecError) {
+    public init(length: Int64, slide: Int64? = nil, allowedLateness: Int64 = 0) throws(StreamEngineError) {
         let slide = slide ?? length
         guard length > 0, slide > 0 else { throw .nonPositiveDuration }
         guard allowedLateness >= 0 else { throw .negativeLateness }

@@ -39,7 +39,7 @@ public enum WordCountJob {
     /// Adds the word count to `graph`: stateful operators `word-totals` and `word-windows`.
     ///
     /// Throws, leaving the graph untouched, if the window parameters are invalid (see ``WindowSpec``).
-    public static func build(on graph: StreamGraph, configuration: Configuration = Configuration()) throws(WindowSpecError) {
+    public static func build(on graph: StreamGraph, configuration: Configuration = Configuration()) throws(StreamEngineError) {
         let window = try WindowSpec(
             length: configuration.windowLength, slide: configuration.slide, allowedLateness: configuration.allowedLateness)
         let words = graph.input().flatMapWords()

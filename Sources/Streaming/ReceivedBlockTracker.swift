@@ -1,4 +1,5 @@
 import CoreMetrics
+import Dispatch
 import Metrics
 import Storage
 import StreamEngine
@@ -13,11 +14,14 @@ final class ReceivedBlockTracker: Sendable {
     private struct State {
         var pending: [Block] = []
         var pendingBytes = 0
+        /// The receiver waits in ``waitForAllocation(milliseconds:)``.
+        var isWaitingForAllocation = false
     }
 
     private let log: (any BlockLog)?
     private let state = Mutex(State())
     private let metrics: StreamingMetrics
+    private let allocated = DispatchSemaphore(value: 0)
 
     init(log: (any BlockLog)?, metrics: StreamingMetrics) {
         self.log = log
@@ -66,26 +70,29 @@ final class ReceivedBlockTracker: Sendable {
     /// The blocks queued for the next batch.
     var queuedBlocks: [Block] { state.withLock { $0.pending } }
 
+    /// Waits until a batch takes the queued blocks, or `milliseconds` pass (for the receiver while its input is held
+    /// back by the backlog bound).
+    func waitForAllocation(milliseconds: Int) {
+        state.withLock { $0.isWaitingForAllocation = true }
+        _ = allocated.wait(timeout: .now() + .milliseconds(milliseconds))
+        state.withLock { $0.isWaitingForAllocation = false }
+    }
+
     /// Takes every queued block for the batch of `time`, logging and syncing the allocation when logging (an empty
     /// batch logs nothing).
     ///
     /// - Returns: The blocks, and the log position of the allocation (nil without a log): a checkpoint taken after
     ///   this batch covers every log entry up to and including that position.
     func allocateBatch(time: Int64) throws -> (blocks: [Block], position: WALPosition?) {
-        guard let log else {
-            let blocks = state.withLock { state in
-                defer { state = State() }
-                return state.pending
-            }
-            return (blocks, nil)
-        }
-        let (blocks, position) = try state.withLock { state -> ([Block], WALPosition?) in
-            guard !state.pending.isEmpty else { return ([], nil) }
-            let position = try log.append(.batchAllocated(time: time)).position
+        // The allocation is appended and the queue emptied under one lock: no block can slip in between.
+        let (blocks, position, wake) = try state.withLock { state -> ([Block], WALPosition?, Bool) in
+            guard !state.pending.isEmpty else { return ([], nil, false) }
+            let position = try log?.append(.batchAllocated(time: time)).position
             defer { state = State() }
-            return (state.pending, position)
+            return (state.pending, position, state.isWaitingForAllocation)
         }
-        guard position != nil else { return ([], nil) }
+        if wake { allocated.signal() }
+        guard let log, position != nil else { return (blocks, nil) }
         try metrics.walFsyncDuration.measure { try log.sync() }
         metrics.backlogBytes.record(0)
         return (blocks, position)

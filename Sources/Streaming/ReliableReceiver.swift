@@ -120,13 +120,16 @@ final class ReliableReceiver: Sendable {
         commitDurableOffsets()
     }
 
-    /// Polls once, or while input is held waits a little and every 100 ms takes one record, so that the consumer
-    /// keeps serving rebalance callbacks and stays in its group.
+    /// Polls once, or while input is held sleeps until a batch takes the backlog, taking one record every 100 ms
+    /// meanwhile, so that the consumer keeps serving rebalance callbacks and stays in its group.
     private func pollOnce() throws {
         if loop.flow.backlog(bytes: tracker.backlogBytes) { reportFlow() }
         if loop.flow.isInputHeld {
-            Thread.sleep(forTimeInterval: 0.005)
-            guard ContinuousClock.now - loop.lastHeldPoll >= .milliseconds(100) else { return }
+            let sinceHeldPoll = ContinuousClock.now - loop.lastHeldPoll
+            if sinceHeldPoll < .milliseconds(100) {
+                tracker.waitForAllocation(milliseconds: Int((.milliseconds(100) - sinceHeldPoll) / .milliseconds(1)) + 1)
+                return
+            }
             loop.lastHeldPoll = .now
             try consumer.poll(timeout: .zero, maxMessages: 1) { handle($0) }
         } else {

@@ -6,6 +6,8 @@ import StreamEngine
 /// What a start finds in the checkpoint directory: the newest readable checkpoint (applied to the graph), the
 /// write-ahead log, and the ``RecoveryPlan`` built from the two.
 struct Restored {
+    /// This process's hold on the checkpoint directory, kept for the context's life.
+    let lock: DirectoryLock
     let store: CheckpointStore
     let checkpoint: DriverCheckpoint?
     let sequence: UInt64
@@ -17,9 +19,11 @@ struct Restored {
 
     /// Loads the newest readable checkpoint into `graph` and opens the log.
     ///
-    /// - Throws: ``StreamingError`` `.settingChanged`, `.logMismatch`, `.corruptLog`; a storage error.
+    /// - Throws: ``StreamingError`` `.settingChanged`, `.logMismatch`, `.corruptLog`; a storage error (`.locked` if
+    ///   another process uses the checkpoint directory).
     init(configuration: StreamingConfiguration, graph: StreamGraph, logger: Logger) throws {
         let root = configuration.checkpointDirectory
+        lock = try DirectoryLock(directory: root)
         store = try CheckpointStore(directory: root + "/checkpoints")
         (checkpoint, sequence) = try Self.loadCheckpoint(from: store, into: graph, settings: configuration.stateSettings, logger: logger)
         let logDirectory = root + "/wal"
@@ -56,13 +60,14 @@ struct Restored {
             logger.warning("skipped an unreadable checkpoint; using an older one", metadata: ["checkpoint.path": "\(path)"])
         }
         let checkpoint = try DriverCheckpoint(decoding: loaded.payload)
-        for (name, value) in settings.sorted(by: { $0.key < $1.key }) {
-            if let stored = checkpoint.settings[name], stored != value {
-                throw StreamingError(
-                    .settingChanged,
-                    "\(name) is \(value), but the checkpointed state was built with \(stored): set it back, or start "
-                        + "with an empty checkpoint directory to rebuild the state from the input")
-            }
+        let changed = settings.sorted(by: { $0.key < $1.key }).compactMap { name, value in
+            checkpoint.settings[name].flatMap { $0 == value ? nil : "\(name) is \(value), but the checkpointed state was built with \($0)" }
+        }
+        guard changed.isEmpty else {
+            throw StreamingError(
+                .settingChanged,
+                changed.joined(separator: "; ") + ": set it back, or start with an empty checkpoint directory to rebuild "
+                    + "the state from the input")
         }
         try graph.restore(from: checkpoint.graphState)
         logger.info("restored state from checkpoint", metadata: [

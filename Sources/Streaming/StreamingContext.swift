@@ -21,9 +21,12 @@ public final class StreamingContext: Sendable {
     private let receiver: ReliableReceiver
     private let driver: BatchDriver
     private let logger: Logger
+    /// Held while the context lives: one process per checkpoint directory.
+    private let lock: DirectoryLock
 
-    private init(control: ContextControl, receiver: ReliableReceiver, driver: BatchDriver, logger: Logger) {
+    private init(control: ContextControl, receiver: ReliableReceiver, driver: BatchDriver, lock: DirectoryLock, logger: Logger) {
         self.control = control
+        self.lock = lock
         self.receiver = receiver
         self.driver = driver
         self.logger = logger
@@ -37,8 +40,9 @@ public final class StreamingContext: Sendable {
     ///
     /// - Throws: ``StreamingError`` `.invalidConfiguration` for a bad configuration, `.settingChanged` if a state
     ///   setting differs from the checkpoint's, `.logMismatch` if the checkpoint covers another log, or if
-    ///   checkpoints exist but none is readable; a storage error if the checkpoint directory is not writable or the
-    ///   WAL is corrupt in the middle; a ``KafkaError`` for bad client properties.
+    ///   checkpoints exist but none is readable; a storage error if another process uses the checkpoint directory
+    ///   (`.locked`), it is not writable, or the WAL is corrupt in the middle; a ``KafkaError`` for bad client
+    ///   properties.
     public static func getOrCreate(
         configuration: StreamingConfiguration, logger: Logger, crashTrigger: CrashTrigger? = nil,
         setup: (StreamGraph) throws -> Void
@@ -62,7 +66,10 @@ public final class StreamingContext: Sendable {
             ),
             logger: logger
         )
-        let producer = try KafkaProducer(config: KafkaProducerConfig(common: configuration.kafka), logger: logger)
+        // Output waits out a broker outage of any length (reported by `status`), never a restart loop: a record that
+        // librdkafka gave up on would stop the service, and every restart would replay the same batch.
+        let producer = try KafkaProducer(
+            config: KafkaProducerConfig(common: configuration.kafka, deliveryTimeoutMilliseconds: 0), logger: logger)
         let receiver = ReliableReceiver(
             consumer: consumer, tracker: tracker, configuration: configuration, knownOffsets: restored.plan.knownOffsets,
             logger: logger, metrics: metrics, crashTrigger: crashTrigger, onStatusChange: { control.wake() }
@@ -84,7 +91,7 @@ public final class StreamingContext: Sendable {
             receiver: receiver, consumer: consumer, control: control, metrics: metrics, logger: logger,
             crashTrigger: crashTrigger
         )
-        return StreamingContext(control: control, receiver: receiver, driver: driver, logger: logger)
+        return StreamingContext(control: control, receiver: receiver, driver: driver, lock: restored.lock, logger: logger)
     }
 
     /// A snapshot of progress and health.

@@ -55,6 +55,9 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_KAFKA_<PROP>", defaultValue: "", meaning: "librdkafka property, e.g. SLUICE_KAFKA_SECURITY_PROTOCOL=SASL_SSL sets security.protocol"),
     ]
 
+    /// Each variable's default as `--help` prints it; the parseable ones are also the defaults used.
+    static let defaults = Dictionary(uniqueKeysWithValues: variables.map { ($0.name, $0.defaultValue) })
+
     var streaming: StreamingConfiguration
     var countsTopic: String
     var windowsTopic: String
@@ -75,33 +78,34 @@ struct ServiceConfiguration {
     ///
     /// - Throws: ``ConfigurationError`` for the first bad value.
     init(environment: [String: String]) throws {
-        let reader = EnvironmentReader(environment)
+        let reader = EnvironmentReader(environment, defaults: Self.defaults)
         bootstrapServers = try reader.string("KAFKA_BOOTSTRAP_SERVERS")
-        let inputTopics = try reader.list("SLUICE_INPUT_TOPICS", default: ["lines"])
-        countsTopic = try reader.string("SLUICE_COUNTS_TOPIC") ?? "word-counts"
-        windowsTopic = try reader.string("SLUICE_WINDOWS_TOPIC") ?? "word-counts-windowed"
-        let batch = try reader.integer("SLUICE_BATCH_INTERVAL_MS", default: 1000, range: 1...3_600_000)
-        let block = try reader.integer("SLUICE_BLOCK_INTERVAL_MS", default: min(200, batch), range: 1...3_600_000)
+        let inputTopics = try reader.list("SLUICE_INPUT_TOPICS")
+        countsTopic = try reader.text("SLUICE_COUNTS_TOPIC")
+        windowsTopic = try reader.text("SLUICE_WINDOWS_TOPIC")
+        let batch = try reader.integer("SLUICE_BATCH_INTERVAL_MS", range: 1...3_600_000)
+        // The documented default, lowered to the batch interval when that is shorter.
+        let block = try reader.integer("SLUICE_BLOCK_INTERVAL_MS", default: min(Int(Self.defaults["SLUICE_BLOCK_INTERVAL_MS"]!)!, batch), range: 1...3_600_000)
         guard block <= batch else {
             throw ConfigurationError(variable: "SLUICE_BLOCK_INTERVAL_MS", value: String(block), accepted: "at most SLUICE_BATCH_INTERVAL_MS (\(batch))")
         }
-        windowMilliseconds = Int64(try reader.integer("SLUICE_WINDOW_MS", default: 60_000, range: 1...Int(Int32.max)))
+        windowMilliseconds = Int64(try reader.integer("SLUICE_WINDOW_MS", range: 1...Int(Int32.max)))
         slideMilliseconds = Int64(try reader.integer("SLUICE_SLIDE_MS", default: Int(windowMilliseconds), range: 1...Int(Int32.max)))
         guard slideMilliseconds <= windowMilliseconds, windowMilliseconds % slideMilliseconds == 0 else {
             throw ConfigurationError(variable: "SLUICE_SLIDE_MS", value: String(slideMilliseconds), accepted: "a divisor of SLUICE_WINDOW_MS (\(windowMilliseconds))")
         }
-        allowedLatenessMilliseconds = Int64(try reader.integer("SLUICE_ALLOWED_LATENESS_MS", default: 0, range: 0...Int(Int32.max)))
-        if try reader.boolean("SLUICE_EXACTLY_ONCE", default: false) {
+        allowedLatenessMilliseconds = Int64(try reader.integer("SLUICE_ALLOWED_LATENESS_MS", range: 0...Int(Int32.max)))
+        if try reader.boolean("SLUICE_EXACTLY_ONCE") {
             throw ConfigurationError(
                 variable: "SLUICE_EXACTLY_ONCE", value: "true",
                 accepted: "false: transactional output is not built yet (output is at-least-once with idempotent keyed records)"
             )
         }
-        demoLines = try reader.integer("SLUICE_DEMO_LINES", default: 5000, range: 1...10_000_000)
-        httpPort = try reader.integer("SLUICE_HTTP_PORT", default: 9400, range: 0...65535)
-        shutdownTimeoutMilliseconds = try reader.integer("SLUICE_SHUTDOWN_TIMEOUT_MS", default: 30_000, range: 1...3_600_000)
-        logLevel = try reader.choice("SLUICE_LOG_LEVEL", default: "info", among: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
-        logFormat = try reader.choice("SLUICE_LOG_FORMAT", default: "text", among: ["text", "json"])
+        demoLines = try reader.integer("SLUICE_DEMO_LINES", range: 1...10_000_000)
+        httpPort = try reader.integer("SLUICE_HTTP_PORT", range: 0...65535)
+        shutdownTimeoutMilliseconds = try reader.integer("SLUICE_SHUTDOWN_TIMEOUT_MS", range: 1...3_600_000)
+        logLevel = try reader.choice("SLUICE_LOG_LEVEL", among: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
+        logFormat = try reader.choice("SLUICE_LOG_FORMAT", among: ["text", "json"])
         if let crash = try reader.string("SLUICE_TEST_CRASH_AT") {
             let parts = crash.split(separator: ":")
             guard let point = CrashPoint(rawValue: String(parts[0])), parts.count <= 2,
@@ -114,7 +118,7 @@ struct ServiceConfiguration {
 
         // The embedded broker starts empty every time, so its demo must not resume an earlier run's state.
         let defaultCheckpointDirectory = bootstrapServers == nil ? NSTemporaryDirectory() + "sluice-demo-\(getpid())" : "./sluice-data"
-        let backlog = try reader.integer("SLUICE_MAX_BACKLOG_MB", default: 48, range: 1...1_000_000) << 20
+        let backlog = try reader.integer("SLUICE_MAX_BACKLOG_MB", range: 1...1_000_000) << 20
         var kafkaProperties: [String: String] = [:]
         for (name, value) in environment where name.hasPrefix("SLUICE_KAFKA_") && name.count > "SLUICE_KAFKA_".count {
             let property = name.dropFirst("SLUICE_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
@@ -127,19 +131,19 @@ struct ServiceConfiguration {
         streaming = StreamingConfiguration(
             kafka: KafkaConfig(bootstrapServers: bootstrapServers ?? "", clientID: "sluice", properties: kafkaProperties),
             inputTopics: inputTopics,
-            groupID: try reader.string("SLUICE_GROUP_ID") ?? "sluice-wordcount",
+            groupID: try reader.text("SLUICE_GROUP_ID"),
             batchIntervalMilliseconds: batch,
             blockIntervalMilliseconds: block,
             maxBlockBytes: min(8 << 20, backlog / 4),
             checkpointDirectory: try reader.string("SLUICE_CHECKPOINT_DIR") ?? defaultCheckpointDirectory,
-            isWriteAheadLogEnabled: try reader.boolean("SLUICE_WAL", default: true),
-            skipsCorruptWriteAheadLog: try reader.boolean("SLUICE_WAL_SKIP_CORRUPT", default: false),
-            checkpointEveryBatches: try reader.integer("SLUICE_CHECKPOINT_EVERY_BATCHES", default: 1, range: 1...1_000_000),
-            maxRatePerPartition: try reader.integer("SLUICE_MAX_RATE_PER_PARTITION", default: 0, range: 0...Int(Int32.max)),
+            isWriteAheadLogEnabled: try reader.boolean("SLUICE_WAL"),
+            skipsCorruptWriteAheadLog: try reader.boolean("SLUICE_WAL_SKIP_CORRUPT"),
+            checkpointEveryBatches: try reader.integer("SLUICE_CHECKPOINT_EVERY_BATCHES", range: 1...1_000_000),
+            maxRatePerPartition: try reader.integer("SLUICE_MAX_RATE_PER_PARTITION", range: 0...Int(Int32.max)),
             maxBacklogBytes: backlog,
             stopsAtEnd: try reader.boolean("SLUICE_STOP_AT_END", default: bootstrapServers == nil),
             deadLetterTopic: try reader.string("SLUICE_DEAD_LETTER_TOPIC"),
-            sessionTimeoutMilliseconds: try reader.integer("SLUICE_SESSION_TIMEOUT_MS", default: 10_000, range: 1000...3_600_000)
+            sessionTimeoutMilliseconds: try reader.integer("SLUICE_SESSION_TIMEOUT_MS", range: 1000...3_600_000)
         )
         for output in [countsTopic, windowsTopic] + [streaming.deadLetterTopic].compactMap({ $0 }) where inputTopics.contains(output) {
             let variable = output == countsTopic ? "SLUICE_COUNTS_TOPIC" : output == windowsTopic ? "SLUICE_WINDOWS_TOPIC" : "SLUICE_DEAD_LETTER_TOPIC"
@@ -207,12 +211,15 @@ struct ServiceConfiguration {
     }
 }
 
-/// Typed reads of environment variables; every failure names the variable.
+/// Typed reads of environment variables; every failure names the variable. Without an explicit `default:`, a read
+/// uses the variable's default from ``ServiceConfiguration/variables``, the one place it is written.
 private struct EnvironmentReader {
     let environment: [String: String]
+    let defaults: [String: String]
 
-    init(_ environment: [String: String]) {
+    init(_ environment: [String: String], defaults: [String: String]) {
         self.environment = environment
+        self.defaults = defaults
     }
 
     /// The trimmed value, or nil when unset or empty.
@@ -221,8 +228,13 @@ private struct EnvironmentReader {
         return value
     }
 
-    func list(_ name: String, default defaultValue: [String]) throws -> [String] {
-        guard let raw = try string(name) else { return defaultValue }
+    /// The value, or the documented default.
+    func text(_ name: String) throws -> String {
+        try string(name) ?? documentedDefault(name)
+    }
+
+    func list(_ name: String) throws -> [String] {
+        guard let raw = try string(name) else { return documentedDefault(name).split(separator: ",").map(String.init) }
         let items = raw.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         guard !items.isEmpty, !items.contains(where: \.isEmpty) else {
             throw ConfigurationError(variable: name, value: raw, accepted: "a comma-separated list of non-empty names")
@@ -230,16 +242,16 @@ private struct EnvironmentReader {
         return items
     }
 
-    func integer(_ name: String, default defaultValue: Int, range: ClosedRange<Int>) throws -> Int {
-        guard let raw = try string(name) else { return defaultValue }
+    func integer(_ name: String, default defaultValue: Int? = nil, range: ClosedRange<Int>) throws -> Int {
+        guard let raw = try string(name) else { return defaultValue ?? Int(documentedDefault(name))! }
         guard let value = Int(raw), range.contains(value) else {
             throw ConfigurationError(variable: name, value: raw, accepted: "an integer from \(range.lowerBound) to \(range.upperBound)")
         }
         return value
     }
 
-    func boolean(_ name: String, default defaultValue: Bool) throws -> Bool {
-        guard let raw = try string(name) else { return defaultValue }
+    func boolean(_ name: String, default defaultValue: Bool? = nil) throws -> Bool {
+        guard let raw = try string(name) else { return defaultValue ?? (documentedDefault(name) == "true") }
         switch raw.lowercased() {
         case "true", "1", "yes", "on": return true
         case "false", "0", "no", "off": return false
@@ -247,11 +259,17 @@ private struct EnvironmentReader {
         }
     }
 
-    func choice(_ name: String, default defaultValue: String, among choices: [String]) throws -> String {
-        guard let raw = try string(name) else { return defaultValue }
+    func choice(_ name: String, among choices: [String]) throws -> String {
+        guard let raw = try string(name) else { return documentedDefault(name) }
         guard choices.contains(raw.lowercased()) else {
             throw ConfigurationError(variable: name, value: raw, accepted: "one of \(choices.joined(separator: ", "))")
         }
         return raw.lowercased()
+    }
+
+    /// A variable's default from the table: a missing one is a programming error, caught by every start.
+    private func documentedDefault(_ name: String) -> String {
+        guard let value = defaults[name] else { preconditionFailure("\(name) is not in ServiceConfiguration.variables") }
+        return value
     }
 }

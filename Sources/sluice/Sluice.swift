@@ -8,6 +8,7 @@ import NIOHTTP1
 import Prometheus
 import SampleData
 import ServiceLifecycle
+import Storage
 import StreamEngine
 import Streaming
 import UnixSignals
@@ -46,6 +47,9 @@ enum Sluice {
             logger.critical("start-up failed", metadata: ["error": "\(error)"])
             exit(2)
         } catch let error as StreamingError where [.settingChanged, .logMismatch, .invalidConfiguration].contains(error.code) {
+            logger.critical("start-up refused", metadata: ["error": "\(error)"])
+            exit(2)
+        } catch let error as StorageError where error.code == .locked {
             logger.critical("start-up refused", metadata: ["error": "\(error)"])
             exit(2)
         } catch is ShutdownTimedOut {

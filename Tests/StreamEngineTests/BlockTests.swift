@@ -74,27 +74,27 @@ import Testing
     }
 
     @Test func rejectsEmptyInputAndUnknownVersions() {
-        #expect(throws: BlockDecodingError.unsupportedVersion(nil)) { try Block(decoding: []) }
-        #expect(throws: BlockDecodingError.unsupportedVersion(2)) { try Block(decoding: [2, 0, 0, 0]) }
+        #expect(throws: StreamEngineError.unsupportedVersion(nil)) { try Block(decoding: []) }
+        #expect(throws: StreamEngineError.unsupportedVersion(2)) { try Block(decoding: [2, 0, 0, 0]) }
     }
 
     @Test func rejectsEveryTruncationAndTrailingBytes() {
         let bytes = makeBlock(sample).bytes
         for length in 1..<bytes.count {
-            #expect(throws: BlockDecodingError.self) { try Block(decoding: Array(bytes.prefix(length))) }
+            #expect(throws: StreamEngineError.self) { try Block(decoding: Array(bytes.prefix(length))) }
         }
-        #expect(throws: BlockDecodingError.self) { try Block(decoding: bytes + [0]) }
+        #expect(throws: StreamEngineError.self) { try Block(decoding: bytes + [0]) }
     }
 
     @Test func rejectsRangesThatDoNotMatchTheRecords() {
         var bytes = makeBlock([TestRecord(topic: "t", offset: 5, timestamp: 1000, value: Array("a".utf8))]).bytes
         bytes[8] = 2  // the range now claims offsets 5...7
-        #expect(throws: BlockDecodingError.malformed("offsets of t-0 outside or not spanning its range")) {
+        #expect(throws: StreamEngineError.malformed("offsets of t-0 outside or not spanning its range")) {
             try Block(decoding: bytes)
         }
         bytes[8] = 0
         bytes[9] = 2  // two records announced, one present
-        #expect(throws: BlockDecodingError.malformed("record count 2 but 1 records")) { try Block(decoding: bytes) }
+        #expect(throws: StreamEngineError.malformed("record count 2 but 1 records")) { try Block(decoding: bytes) }
     }
 
     @Test func randomBytesNeverCrashTheDecoder() {

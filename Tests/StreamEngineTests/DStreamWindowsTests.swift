@@ -130,10 +130,10 @@ import Testing
     }
 
     @Test func invalidWindowParametersAreErrors() {
-        #expect(throws: WindowSpecError.nonPositiveDuration) { try WindowSpec(length: 0) }
-        #expect(throws: WindowSpecError.nonPositiveDuration) { try WindowSpec(length: 10, slide: -5) }
-        #expect(throws: WindowSpecError.lengthNotMultipleOfSlide) { try WindowSpec(length: 10_000, slide: 3_000) }
-        #expect(throws: WindowSpecError.negativeLateness) { try WindowSpec(length: 10, allowedLateness: -1) }
-        #expect(throws: WindowSpecError.durationTooLong) { try WindowSpec(length: .max) }
+        #expect(throws: StreamEngineError.nonPositiveDuration) { try WindowSpec(length: 0) }
+        #expect(throws: StreamEngineError.nonPositiveDuration) { try WindowSpec(length: 10, slide: -5) }
+        #expect(throws: StreamEngineError.lengthNotMultipleOfSlide) { try WindowSpec(length: 10_000, slide: 3_000) }
+        #expect(throws: StreamEngineError.negativeLateness) { try WindowSpec(length: 10, allowedLateness: -1) }
+        #expect(throws: StreamEngineError.durationTooLong) { try WindowSpec(length: .max) }
     }
 }

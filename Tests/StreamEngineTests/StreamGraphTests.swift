@@ -76,15 +76,15 @@ import Testing
         let graph = try makeGraph()
         var checkpoint = graph.checkpoint()
         checkpoint[0] = 99
-        #expect(throws: CheckpointError.unsupportedVersion(99)) { try graph.restore(from: checkpoint) }
-        #expect(throws: CheckpointError.unsupportedVersion(nil)) { try graph.restore(from: []) }
+        #expect(throws: StreamEngineError.unsupportedVersion(99)) { try graph.restore(from: checkpoint) }
+        #expect(throws: StreamEngineError.unsupportedVersion(nil)) { try graph.restore(from: []) }
     }
 
     @Test func operatorNamesMustMatch() throws {
         let other = StreamGraph()
         _ = other.input().flatMapWords().countByValue()
             .updateStateByKey(name: "totals") { (_, counts: [Int64], total: Int64?) in counts.reduce(total ?? 0, +) }
-        #expect(throws: CheckpointError.operatorMismatch(expected: ["totals"], found: ["word-totals", "word-windows"])) {
+        #expect(throws: StreamEngineError.operatorMismatch(expected: ["totals"], found: ["word-totals", "word-windows"])) {
             try other.restore(from: try makeGraph().checkpoint())
         }
     }
@@ -98,9 +98,9 @@ import Testing
         let target = try makeGraph()
         let pristine = target.checkpoint()
         for length in 1..<checkpoint.count {
-            #expect(throws: CheckpointError.self) { try target.restore(from: Array(checkpoint.prefix(length))) }
+            #expect(throws: StreamEngineError.self) { try target.restore(from: Array(checkpoint.prefix(length))) }
         }
-        #expect(throws: CheckpointError.malformed("trailing bytes")) { try target.restore(from: checkpoint + [0]) }
+        #expect(throws: StreamEngineError.malformed("trailing bytes")) { try target.restore(from: checkpoint + [0]) }
         #expect(target.checkpoint() == pristine)
         try target.restore(from: checkpoint)
         #expect(target.checkpoint() == checkpoint)

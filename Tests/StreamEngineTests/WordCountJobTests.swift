@@ -60,7 +60,7 @@ import Testing
         #expect(WordCountJob.Configuration() == WordCountJob.Configuration(
             countsTopic: "word-counts", windowsTopic: "word-counts-windowed", windowLength: 60_000, slide: 60_000, allowedLateness: 0))
         let graph = StreamGraph()
-        #expect(throws: WindowSpecError.lengthNotMultipleOfSlide) {
+        #expect(throws: StreamEngineError.lengthNotMultipleOfSlide) {
             try WordCountJob.build(on: graph, configuration: .init(windowLength: 10_000, slide: 3_000))
         }
         #expect(graph.checkpoint() == [3, 0, 0, 0])

@@ -17,7 +17,7 @@ struct ReliableReceiverTests {
     /// consumer and the topic name.
     func receive(
         tracker: ReceivedBlockTracker, cluster: MockCluster, committer: ((KafkaConsumer) -> any OffsetCommitter)? = nil,
-        until done: @escaping (ReliableReceiver) -> Bool
+        until done: @escaping (ReliableReceiver, KafkaConsumer) -> Bool
     ) throws -> (ReliableReceiver, KafkaConsumer, String) {
         let topic = "input-\(UUID().uuidString.prefix(6))"
         try cluster.createTopic(topic, partitions: 2)
@@ -46,7 +46,7 @@ struct ReliableReceiverTests {
         }
         thread.start()
         let deadline = ContinuousClock.now + .seconds(30)
-        while !done(receiver), ContinuousClock.now < deadline {
+        while !done(receiver, consumer), ContinuousClock.now < deadline {
             Thread.sleep(forTimeInterval: 0.05)
         }
         receiver.requestStop()
@@ -63,7 +63,7 @@ struct ReliableReceiverTests {
         let (log, _) = try WriteAheadLog.open(directory: directory)
         let tracker = ReceivedBlockTracker(log: log, metrics: StreamingMetrics())
         let received = Mutex(0)
-        let (_, consumer, topic) = try receive(tracker: tracker, cluster: cluster) { _ in
+        let (_, consumer, topic) = try receive(tracker: tracker, cluster: cluster) { _, _ in
             let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
             return received.withLock { count in
                 count += blocks.reduce(0) { $0 + $1.recordCount }
@@ -96,7 +96,7 @@ struct ReliableReceiverTests {
                 : Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         }
         let tracker = ReceivedBlockTracker(log: log, metrics: StreamingMetrics())
-        let (receiver, consumer, topic) = try receive(tracker: tracker, cluster: cluster) { receiver in
+        let (receiver, consumer, topic) = try receive(tracker: tracker, cluster: cluster) { receiver, _ in
             receiver.status.withLock { $0.failure != nil }
         }
         defer { consumer.close() }
@@ -129,7 +129,7 @@ struct ReliableReceiverTests {
         let handed = Mutex(false)
         let (_, consumer, _) = try receive(tracker: tracker, cluster: cluster, committer: { consumer in
             ThreadRecordingCommitter(consumer: consumer, threads: threads)
-        }) { receiver in
+        }) { receiver, _ in
             let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
             if !blocks.isEmpty, !handed.withLock({ $0 }) {
                 var offsets: [KafkaPartition: Int64] = [:]
@@ -146,6 +146,26 @@ struct ReliableReceiverTests {
         #expect(!names.isEmpty && names.allSatisfy { $0 == receiving }, "commits ran on \(names), the receiver on \(receiving)")
     }
 
+    /// A fatal consumer error is not retried in a loop: the receiver fails with the error, which the batch loop and
+    /// `/healthz` report.
+    @Test func aFatalConsumerErrorFailsTheReceiver() throws {
+        let cluster = try MockCluster(logger: logger)
+        let tracker = ReceivedBlockTracker(log: nil, metrics: StreamingMetrics())
+        let injected = Mutex(false)
+        let (receiver, consumer, _) = try receive(tracker: tracker, cluster: cluster) { receiver, consumer in
+            _ = try? tracker.allocateBatch(time: 0)
+            if receiver.status.withLock({ !$0.assigned.isEmpty }), !injected.withLock({ $0 }) {
+                consumer.injectFatalError(reason: "injected by the test")
+                injected.withLock { $0 = true }
+            }
+            return receiver.status.withLock { $0.failure != nil }
+        }
+        consumer.close()
+        let failure = receiver.status.withLock { $0.failure }
+        #expect(failure?.contains("the consumer failed") == true, "failure: \(failure ?? "none")")
+        #expect(failure?.contains("injected by the test") == true)
+    }
+
     /// The power-loss model: at the moment of every commit, only what the log has synced would survive. Fails if
     /// the sync is removed from ``ReceivedBlockTracker/add(_:)`` or moved after the commit.
     @Test func everyCommitFollowsTheSyncOfItsBlocks() throws {
@@ -158,7 +178,7 @@ struct ReliableReceiverTests {
             let committer = DurabilityCheckingCommitter(log: log, consumer: consumer)
             checker.withLock { $0 = committer }
             return committer
-        }) { _ in
+        }) { _, _ in
             let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
             return received.withLock { count in
                 count += blocks.reduce(0) { $0 + $1.recordCount }
