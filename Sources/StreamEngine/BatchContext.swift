@@ -9,7 +9,7 @@ final class BatchContext {
     let previousWatermark: Int64?
     /// The watermark at the end of the batch, which decides the windows emitted now.
     let watermark: Int64?
-    var malformed: [InputRecord] = []
+    var malformed: [MalformedRecord] = []
     var lateRecords = 0
     var records: [OutputRecord] = []
     private var cleanups: [() -> Void] = []

@@ -4,16 +4,16 @@ public struct BatchOutput: Sendable, Equatable {
     public var records: [OutputRecord]
     /// The number of input records in the batch's blocks.
     public var recordsIn: Int
-    /// Input records skipped because their value is not valid UTF-8 (collected by each tokenizing stage), so that
-    /// a caller can count them and send them to a dead-letter topic.
-    public var malformed: [InputRecord]
+    /// Input records skipped (collected by each tokenizing stage) with the reason, so that a caller can count them
+    /// and send them to a dead-letter topic.
+    public var malformed: [MalformedRecord]
     /// Elements dropped because all their windows had closed (counted by each windowed operator).
     public var lateRecords: Int
     /// The watermark after the batch, or `nil` if no record has been seen yet.
     public var watermark: Int64?
 
     /// Creates a batch output.
-    public init(records: [OutputRecord], recordsIn: Int, malformed: [InputRecord] = [], lateRecords: Int, watermark: Int64?) {
+    public init(records: [OutputRecord], recordsIn: Int, malformed: [MalformedRecord] = [], lateRecords: Int, watermark: Int64?) {
         self.records = records
         self.recordsIn = recordsIn
         self.malformed = malformed

@@ -1,7 +1,8 @@
 extension DStream where Element == InputRecord {
     /// The lowercased words of each record value (see ``WordTokenizer``), each with its record's
-    /// event time. Values are read in place; a record whose value is not valid UTF-8 yields no
-    /// words and is reported in ``BatchOutput/malformed``.
+    /// event time. Values are read in place; a record whose value is not valid UTF-8, or has a word
+    /// longer than ``WordTokenizer/maximumWordBytes``, yields no words and is reported in
+    /// ``BatchOutput/malformed``.
     public func flatMapWords() -> DStream<String> {
         // Sized from the previous batch, so that a steady stream does not grow the table batch after batch.
         var expectedDistinctWords = 1024
@@ -15,15 +16,19 @@ extension DStream where Element == InputRecord {
                 blocks.reverse()
                 while let block = blocks.popLast() {
                     InputRecord.forEach(in: block) { record in
-                        if !words.add(record, at: record.timestamp) { context.malformed.append(record) }
+                        if let reason = words.add(record, at: record.timestamp) {
+                            context.malformed.append(MalformedRecord(record: record, reason: reason))
+                        }
                     }
                 }
             } else {
                 let records = elements(in: context)
                 let values = records.decodedValues
                 words.reserve(textBytes: values.reduce(0) { $0 + $1.withValueBytes { $0.count } })
-                for (record, time) in zip(values, records.decodedTimes) where !words.add(record, at: time) {
-                    context.malformed.append(record)
+                for (record, time) in zip(values, records.decodedTimes) {
+                    if let reason = words.add(record, at: time) {
+                        context.malformed.append(MalformedRecord(record: record, reason: reason))
+                    }
                 }
             }
             expectedDistinctWords = max(1024, words.distinctCount)
@@ -57,12 +62,24 @@ private struct WordBatch {
         ids.reserveCapacity(textBytes / 4)
     }
 
-    /// Adds the words of `record`; `false` if its value is not valid UTF-8.
-    mutating func add(_ record: InputRecord, at time: Int64) -> Bool {
+    /// Adds the words of `record`, or none of them and returns why it is malformed.
+    mutating func add(_ record: InputRecord, at time: Int64) -> MalformedRecord.Reason? {
+        let start = ids.count
+        var longest = 0
         let valid = record.withValueBytes { value in
             WordTokenizer.forEachWord(in: value) { word in
+                guard word.count <= WordTokenizer.maximumWordBytes else {
+                    longest = max(longest, word.count)
+                    return
+                }
                 ids.append(interner.id(of: word))
             }
+        }
+        guard valid else { return .invalidUTF8 }
+        guard longest == 0 else {
+            // Words already interned stay in the dictionary unused; the record contributes nothing.
+            ids.removeSubrange(start...)
+            return .wordTooLong(bytes: longest)
         }
         if ids.count > Int(runEnds.last ?? 0) {
             if runTimes.last == time {
@@ -72,6 +89,6 @@ private struct WordBatch {
                 runEnds.append(Int32(ids.count))
             }
         }
-        return valid
+        return nil
     }
 }

@@ -5,6 +5,11 @@
 /// with `String.lowercased()` semantics. Pure-ASCII input takes a byte-level fast path;
 /// other input is validated as UTF-8 first.
 public enum WordTokenizer {
+    /// The longest word, in UTF-8 bytes, that the word count accepts: 64 KiB. A record with a longer word is
+    /// malformed (``MalformedRecord/Reason/wordTooLong(bytes:)``), so that no output record (the word as key and,
+    /// JSON-escaped, in the value) can reach a Kafka producer's 1 MB record limit.
+    public static let maximumWordBytes = 65_536
+
     /// Calls `body` with the lowercased UTF-8 bytes of each word of `text`, in order.
     ///
     /// The word buffer is scratch memory valid only inside `body`. Returns `false`, without

@@ -11,17 +11,26 @@ import StreamEngine
 struct KafkaOutput: Sendable {
     let producer: KafkaProducer
     let deadLetterTopic: String?
+    /// The largest record the producer accepts (librdkafka's `message.max.bytes`), less room for the record's
+    /// framing: an output over it is never sent, so a batch can never fail the same way on every replay.
+    let maxRecordBytes: Int
     let metrics: StreamingMetrics
     let logger: Logger
     /// Called with a reason while output waits for the brokers, and with nil once it is delivered.
     let reportWaiting: @Sendable (String?) -> Void
     let isStoppingNow: @Sendable () -> Bool
 
-    /// Produces the records in order and waits for their delivery.
+    /// Produces the records in order and waits for their delivery; a record over ``maxRecordBytes`` is counted,
+    /// logged and skipped.
     func emit(_ records: [OutputRecord]) throws {
         guard !records.isEmpty else { return }
         var preparedTopic: String?
+        var oversize = 0
         for record in records {
+            guard record.key.count + record.value.count + record.headers.reduce(0, { $0 + $1.name.utf8.count + $1.value.count }) <= maxRecordBytes else {
+                oversize += 1
+                continue
+            }
             if record.topic != preparedTopic {
                 producer.prepare(topic: record.topic, timeout: .seconds(1))
                 preparedTopic = record.topic
@@ -31,28 +40,38 @@ struct KafkaOutput: Sendable {
                 headers: record.headers.map { KafkaHeader(name: $0.0, value: $0.1) }
             ))
         }
+        if oversize > 0 {
+            metrics.oversizeOutputRecords.increment(by: oversize)
+            logger.error("skipped output records over the producer's record size limit", metadata: [
+                "stream.oversize_records": "\(oversize)", "kafka.max_record_bytes": "\(maxRecordBytes)",
+            ])
+        }
         try awaitDelivery(of: "batch output")
-        metrics.outputRecords.increment(by: records.count)
+        metrics.outputRecords.increment(by: records.count - oversize)
     }
 
     /// Counts and logs malformed records (one line per batch, so bad input cannot flood the log) and copies them to
-    /// the dead-letter topic when one is configured, with their origin in headers.
-    func divertMalformed(_ records: [InputRecord]) throws {
-        guard let first = records.first else { return }
-        metrics.malformedRecords.increment(by: records.count)
-        logger.warning("skipped malformed records (value is not valid UTF-8)", metadata: [
-            "stream.malformed": "\(records.count)", "kafka.topic": "\(first.topic)",
-            "kafka.partition": "\(first.partition)", "kafka.offset": "\(first.offset)",
+    /// the dead-letter topic when one is configured, with their origin and the reason in headers. A record too large
+    /// to copy goes by reference: its origin and size, without key and value.
+    func divertMalformed(_ malformed: [MalformedRecord]) throws {
+        guard let first = malformed.first else { return }
+        metrics.malformedRecords.increment(by: malformed.count)
+        logger.warning("skipped malformed records", metadata: [
+            "stream.malformed": "\(malformed.count)", "stream.reason": "\(first.reason)", "kafka.topic": "\(first.record.topic)",
+            "kafka.partition": "\(first.record.partition)", "kafka.offset": "\(first.record.offset)",
         ])
         guard let topic = deadLetterTopic else { return }
         producer.prepare(topic: topic, timeout: .seconds(1))
-        for record in records {
+        for (record, reason) in malformed.map({ ($0.record, $0.reason) }) {
+            let size = (record.key?.count ?? 0) + record.value.count
+            let copied = size <= maxRecordBytes - 4096
+            var headers = [
+                KafkaHeader(name: "sluice-source", value: Array("\(record.topic)/\(record.partition)/\(record.offset)".utf8)),
+                KafkaHeader(name: "sluice-error", value: Array("\(reason)".utf8)),
+            ]
+            if !copied { headers.append(KafkaHeader(name: "sluice-not-copied-bytes", value: Array(String(size).utf8))) }
             try producer.send(KafkaProducerRecord(
-                topic: topic, key: record.key, value: record.value,
-                headers: [
-                    KafkaHeader(name: "sluice-source", value: Array("\(record.topic)/\(record.partition)/\(record.offset)".utf8)),
-                    KafkaHeader(name: "sluice-error", value: Array("invalid UTF-8".utf8)),
-                ],
+                topic: topic, key: copied ? record.key : nil, value: copied ? record.value : [], headers: headers,
                 timestamp: record.timestamp
             ))
         }

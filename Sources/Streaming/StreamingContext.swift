@@ -81,7 +81,9 @@ public final class StreamingContext: Sendable {
             crashTrigger: crashTrigger
         )
         let output = KafkaOutput(
-            producer: producer, deadLetterTopic: configuration.deadLetterTopic, metrics: metrics, logger: logger,
+            producer: producer, deadLetterTopic: configuration.deadLetterTopic,
+            maxRecordBytes: (configuration.kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000) - 1024,
+            metrics: metrics, logger: logger,
             reportWaiting: { reason in control.state.withLock { $0.failure = reason } },
             isStoppingNow: { control.stopRequest == false }
         )

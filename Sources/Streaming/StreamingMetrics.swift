@@ -17,6 +17,7 @@ struct StreamingMetrics: Sendable {
     let batchProcessingDuration = Timer(label: "sluice_batch_processing_duration_seconds", preferredDisplayUnit: .seconds)
     let batchSchedulingDelay = Timer(label: "sluice_batch_scheduling_delay_seconds", preferredDisplayUnit: .seconds)
     let outputRecords = Counter(label: "sluice_output_records_total")
+    let oversizeOutputRecords = Counter(label: "sluice_output_records_oversize_total")
     let checkpointsWritten = Counter(label: "sluice_checkpoints_written_total")
     let lastCheckpointTime = Gauge(label: "sluice_last_checkpoint_timestamp_seconds")
     let backlogBytes = Gauge(label: "sluice_backlog_bytes")

@@ -54,4 +54,38 @@ struct OperatorFaultsTests {
         #expect(result.exitCode == 2)
         #expect(result.standardError.contains("SLUICE_COUNTS_TOPIC"))
     }
+
+    /// One huge word used to make an output record over the producer's limit: sluice exited 1, and every restart
+    /// replayed the same batch and died again. Now such a record is malformed: counted, dead-lettered by reference
+    /// when it is too large to copy, and skipped, while the words around it are counted exactly.
+    @Test(arguments: [500_000, 2_000_000, 8_000_000])
+    func aRecordWithAHugeWordIsDeadLetteredAndSkipped(wordBytes: Int) throws {
+        let broker = try BrokerProcess(topics: Self.topics.merging(["dead-letters": 1]) { $1 })
+        let directory = TemporaryDirectory()
+        let producer = try KafkaProducer(
+            config: KafkaProducerConfig(common: KafkaConfig(
+                bootstrapServers: broker.bootstrap, properties: ["compression.codec": "lz4", "message.max.bytes": "20000000"])),
+            logger: quietLogger
+        )
+        let now = StreamingClock.now
+        for (index, value) in ["before huge", String(repeating: "w", count: wordBytes), "after huge"].enumerated() {
+            try producer.send(KafkaProducerRecord(topic: "lines", partition: 0, value: Array(value.utf8), timestamp: now + Int64(index)))
+        }
+        try producer.flush(timeout: .seconds(60))
+        let environment = [
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            "SLUICE_GROUP_ID": uniqueGroup(), "SLUICE_STOP_AT_END": "true", "SLUICE_DEAD_LETTER_TOPIC": "dead-letters",
+        ]
+        let result = try SluiceProcess.run(environment, logDirectory: directory.path, timeout: .seconds(90))
+        #expect(result.exitCode == 0, "stderr: \(result.standardError.suffix(2000))")
+        let totals = try lastValuePerKey(topic: "word-counts", bootstrap: broker.bootstrap).mapValues(countField)
+        #expect(totals == ["before": 1, "huge": 2, "after": 1])
+        let dead = try kcat(["-C", "-b", broker.bootstrap, "-t", "dead-letters", "-e", "-q", "-f", "%h|%S\n"])
+        #expect(dead.contains("sluice-source=lines/0/1"))
+        #expect(dead.contains("sluice-error=a word of \(wordBytes) bytes"))
+        // Under the producer's limit the record is copied; over it, only its origin and size go.
+        #expect(dead.hasSuffix(wordBytes < 900_000 ? "|\(wordBytes)\n" : "sluice-not-copied-bytes=\(wordBytes)|0\n"), "\(dead.prefix(300))")
+        // A restart finds nothing to redo.
+        #expect(try SluiceProcess.run(environment, logDirectory: directory.path, timeout: .seconds(60)).exitCode == 0)
+    }
 }

@@ -134,6 +134,21 @@ import Testing
         #expect(output.watermark == 7)
     }
 
+    @Test func aRecordWithAWordOverTheLimitIsMalformedAndContributesNothing() {
+        let graph = StreamGraph()
+        let words = Collected(graph.input().flatMapWords())
+        let limit = WordTokenizer.maximumWordBytes
+        let block = makeBlock([
+            TestRecord("ok " + String(repeating: "a", count: limit), at: 5),
+            TestRecord("x " + String(repeating: "b", count: limit + 1) + " y", at: 6, offset: 1),
+            TestRecord("z", at: 7, offset: 2),
+        ])
+        let output = graph.runBatch(time: 1, blocks: [block])
+        #expect(words.last == ["ok", String(repeating: "a", count: limit), "z"])
+        #expect(output.malformed.map(\.reason) == [.wordTooLong(bytes: limit + 1)])
+        #expect(output.malformed.map(\.record.offset) == [1])
+    }
+
     @Test func inputRecordsExposeTheirMetadata() {
         let graph = StreamGraph()
         let seen = Collected(graph.input().map { "\($0.topic)/\($0.partition)@\($0.offset) t=\($0.timestamp) key=\($0.key ?? [])" })
