@@ -19,6 +19,9 @@ final class ReceiverLoopState: @unchecked Sendable {
     var blockStart = ContinuousClock.now
     /// Next offset per partition known to be durable or received (records below it are duplicates).
     var nextOffsets: [KafkaPartition: Int64]
+    /// The offset each partition was assigned to start at, until its first record arrives: a first record below
+    /// it means the consumer's position was reset (the topic was recreated or truncated).
+    var startedAt: [KafkaPartition: Int64] = [:]
     /// Offsets durable (in the WAL, or in a checkpoint without one) whose commit has not succeeded yet.
     var uncommitted: [KafkaPartition: Int64] = [:]
     /// Offsets to reach before stopping, with `stopsAtEnd`.

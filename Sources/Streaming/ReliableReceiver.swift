@@ -74,7 +74,14 @@ final class ReliableReceiver: Sendable {
     ///
     /// - Throws: A ``KafkaError`` if the brokers cannot be asked (for example none is reachable).
     func captureEndOffsets() throws {
-        loop.endOffsets = try consumer.endOffsets(of: configuration.inputTopics, timeout: .seconds(10))
+        let ends = try consumer.endOffsets(of: configuration.inputTopics, timeout: .seconds(10))
+        for (partition, end) in ends.sorted(by: { $0.key < $1.key }) {
+            if let known = loop.nextOffsets[partition], end < known {
+                offsetWasReset(partition, to: end, below: known)
+                return
+            }
+        }
+        loop.endOffsets = ends
         logger.info("reading to the current end of the input", metadata: ["stream.end_offsets": "\(loop.endOffsets?.values.reduce(0, +) ?? 0)"])
         checkEnd()
     }
@@ -143,6 +150,10 @@ final class ReliableReceiver: Sendable {
         case .message(let message):
             let partition = KafkaPartition(topic: message.topic, partition: message.partition)
             guard !loop.failed else { return }
+            if let start = loop.startedAt.removeValue(forKey: partition), message.offset < start {
+                offsetWasReset(partition, to: message.offset, below: start)
+                return
+            }
             if let next = loop.nextOffsets[partition], message.offset < next {
                 metrics.duplicateRecordsSkipped.increment()
                 return
@@ -206,7 +217,9 @@ final class ReliableReceiver: Sendable {
         case .assigned(let partitions):
             loop.assigned = Array(Set(loop.assigned).union(partitions)).sorted()
             status.withLock { $0.assigned = loop.assigned }
-            return loop.nextOffsets.filter { partitions.contains($0.key) }
+            let starts = loop.nextOffsets.filter { partitions.contains($0.key) }
+            loop.startedAt.merge(starts) { $1 }
+            return starts
         case .revoked(let partitions):
             storeBlock()
             commitDurableOffsets()
@@ -246,6 +259,18 @@ final class ReliableReceiver: Sendable {
             status.withLock { $0.reachedEnd = true }
             onStatusChange()
         }
+    }
+
+    /// A partition that restarts below the offset the state already holds was recreated or truncated: its records
+    /// would all be dropped as duplicates. sluice stops rather than decide for the operator.
+    private func offsetWasReset(_ partition: KafkaPartition, to offset: Int64, below known: Int64) {
+        metrics.offsetResets.increment()
+        let reason = StreamingError(
+            .offsetReset,
+            "\(partition) is at offset \(offset), below offset \(known) that the checkpoint and log already hold: the "
+                + "topic was recreated or truncated, and its records would be dropped as duplicates. To process it from "
+                + "the start, stop sluice and start it with an empty SLUICE_CHECKPOINT_DIR")
+        fail("the input went back", reason)
     }
 
     private func fail(_ message: String, _ error: any Error) {

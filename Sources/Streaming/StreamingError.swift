@@ -18,6 +18,8 @@ public struct StreamingError: Error, Sendable, CustomStringConvertible {
         public static let logMismatch = Code("log mismatch")
         /// A setting differs from the one the checkpointed state was built with.
         public static let settingChanged = Code("setting changed")
+        /// An input partition restarted below the offset the state holds (the topic was recreated or truncated).
+        public static let offsetReset = Code("offset reset")
         /// A ``StreamingConfiguration`` value cannot be used.
         public static let invalidConfiguration = Code("invalid configuration")
         /// The context was used in a state that does not allow the call.

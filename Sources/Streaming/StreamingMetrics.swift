@@ -23,6 +23,7 @@ struct StreamingMetrics: Sendable {
     let backlogBytes = Gauge(label: "sluice_backlog_bytes")
     let pausedPartitions = Gauge(label: "sluice_paused_partitions")
     let consumerErrors = Counter(label: "sluice_consumer_errors_total")
+    let offsetResets = Counter(label: "sluice_offset_resets_total")
     let offsetGapsRefetched = Counter(label: "sluice_offset_gaps_refetched_total")
 
     /// The consumer lag of one partition, in records.

@@ -88,4 +88,34 @@ struct OperatorFaultsTests {
         // A restart finds nothing to redo.
         #expect(try SluiceProcess.run(environment, logDirectory: directory.path, timeout: .seconds(60)).exitCode == 0)
     }
+
+    /// A recreated input topic starts again at offset 0, below the offsets the checkpoint holds: librdkafka resets
+    /// to it and every record used to be dropped as a duplicate, silently. Now sluice stops and says why, whether it
+    /// reads to the end of the input or runs on.
+    @Test func aRecreatedInputTopicStopsTheServiceInsteadOfDroppingItsRecords() throws {
+        let directory = TemporaryDirectory()
+        let group = uniqueGroup()
+        let lines = (0..<2_000).map { (value: Array("first topic \($0)".utf8), timestamp: StreamingClock.now) }
+        do {
+            let original = try BrokerProcess(topics: Self.topics)
+            try produceLines(lines, topic: "lines", partitions: 4, bootstrap: original.bootstrap)
+            let first = try SluiceProcess.run([
+                "KAFKA_BOOTSTRAP_SERVERS": original.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+                "SLUICE_GROUP_ID": group, "SLUICE_STOP_AT_END": "true",
+            ], logDirectory: directory.path, timeout: .seconds(60))
+            #expect(first.exitCode == 0)
+        }
+        // The same topic, created anew (a new broker: offsets start at 0 again), with fewer records.
+        let recreated = try BrokerProcess(topics: Self.topics)
+        try produceLines(Array(lines.prefix(400)), topic: "lines", partitions: 4, bootstrap: recreated.bootstrap)
+        for stopsAtEnd in ["true", "false"] {
+            let result = try SluiceProcess.run([
+                "KAFKA_BOOTSTRAP_SERVERS": recreated.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+                "SLUICE_GROUP_ID": group, "SLUICE_STOP_AT_END": stopsAtEnd,
+            ], logDirectory: directory.path, timeout: .seconds(60))
+            #expect(result.exitCode == 1, "stop at end \(stopsAtEnd): \(result.standardError.suffix(1500))")
+            #expect(result.standardError.contains("the topic was recreated or truncated"))
+            #expect(result.standardError.contains("below offset 500"))
+        }
+    }
 }
