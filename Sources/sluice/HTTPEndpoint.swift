@@ -3,9 +3,18 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// A small HTTP/1.1 server for `/healthz`, `/readyz` and `/metrics`, run as a service.
+///
+/// Connections are bounded so that clients cannot take the descriptors the WAL and checkpoints need: one idle for
+/// ``idleTimeout`` is closed, and beyond ``maximumConnections`` a new connection is closed at once.
 final class HTTPEndpoint: Service {
+    /// How long a connection may stay without a request.
+    static let idleTimeout = TimeAmount.seconds(10)
+    /// Open connections at most.
+    static let maximumConnections = 128
+
     /// A response: status and plain-text body.
     struct Response: Sendable {
         var status: HTTPResponseStatus
@@ -18,7 +27,7 @@ final class HTTPEndpoint: Service {
     private let routes: [String: @Sendable () -> Response]
     private let logger: Logger
 
-    init(host: String = "0.0.0.0", port: Int, routes: [String: @Sendable () -> Response], logger: Logger) {
+    init(host: String, port: Int, routes: [String: @Sendable () -> Response], logger: Logger) {
         self.host = host
         self.port = port
         self.routes = routes
@@ -27,17 +36,30 @@ final class HTTPEndpoint: Service {
 
     func run() async throws {
         let routes = self.routes
+        let open = Atomic<Int>(0)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(RouteHandler(routes: routes))
+                guard open.add(1, ordering: .relaxed).newValue <= Self.maximumConnections else {
+                    open.subtract(1, ordering: .relaxed)
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in open.subtract(1, ordering: .relaxed) }
+                // The initializer runs on the channel's event loop, so the pipeline can be built synchronously.
+                do {
+                    let pipeline = channel.pipeline.syncOperations
+                    try pipeline.addHandler(IdleStateHandler(allTimeout: Self.idleTimeout))
+                    try pipeline.configureHTTPServerPipeline()
+                    try pipeline.addHandler(RouteHandler(routes: routes))
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
                 }
             }
             .bind(host: host, port: port)
             .get()
-        logger.info("HTTP endpoint listening", metadata: ["http.port": "\(channel.localAddress?.port ?? port)"])
+        logger.info("HTTP endpoint listening", metadata: ["http.host": "\(host)", "http.port": "\(channel.localAddress?.port ?? port)"])
         // Stay up until the whole service group has shut down, so metrics can be scraped to the end.
         try? await gracefulShutdown()
         try await channel.close()
@@ -56,6 +78,14 @@ private final class RouteHandler: ChannelInboundHandler, @unchecked Sendable {
 
     init(routes: [String: @Sendable () -> HTTPEndpoint.Response]) {
         self.routes = routes
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

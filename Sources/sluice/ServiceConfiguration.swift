@@ -48,6 +48,7 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_DEAD_LETTER_TOPIC", defaultValue: "(unset)", meaning: "where malformed records are copied before they are skipped"),
         Variable(name: "SLUICE_SESSION_TIMEOUT_MS", defaultValue: "10000", meaning: "consumer group session timeout"),
         Variable(name: "SLUICE_HTTP_PORT", defaultValue: "9400", meaning: "/healthz, /readyz, /metrics; 0 disables"),
+        Variable(name: "SLUICE_HTTP_HOST", defaultValue: "0.0.0.0", meaning: "address the HTTP endpoint binds (127.0.0.1: this host only)"),
         Variable(name: "SLUICE_SHUTDOWN_TIMEOUT_MS", defaultValue: "30000", meaning: "graceful shutdown bound; a second signal exits at once"),
         Variable(name: "SLUICE_LOG_LEVEL", defaultValue: "info", meaning: "trace, debug, info, notice, warning, error, critical"),
         Variable(name: "SLUICE_LOG_FORMAT", defaultValue: "text", meaning: "text or json (one object per line)"),
@@ -68,6 +69,7 @@ struct ServiceConfiguration {
     var bootstrapServers: String?
     var demoLines: Int
     var httpPort: Int
+    var httpHost: String
     var shutdownTimeoutMilliseconds: Int
     var logLevel: String
     var logFormat: String
@@ -103,6 +105,7 @@ struct ServiceConfiguration {
         }
         demoLines = try reader.integer("SLUICE_DEMO_LINES", range: 1...10_000_000)
         httpPort = try reader.integer("SLUICE_HTTP_PORT", range: 0...65535)
+        httpHost = try reader.text("SLUICE_HTTP_HOST")
         shutdownTimeoutMilliseconds = try reader.integer("SLUICE_SHUTDOWN_TIMEOUT_MS", range: 1...3_600_000)
         logLevel = try reader.choice("SLUICE_LOG_LEVEL", among: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
         logFormat = try reader.choice("SLUICE_LOG_FORMAT", among: ["text", "json"])
@@ -181,6 +184,7 @@ struct ServiceConfiguration {
             "SLUICE_DEAD_LETTER_TOPIC=\(streaming.deadLetterTopic ?? "")",
             "SLUICE_SESSION_TIMEOUT_MS=\(streaming.sessionTimeoutMilliseconds)",
             "SLUICE_HTTP_PORT=\(httpPort)",
+            "SLUICE_HTTP_HOST=\(httpHost)",
             "SLUICE_SHUTDOWN_TIMEOUT_MS=\(shutdownTimeoutMilliseconds)",
             "SLUICE_LOG_LEVEL=\(logLevel)",
             "SLUICE_LOG_FORMAT=\(logFormat)",

@@ -110,7 +110,7 @@ enum Sluice {
         let streaming = StreamingService(context: context, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if configuration.httpPort != 0 {
-            let endpoint = HTTPEndpoint(port: configuration.httpPort, routes: routes(context: context, registry: registry), logger: logger)
+            let endpoint = HTTPEndpoint(host: configuration.httpHost, port: configuration.httpPort, routes: routes(context: context, registry: registry), logger: logger)
             services.append(.init(service: endpoint, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         services.append(.init(service: streaming, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))

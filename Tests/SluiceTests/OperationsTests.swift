@@ -49,6 +49,31 @@ struct OperationsTests {
         #expect(result.exitCode == 0 && !result.wasKilled)
     }
 
+    /// Idle HTTP connections once took every descriptor, and the next checkpoint failed with "Too many open files".
+    /// Now connections beyond the cap are closed at once and idle ones after 10 s.
+    @Test func idleHTTPConnectionsAreBoundedAndClosed() throws {
+        let broker = try BrokerProcess(topics: ["lines": 4, "word-counts": 4, "word-counts-windowed": 4])
+        let directory = TemporaryDirectory()
+        let port = try freePort()
+        let child = try SluiceProcess(environment: [
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            "SLUICE_HTTP_PORT": String(port), "SLUICE_HTTP_HOST": "127.0.0.1", "SLUICE_GROUP_ID": uniqueGroup(),
+        ], logDirectory: directory.path)
+        #expect(child.waitForLog("partitions assigned", timeout: .seconds(30)))
+        let descriptors = { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(child.process.processIdentifier)/fd").count) ?? 0 }
+        let baseline = descriptors()
+        let sockets = (0..<300).map { _ in connectIdle(port: port) }
+        defer { sockets.forEach { _ = close($0) } }
+        #expect(sockets.allSatisfy { $0 >= 0 })
+        Thread.sleep(forTimeInterval: 1)
+        #expect(descriptors() <= baseline + 128 + 4, "the connection cap is 128")
+        Thread.sleep(forTimeInterval: 10.5)
+        #expect(descriptors() <= baseline + 4, "idle connections are closed after 10 s")
+        #expect(try httpGet(port: port, path: "/healthz").status == 200)
+        child.signal(SIGTERM)
+        #expect(child.wait(timeout: .seconds(30)).exitCode == 0)
+    }
+
     /// A recovery scenario of 40,000 lines with sluice started on it, 5.5 s in: past the group join, input flowing.
     static func underLoad(seed: UInt64, shutdownTimeoutMilliseconds: Int) throws -> (RecoveryTests.Scenario, SluiceProcess) {
         let scenario = try RecoveryTests.Scenario(lines: 40_000, seed: seed)
@@ -188,4 +213,21 @@ func residentSetHighWaterMark(_ pid: Int32) -> Int {
         let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
     else { return 0 }
     return (Int(line.split(separator: " ")[1]) ?? 0) * 1024
+}
+
+/// A TCP connection to 127.0.0.1:`port` that sends nothing; the descriptor, or -1.
+func connectIdle(port: Int) -> Int32 {
+    let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    let connected = withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
+    guard connected else {
+        _ = close(socket)
+        return -1
+    }
+    return socket
 }
