@@ -72,9 +72,14 @@ final class ReliableReceiver: Sendable {
 
     /// With `stopsAtEnd`: reads the end offsets to reach, as they are now.
     ///
-    /// - Throws: A ``KafkaError`` if the brokers cannot be asked (for example none is reachable).
+    /// - Throws: A ``KafkaError`` if the brokers cannot be asked (for example none is reachable); a ``StreamingError``
+    ///   if an input topic does not exist.
     func captureEndOffsets() throws {
         let ends = try consumer.endOffsets(of: configuration.inputTopics, timeout: .seconds(10))
+        let missing = configuration.inputTopics.filter { topic in !ends.keys.contains { $0.topic == topic } }
+        guard missing.isEmpty else {
+            throw StreamingError(.receiver, "input topic \(missing.joined(separator: ", ")) does not exist: there is no input to read to its end")
+        }
         for (partition, end) in ends.sorted(by: { $0.key < $1.key }) {
             if let known = loop.nextOffsets[partition], end < known {
                 offsetWasReset(partition, to: end, below: known)

@@ -56,6 +56,9 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_KAFKA_<PROP>", defaultValue: "", meaning: "librdkafka property, e.g. SLUICE_KAFKA_SECURITY_PROTOCOL=SASL_SSL sets security.protocol"),
     ]
 
+    /// The most overlapping sliding windows a record may be counted in (window length / slide).
+    static let maximumWindowsPerRecord = 100
+
     /// Each variable's default as `--help` prints it; the parseable ones are also the defaults used.
     static let defaults = Dictionary(uniqueKeysWithValues: variables.map { ($0.name, $0.defaultValue) })
 
@@ -95,6 +98,12 @@ struct ServiceConfiguration {
         slideMilliseconds = Int64(try reader.integer("SLUICE_SLIDE_MS", default: Int(windowMilliseconds), range: 1...Int(Int32.max)))
         guard slideMilliseconds <= windowMilliseconds, windowMilliseconds % slideMilliseconds == 0 else {
             throw ConfigurationError(variable: "SLUICE_SLIDE_MS", value: String(slideMilliseconds), accepted: "a divisor of SLUICE_WINDOW_MS (\(windowMilliseconds))")
+        }
+        // Every record is counted in window / slide windows: a 1 h window with a 1 s slide would keep 3,600 copies.
+        guard windowMilliseconds / slideMilliseconds <= Self.maximumWindowsPerRecord else {
+            throw ConfigurationError(
+                variable: "SLUICE_SLIDE_MS", value: String(slideMilliseconds),
+                accepted: "at least SLUICE_WINDOW_MS / \(Self.maximumWindowsPerRecord) (\(windowMilliseconds / Int64(Self.maximumWindowsPerRecord))): each record is counted in every window that holds it")
         }
         allowedLatenessMilliseconds = Int64(try reader.integer("SLUICE_ALLOWED_LATENESS_MS", range: 0...Int(Int32.max)))
         if try reader.boolean("SLUICE_EXACTLY_ONCE") {

@@ -46,13 +46,28 @@ struct OperatorFaultsTests {
         #expect(try SluiceProcess.run(environment, logDirectory: directory.path, timeout: .seconds(60)).exitCode == 0)
     }
 
-    @Test func anOutputTopicThatIsAnInputTopicIsRefused() throws {
+    @Test(arguments: [
+        (["SLUICE_INPUT_TOPICS": "lines,word-counts"], "SLUICE_COUNTS_TOPIC"),
+        (["SLUICE_WINDOW_MS": "3600000", "SLUICE_SLIDE_MS": "1000"], "SLUICE_SLIDE_MS"),
+    ])
+    func settingsThatCannotWorkAreRefused(environment: [String: String], named variable: String) throws {
+        let directory = TemporaryDirectory()
+        let result = try SluiceProcess.run(
+            environment.merging(["KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"]) { $1 }, logDirectory: directory.path, timeout: .seconds(30))
+        #expect(result.exitCode == 2)
+        #expect(result.standardError.contains(variable))
+    }
+
+    /// With `SLUICE_STOP_AT_END` a missing input topic used to end the run at once with exit 0 and no word.
+    @Test func readingToTheEndOfAMissingTopicIsAnError() throws {
+        let broker = try BrokerProcess(topics: Self.topics)
         let directory = TemporaryDirectory()
         let result = try SluiceProcess.run([
-            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "SLUICE_INPUT_TOPICS": "lines,word-counts",
-        ], logDirectory: directory.path, timeout: .seconds(30))
-        #expect(result.exitCode == 2)
-        #expect(result.standardError.contains("SLUICE_COUNTS_TOPIC"))
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            "SLUICE_INPUT_TOPICS": "no-such-topic", "SLUICE_STOP_AT_END": "true", "SLUICE_GROUP_ID": uniqueGroup(),
+        ], logDirectory: directory.path, timeout: .seconds(60))
+        #expect(result.exitCode == 1)
+        #expect(result.standardError.contains("input topic no-such-topic does not exist"))
     }
 
     /// One huge word used to make an output record over the producer's limit: sluice exited 1, and every restart
