@@ -54,20 +54,32 @@ public final class StreamGraph {
     /// Runs one batch: computes every sink over `blocks`, then advances the watermark.
     ///
     /// The graph takes the blocks: when nothing else holds them, each is released as soon as it has been read.
-    public func runBatch(time: Int64, blocks: consuming [Block]) -> BatchOutput {
+    ///
+    /// - Parameter assigned: Input partitions assigned since the previous batch. Each holds the watermark back
+    ///   until it delivers a record or has been idle for ``idleAfterMilliseconds`` of batch time since its
+    ///   assignment: a partition that starts late (a broker may answer one partition per fetch) is not late.
+    public func runBatch(time: Int64, blocks: consuming [Block], assigned: [TopicPartition] = []) -> BatchOutput {
+        for partition in assigned {
+            partitionClocks[partition] = (partitionClocks[partition]?.latest ?? Self.noRecordYet, time)
+        }
         var advanced = watermark
         if !blocks.isEmpty {
             for index in blocks.indices {
                 for (range, latest) in zip(blocks[index].ranges, blocks[index].latestTimestamps) {
                     let partition = TopicPartition(topic: range.topic, partition: range.partition)
-                    partitionClocks[partition] = (max(partitionClocks[partition]?.latest ?? .min, latest), time)
+                    partitionClocks[partition] = (max(partitionClocks[partition]?.latest ?? Self.noRecordYet, latest), time)
                 }
             }
             let active = partitionClocks.values.filter { time - $0.lastSeen < idleAfterMilliseconds }
-            advanced = [watermark, active.map(\.latest).min()].compactMap { $0 }.max()
+            // An active partition without records yet holds the watermark where it is.
+            let candidate = active.contains { $0.latest == Self.noRecordYet } ? nil : active.map(\.latest).min()
+            advanced = [watermark, candidate].compactMap { $0 }.max()
         }
         return run(BatchContext(time: time, blocks: blocks, previousWatermark: watermark, watermark: advanced))
     }
+
+    /// The clock of an assigned partition that has not delivered a record yet.
+    private static let noRecordYet = Int64.min
 
     /// Ends the input: runs an empty batch at the watermark `Int64.max`, which emits every open
     /// window. Sinks see the previous watermark (or 0 before any record) as the batch time.

@@ -88,7 +88,9 @@ final class BatchDriver: @unchecked Sendable {
                 "stream.batch_time": "\(batch.time)", "stream.blocks": "\(batch.blocks.count)",
             ])
             let logID = staleLog?.logID ?? tracker.logID ?? 0
-            try runBatch(time: batch.time, blocks: batch.blocks, coverage: .covered(logID: logID, through: batch.position), checkpoint: .ifChanged)
+            try runBatch(
+                time: batch.time, blocks: batch.blocks, assigned: batch.assigned,
+                coverage: .covered(logID: logID, through: batch.position), checkpoint: .ifChanged)
         }
         return true
     }
@@ -100,7 +102,7 @@ final class BatchDriver: @unchecked Sendable {
         let blocks = plan.trailingBlocks
         plan.trailingBlocks = []
         try runBatch(
-            time: lastBatchTime + Int64(configuration.batchIntervalMilliseconds), blocks: blocks,
+            time: lastBatchTime + Int64(configuration.batchIntervalMilliseconds), blocks: blocks, assigned: plan.trailingAssignments,
             coverage: .retired(logID: staleLog.logID), checkpoint: .always
         )
         CrashPoint.reach(.afterStaleLogRetired, armed: crashTrigger)
@@ -144,22 +146,24 @@ final class BatchDriver: @unchecked Sendable {
 
     /// Allocates the received blocks to the batch of `time` (logged first, with a log) and runs it.
     private func runAllocatedBatch(time: Int64, checkpoint: Checkpointer.Rule) throws {
-        let (blocks, position) = try tracker.allocateBatch(time: time)
+        let allocation = try tracker.allocateBatch(time: time)
         var coverage: LogCoverage?
-        if let logID = tracker.logID, let position { coverage = .covered(logID: logID, through: position) }
-        try runBatch(time: time, blocks: blocks, coverage: coverage, checkpoint: checkpoint)
+        if let logID = tracker.logID, let position = allocation.position { coverage = .covered(logID: logID, through: position) }
+        try runBatch(time: time, blocks: allocation.blocks, assigned: allocation.assigned, coverage: coverage, checkpoint: checkpoint)
     }
 
     /// Runs one batch: output delivered, then the state checkpointed (as `checkpoint` says).
     ///
     /// - Parameter coverage: What the state covers once this batch is in it (nil: unchanged).
-    private func runBatch(time: Int64, blocks: consuming [Block], coverage: LogCoverage?, checkpoint: Checkpointer.Rule) throws {
+    private func runBatch(
+        time: Int64, blocks: consuming [Block], assigned: [TopicPartition], coverage: LogCoverage?, checkpoint: Checkpointer.Rule
+    ) throws {
         let started = ContinuousClock.now
         let blockCount = blocks.count
         var offsets = self.offsets
         offsets.advance(past: blocks)
         // The graph takes the blocks, so that each can be released as soon as it has been read.
-        let result = graph.runBatch(time: time, blocks: blocks)
+        let result = graph.runBatch(time: time, blocks: blocks, assigned: assigned)
         try output.emit(result.records)
         try output.divertMalformed(result.malformed)
         CrashPoint.reach(.afterOutputFlush, armed: crashTrigger)
@@ -168,7 +172,7 @@ final class BatchDriver: @unchecked Sendable {
         if let coverage { checkpointer.coverage = coverage }
         metrics.lateRecords.increment(by: result.lateRecords)
         try checkpointer.batchCompleted(
-            hadData: blockCount > 0 || !result.records.isEmpty, rule: checkpoint, batchTime: time, offsets: offsets,
+            hadData: blockCount > 0 || !assigned.isEmpty || !result.records.isEmpty, rule: checkpoint, batchTime: time, offsets: offsets,
             state: graph.checkpoint
         )
         metrics.batchesCompleted.increment()

@@ -13,10 +13,16 @@ extension Dictionary where Key == KafkaPartition, Value == Int64 {
     }
 }
 
+// The one place where the Kafka client's and the engine's names for a partition meet (the two modules do not
+// depend on each other).
 extension KafkaPartition {
-    /// The Kafka client's name for the engine's partition of a block: the one conversion between the two modules,
-    /// which do not depend on each other.
     init(_ partition: TopicPartition) {
+        self.init(topic: partition.topic, partition: partition.partition)
+    }
+}
+
+extension TopicPartition {
+    init(_ partition: KafkaPartition) {
         self.init(topic: partition.topic, partition: partition.partition)
     }
 }

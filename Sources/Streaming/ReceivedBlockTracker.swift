@@ -11,8 +11,17 @@ import Synchronization
 /// Adding a block and allocating a batch are serialised by one lock, so the log's order of blocks and allocations
 /// is exactly the order in which batches saw them.
 final class ReceivedBlockTracker: Sendable {
+    /// What a batch takes: the blocks, the partitions assigned since the last batch, and the position of the
+    /// allocation in the log (nil without a log, or for an empty batch).
+    struct Allocation {
+        var blocks: [Block]
+        var assigned: [TopicPartition]
+        var position: WALPosition?
+    }
+
     private struct State {
         var pending: [Block] = []
+        var assigned: [TopicPartition] = []
         var pendingBytes = 0
         /// The receiver waits in ``waitForAllocation(milliseconds:)``.
         var isWaitingForAllocation = false
@@ -62,6 +71,19 @@ final class ReceivedBlockTracker: Sendable {
         state.withLock { enqueue(block, into: &$0) }
     }
 
+    /// Logs partitions newly assigned to the receiver (made durable with the next sync) for the next batch.
+    func noteAssignment(_ partitions: [TopicPartition]) throws {
+        try state.withLock { state in
+            _ = try log?.append(.partitionsAssigned(partitions))
+            state.assigned += partitions
+        }
+    }
+
+    /// Queues an assignment recovered from the log without logging it again.
+    func requeue(assigned partitions: [TopicPartition]) {
+        state.withLock { $0.assigned += partitions }
+    }
+
     private func enqueue(_ block: Block, into state: inout State) {
         state.pending.append(block)
         state.pendingBytes += block.bytes.count
@@ -78,24 +100,24 @@ final class ReceivedBlockTracker: Sendable {
         state.withLock { $0.isWaitingForAllocation = false }
     }
 
-    /// Takes every queued block for the batch of `time`, logging and syncing the allocation when logging (an empty
-    /// batch logs nothing).
+    /// Takes every queued block and assignment for the batch of `time`, logging and syncing the allocation when
+    /// logging (an empty batch logs nothing).
     ///
-    /// - Returns: The blocks, and the log position of the allocation (nil without a log): a checkpoint taken after
-    ///   this batch covers every log entry up to and including that position.
-    func allocateBatch(time: Int64) throws -> (blocks: [Block], position: WALPosition?) {
+    /// A checkpoint taken after this batch covers every log entry up to and including the allocation's position.
+    func allocateBatch(time: Int64) throws -> Allocation {
         // The allocation is appended and the queue emptied under one lock: no block can slip in between.
-        let (blocks, position, wake) = try state.withLock { state -> ([Block], WALPosition?, Bool) in
-            guard !state.pending.isEmpty else { return ([], nil, false) }
+        let (allocation, wake) = try state.withLock { state -> (Allocation, Bool) in
+            guard !state.pending.isEmpty || !state.assigned.isEmpty else { return (Allocation(blocks: [], assigned: [], position: nil), false) }
             let position = try log?.append(.batchAllocated(time: time)).position
             defer { state = State() }
-            return (state.pending, position, state.isWaitingForAllocation)
+            return (Allocation(blocks: state.pending, assigned: state.assigned, position: position), state.isWaitingForAllocation)
         }
         if wake { allocated.signal() }
-        guard let log, position != nil else { return (blocks, nil) }
-        try metrics.walFsyncDuration.measure { try log.sync() }
-        metrics.backlogBytes.record(0)
-        return (blocks, position)
+        if let log, allocation.position != nil {
+            try metrics.walFsyncDuration.measure { try log.sync() }
+            metrics.backlogBytes.record(0)
+        }
+        return allocation
     }
 
     /// Deletes log segments wholly covered by a checkpoint at `position`.

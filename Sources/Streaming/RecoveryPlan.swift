@@ -12,10 +12,11 @@ import StreamEngine
 ///   positions. A checkpoint that covers a log which is no longer there is refused: the entries after it may hold
 ///   committed records.
 struct RecoveryPlan: Equatable {
-    /// A batch recovered from the log: its time, its blocks, and the position of its allocation entry.
+    /// A batch recovered from the log: its time, its blocks and assignments, and the position of its allocation.
     struct Batch: Equatable {
         var time: Int64
         var blocks: [Block]
+        var assigned: [TopicPartition] = []
         var position: WALPosition
     }
 
@@ -29,6 +30,8 @@ struct RecoveryPlan: Equatable {
     var replay: [Batch] = []
     /// Blocks logged after the last allocation: the next batch's.
     var trailingBlocks: [Block] = []
+    /// Assignments logged after the last allocation: the next batch's.
+    var trailingAssignments: [TopicPartition] = []
     /// The position of the log's last entry: with trailing blocks processed, the state covers the log through it.
     var logEnd: WALPosition?
     /// The next offset per partition that the checkpoint and the log together hold.
@@ -63,16 +66,21 @@ struct RecoveryPlan: Equatable {
         guard let log else { return }
         logEnd = log.records.last?.position
         var blocks: [Block] = []
+        var assigned: [TopicPartition] = []
         for (position, record) in log.records where skipThrough.map({ position > $0 }) ?? true {
             switch record {
             case .block(let block):
                 blocks.append(block)
+            case .partitionsAssigned(let partitions):
+                assigned += partitions
             case .batchAllocated(let time):
-                replay.append(Batch(time: time, blocks: blocks, position: position))
+                replay.append(Batch(time: time, blocks: blocks, assigned: assigned, position: position))
                 blocks = []
+                assigned = []
             }
         }
         trailingBlocks = blocks
+        trailingAssignments = assigned
         knownOffsets.advance(past: replay.flatMap(\.blocks) + trailingBlocks)
     }
 

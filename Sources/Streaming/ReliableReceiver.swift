@@ -224,6 +224,11 @@ final class ReliableReceiver: Sendable {
             status.withLock { $0.assigned = loop.assigned }
             let starts = loop.nextOffsets.filter { partitions.contains($0.key) }
             loop.startedAt.merge(starts) { $1 }
+            do {
+                try tracker.noteAssignment(partitions.map(TopicPartition.init))
+            } catch {
+                fail("logging an assignment failed", error)
+            }
             return starts
         case .revoked(let partitions):
             storeBlock()

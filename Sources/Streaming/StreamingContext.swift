@@ -58,6 +58,7 @@ public final class StreamingContext: Sendable {
             for block in restored.plan.trailingBlocks {
                 tracker.requeue(block)
             }
+            tracker.requeue(assigned: restored.plan.trailingAssignments)
         }
         let consumer = try KafkaConsumer(
             config: KafkaConsumerConfig(

@@ -1,4 +1,5 @@
 import Foundation
+import KafkaIO
 import Testing
 
 /// The service as an outside user sees it: a broker in its own process, `sluice` as a child process, and `kcat`
@@ -197,5 +198,46 @@ struct ConfigurationErrorTests {
         }
         #expect(!helpDefaults.isEmpty)
         #expect(readmeNames == Set(helpDefaults.keys))
+    }
+
+    /// A partition that starts delivering after the others advanced (as with a broker that answers one partition
+    /// per fetch) must not find its records late: the assigned partition held the watermark back. Before, its
+    /// first records were dropped as late.
+    @Test func aPartitionThatStartsLateHoldsTheWatermarkBack() throws {
+        let broker = try BrokerProcess(topics: ["lines": 2, "word-counts": 2, "word-counts-windowed": 2])
+        let directory = TemporaryDirectory()
+        let port = try freePort()
+        let child = try SluiceProcess(environment: [
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            "SLUICE_HTTP_PORT": String(port), "SLUICE_GROUP_ID": uniqueGroup(), "SLUICE_WINDOW_MS": "1000",
+        ], logDirectory: directory.path)
+        #expect(child.waitForLog("partitions assigned", timeout: .seconds(30)))
+        let producer = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: broker.bootstrap)), logger: quietLogger)
+        let start = StreamingClock.now / 1000 * 1000 - 60_000
+        let produce = { (partition: Int32, seconds: Range<Int64>) in
+            for second in seconds {
+                try producer.send(KafkaProducerRecord(topic: "lines", partition: partition, value: Array("tick".utf8), timestamp: start + second * 1000))
+            }
+            try producer.flush(timeout: .seconds(10))
+        }
+        // Partition 0 runs 30 s of event time ahead; partition 1 starts 2 s of wall time later, from the beginning.
+        try produce(0, 0..<30)
+        Thread.sleep(forTimeInterval: 2)
+        try produce(1, 0..<30)
+        var late: Double?
+        var windows = 0.0
+        let deadline = ContinuousClock.now + .seconds(20)
+        while windows < 28, ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.5)
+            let values = try metrics(port: port)
+            late = values["sluice_records_late_total"]
+            windows = values["sluice_output_records_total"] ?? 0
+        }
+        child.signal(SIGTERM)
+        #expect(child.wait(timeout: .seconds(30)).exitCode == 0)
+        #expect(late ?? 0 == 0, "records dropped as late")
+        // Each closed one-second window holds one tick of each partition.
+        let counts = try windowRecords(bootstrap: broker.bootstrap).map(\.count)
+        #expect(!counts.isEmpty && counts.allSatisfy { $0 == 2 }, "\(counts)")
     }
 }

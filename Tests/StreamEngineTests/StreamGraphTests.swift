@@ -129,6 +129,27 @@ import Testing
         #expect(graph.watermark == 13_000)
     }
 
+    /// A partition assigned but not delivering yet (a broker may answer one partition per fetch) holds the
+    /// watermark back, so its first records are not late; it stops holding it once idle since its assignment.
+    @Test func anAssignedPartitionWithoutRecordsHoldsTheWatermarkBack() {
+        let graph = StreamGraph(idleAfterMilliseconds: 3_000)
+        let late = Collected(graph.input().flatMapWords().map { ($0, Int64(1)) }.reduceByKeyAndWindow(
+            name: "w", try! WindowSpec(length: 1_000), +))
+        let partitions = [TopicPartition(topic: "lines", partition: 0), TopicPartition(topic: "lines", partition: 1)]
+        let partitionOne = { (offset: Int64, time: Int64) in makeBlock([TestRecord(partition: 1, offset: offset, timestamp: time, value: Array("b".utf8))]) }
+        #expect(graph.runBatch(time: 1_000, blocks: [], assigned: partitions).watermark == nil)
+        // Partition 0 runs ahead; partition 1 has delivered nothing yet.
+        #expect(graph.runBatch(time: 2_000, blocks: [lines(("a", 9_000))]).watermark == nil)
+        // Partition 1 starts with older records: none of them is late.
+        let started = graph.runBatch(time: 3_000, blocks: [partitionOne(0, 4_500)])
+        #expect(started.watermark == 4_500 && started.lateRecords == 0)
+        // Assigned again later (a rebalance) and silent: it holds the watermark until idle since the assignment.
+        _ = graph.runBatch(time: 5_000, blocks: [], assigned: [TopicPartition(topic: "lines", partition: 2)])
+        #expect(graph.runBatch(time: 6_000, blocks: [lines(("a", 9_500))]).watermark == 4_500)
+        #expect(graph.runBatch(time: 8_000, blocks: [partitionOne(1, 9_200)]).watermark == 9_200)
+        #expect(late.batches.joined().isEmpty == false)
+    }
+
     /// A replay after a crash runs only the logged batches (empty batches are not logged): restored from the
     /// checkpoint of batch k, it must emit exactly what the original run emitted for batches k+1...N.
     @Test func aReplayWithoutTheEmptyBatchesEmitsTheSameRecords() throws {

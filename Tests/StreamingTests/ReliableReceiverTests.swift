@@ -89,9 +89,10 @@ struct ReliableReceiverTests {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let cluster = try MockCluster(logger: logger)
-        // The first block goes to segment 1; the next one rolls to segment 2, which is /dev/full (ENOSPC).
+        // The assignment goes to segment 1, the first block to segment 2; the next one rolls to segment 3, which is
+        // /dev/full (ENOSPC).
         let (log, _) = try WriteAheadLog.open(directory: directory, options: .init(segmentSizeLimit: 64)) { path in
-            path.hasSuffix("00000000000000000002.wal")
+            path.hasSuffix("00000000000000000003.wal")
                 ? Glibc.open("/dev/full", O_WRONLY | O_CLOEXEC)
                 : Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         }

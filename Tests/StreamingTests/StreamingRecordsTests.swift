@@ -79,21 +79,23 @@ import Testing
         let tracker = ReceivedBlockTracker(log: log, metrics: StreamingMetrics())
         let first = Self.block(0..<5)
         let second = Self.block(5..<9)
+        let assigned = [TopicPartition(topic: "lines", partition: 3)]
         try tracker.add(first)
+        try tracker.noteAssignment(assigned)
         try tracker.add(second)
         #expect(tracker.backlogBytes == first.bytes.count + second.bytes.count)
-        let (blocks, position) = try tracker.allocateBatch(time: 1000)
-        #expect(blocks == [first, second])
+        let allocation = try tracker.allocateBatch(time: 1000)
+        #expect(allocation.blocks == [first, second] && allocation.assigned == assigned)
         #expect(tracker.backlogBytes == 0)
         // An empty batch writes nothing, so an idle service does not grow its log.
-        let (empty, emptyPosition) = try tracker.allocateBatch(time: 2000)
-        #expect(empty.isEmpty && emptyPosition == nil)
+        let empty = try tracker.allocateBatch(time: 2000)
+        #expect(empty.blocks.isEmpty && empty.assigned.isEmpty && empty.position == nil)
         log.close()
 
         let (_, recovery) = try WriteAheadLog.open(directory: directory)
         let records = try recovery.entries.map { try WALRecord(decoding: $0.payload, at: $0.position) }
-        #expect(records == [.block(first), .block(second), .batchAllocated(time: 1000)])
-        #expect(recovery.entries[2].position == position)
+        #expect(records == [.block(first), .partitionsAssigned(assigned), .block(second), .batchAllocated(time: 1000)])
+        #expect(recovery.entries[3].position == allocation.position)
     }
 }
 
