@@ -9,13 +9,17 @@ final class BatchContext {
     let previousWatermark: Int64?
     /// The watermark at the end of the batch, which decides the windows emitted now.
     let watermark: Int64?
+    /// The latest event time this batch accepts into windows and the watermark (see ``StreamGraph``).
+    let eventTimeHorizon: Int64
     var malformed: [MalformedRecord] = []
     var lateRecords = 0
+    var futureRecords = 0
     var records: [OutputRecord] = []
     private var cleanups: [() -> Void] = []
 
-    init(time: Int64, blocks: [Block], previousWatermark: Int64?, watermark: Int64?) {
+    init(time: Int64, blocks: [Block], previousWatermark: Int64?, watermark: Int64?, eventTimeHorizon: Int64 = .max) {
         self.time = time
+        self.eventTimeHorizon = eventTimeHorizon
         self.recordCount = blocks.reduce(0) { $0 + $1.recordCount }
         self.blocks = blocks
         self.previousWatermark = previousWatermark
@@ -43,6 +47,7 @@ final class BatchContext {
             recordsIn: recordCount,
             malformed: malformed,
             lateRecords: lateRecords,
+            futureRecords: futureRecords,
             watermark: watermark
         )
     }

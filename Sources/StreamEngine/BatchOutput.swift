@@ -9,15 +9,22 @@ public struct BatchOutput: Sendable, Equatable {
     public var malformed: [MalformedRecord]
     /// Elements dropped because all their windows had closed (counted by each windowed operator).
     public var lateRecords: Int
+    /// Elements left out of windows because their event time is too far ahead of the batch time (counted by each
+    /// windowed operator).
+    public var futureRecords: Int
     /// The watermark after the batch, or `nil` if no record has been seen yet.
     public var watermark: Int64?
 
     /// Creates a batch output.
-    public init(records: [OutputRecord], recordsIn: Int, malformed: [MalformedRecord] = [], lateRecords: Int, watermark: Int64?) {
+    public init(
+        records: [OutputRecord], recordsIn: Int, malformed: [MalformedRecord] = [], lateRecords: Int, futureRecords: Int = 0,
+        watermark: Int64?
+    ) {
         self.records = records
         self.recordsIn = recordsIn
         self.malformed = malformed
         self.lateRecords = lateRecords
+        self.futureRecords = futureRecords
         self.watermark = watermark
     }
 

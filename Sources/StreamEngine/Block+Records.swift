@@ -27,6 +27,20 @@ extension Block {
         }
     }
 
+    /// The latest record timestamp of each partition range that is not after `horizon`; nil where none is.
+    ///
+    /// Reads the records only when some range's latest timestamp is after the horizon (a rare, bad clock).
+    func latestTimestamps(notAfter horizon: Int64) -> [Int64?] {
+        guard latestTimestamps.contains(where: { $0 > horizon }) else { return latestTimestamps }
+        var latest = [Int64?](repeating: nil, count: ranges.count)
+        bytes.withUnsafeBytes { raw in
+            forEachLayout(in: raw) { record in
+                if record.timestamp <= horizon { latest[record.range] = max(latest[record.range] ?? .min, record.timestamp) }
+            }
+        }
+        return latest
+    }
+
     /// Calls `body` with the layout of each record; `raw` must be ``bytes``.
     func forEachLayout(in raw: UnsafeRawBufferPointer, _ body: (RecordLayout) throws -> Void) rethrows {
         // The record section was validated when the block was built or decoded, so the scan runs to the end.

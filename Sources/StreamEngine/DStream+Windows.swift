@@ -51,6 +51,10 @@ extension DStream {
                 // Read exactly once per element, late or not.
                 let element = batch.value(position)
                 let time = times.next()!
+                guard time <= context.eventTimeHorizon else {
+                    context.futureRecords += 1
+                    continue
+                }
                 if openTime != time {
                     openTime = time
                     openStarts.removeAll(keepingCapacity: true)

@@ -30,6 +30,10 @@ public final class StreamGraph {
     public private(set) var watermark: Int64?
     /// How much batch time without records makes a partition idle (no longer holding the watermark back).
     public let idleAfterMilliseconds: Int64
+    /// How far an event time may be ahead of its batch time. A later record (a bad clock, a year-2100 timestamp)
+    /// does not move the watermark and is left out of windows (``BatchOutput/futureRecords``), but is otherwise
+    /// processed. Batch time, not the wall clock, keeps a replay identical.
+    public let maxEventTimeAheadMilliseconds: Int64
     /// The latest record timestamp of each input partition, and the batch time that last had its records.
     private var partitionClocks: [TopicPartition: (latest: Int64, lastSeen: Int64)] = [:]
     private var sinks: [(BatchContext) -> Void] = []
@@ -40,10 +44,13 @@ public final class StreamGraph {
 
     /// Creates an empty graph.
     ///
-    /// - Parameter idleAfterMilliseconds: batch time without records after which a partition no longer holds the
-    ///   watermark back (at least 1).
-    public init(idleAfterMilliseconds: Int64 = 10_000) {
+    /// - Parameters:
+    ///   - idleAfterMilliseconds: batch time without records after which a partition no longer holds the watermark
+    ///     back (at least 1).
+    ///   - maxEventTimeAheadMilliseconds: how far an event time may be ahead of its batch time.
+    public init(idleAfterMilliseconds: Int64 = 10_000, maxEventTimeAheadMilliseconds: Int64 = .max) {
         self.idleAfterMilliseconds = max(1, idleAfterMilliseconds)
+        self.maxEventTimeAheadMilliseconds = max(0, maxEventTimeAheadMilliseconds)
     }
 
     /// The stream of input records: one element per record of the batch's blocks, in block order.
@@ -63,9 +70,11 @@ public final class StreamGraph {
             partitionClocks[partition] = (partitionClocks[partition]?.latest ?? Self.noRecordYet, time)
         }
         var advanced = watermark
+        let horizon = time > .max - maxEventTimeAheadMilliseconds ? .max : time + maxEventTimeAheadMilliseconds
         if !blocks.isEmpty {
             for index in blocks.indices {
-                for (range, latest) in zip(blocks[index].ranges, blocks[index].latestTimestamps) {
+                for (range, latest) in zip(blocks[index].ranges, blocks[index].latestTimestamps(notAfter: horizon)) {
+                    guard let latest else { continue }
                     let partition = TopicPartition(topic: range.topic, partition: range.partition)
                     partitionClocks[partition] = (max(partitionClocks[partition]?.latest ?? Self.noRecordYet, latest), time)
                 }
@@ -75,7 +84,7 @@ public final class StreamGraph {
             let candidate = active.contains { $0.latest == Self.noRecordYet } ? nil : active.map(\.latest).min()
             advanced = [watermark, candidate].compactMap { $0 }.max()
         }
-        return run(BatchContext(time: time, blocks: blocks, previousWatermark: watermark, watermark: advanced))
+        return run(BatchContext(time: time, blocks: blocks, previousWatermark: watermark, watermark: advanced, eventTimeHorizon: horizon))
     }
 
     /// The clock of an assigned partition that has not delivered a record yet.

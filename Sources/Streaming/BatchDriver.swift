@@ -171,6 +171,7 @@ final class BatchDriver: @unchecked Sendable {
         self.offsets = offsets
         if let coverage { checkpointer.coverage = coverage }
         metrics.lateRecords.increment(by: result.lateRecords)
+        metrics.futureRecords.increment(by: result.futureRecords)
         try checkpointer.batchCompleted(
             hadData: blockCount > 0 || !assigned.isEmpty || !result.records.isEmpty, rule: checkpoint, batchTime: time, offsets: offsets,
             state: graph.checkpoint

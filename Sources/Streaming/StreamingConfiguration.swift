@@ -69,6 +69,11 @@ public struct StreamingConfiguration: Sendable {
     ///
     /// Default: 10000.
     public var sessionTimeoutMilliseconds: Int
+    /// How far a record's event time may be ahead of its batch time: a later record does not move the watermark and
+    /// is left out of windows (counted), so one bad clock cannot close every window for good.
+    ///
+    /// Default: 3,600,000 (one hour).
+    public var maxEventTimeAheadMilliseconds: Int64
     /// The settings the job's state depends on (name -> value), stored in every checkpoint: a restart with a
     /// different value for a name the checkpoint holds is refused (``StreamingError/Code/settingChanged``), because
     /// the restored state would be misread. Name them as your users set them (the service uses its variables).
@@ -92,6 +97,7 @@ public struct StreamingConfiguration: Sendable {
         stopsAtEnd: Bool = false,
         deadLetterTopic: String? = nil,
         sessionTimeoutMilliseconds: Int = 10_000,
+        maxEventTimeAheadMilliseconds: Int64 = 3_600_000,
         stateSettings: [String: String] = [:]
     ) {
         self.kafka = kafka
@@ -109,6 +115,7 @@ public struct StreamingConfiguration: Sendable {
         self.stopsAtEnd = stopsAtEnd
         self.deadLetterTopic = deadLetterTopic
         self.sessionTimeoutMilliseconds = sessionTimeoutMilliseconds
+        self.maxEventTimeAheadMilliseconds = maxEventTimeAheadMilliseconds
         self.stateSettings = stateSettings
     }
 
@@ -126,6 +133,9 @@ public struct StreamingConfiguration: Sendable {
         }
         guard maxRatePerPartition >= 0 else {
             throw StreamingError(.invalidConfiguration, "maxRatePerPartition must be 0 (unlimited) or positive, not \(maxRatePerPartition)")
+        }
+        guard maxEventTimeAheadMilliseconds >= 0 else {
+            throw StreamingError(.invalidConfiguration, "maxEventTimeAheadMilliseconds must not be negative")
         }
         guard !inputTopics.isEmpty else { throw StreamingError(.invalidConfiguration, "inputTopics is empty") }
     }

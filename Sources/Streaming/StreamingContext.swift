@@ -48,7 +48,9 @@ public final class StreamingContext: Sendable {
         setup: (StreamGraph) throws -> Void
     ) throws -> StreamingContext {
         try configuration.validate()
-        let graph = StreamGraph(idleAfterMilliseconds: 10 * Int64(configuration.batchIntervalMilliseconds))
+        let graph = StreamGraph(
+            idleAfterMilliseconds: 10 * Int64(configuration.batchIntervalMilliseconds),
+            maxEventTimeAheadMilliseconds: configuration.maxEventTimeAheadMilliseconds)
         try setup(graph)
         let restored = try Restored(configuration: configuration, graph: graph, logger: logger)
         let metrics = StreamingMetrics()

@@ -8,6 +8,7 @@ struct StreamingMetrics: Sendable {
     let duplicateRecordsSkipped = Counter(label: "sluice_records_duplicate_total")
     let malformedRecords = Counter(label: "sluice_records_malformed_total")
     let lateRecords = Counter(label: "sluice_records_late_total")
+    let futureRecords = Counter(label: "sluice_records_future_total")
     let blocksWritten = Counter(label: "sluice_blocks_written_total")
     let walBytesWritten = Counter(label: "sluice_wal_bytes_written_total")
     let walFsyncDuration = Timer(label: "sluice_wal_fsync_duration_seconds", preferredDisplayUnit: .seconds)

@@ -37,6 +37,7 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_WINDOW_MS", defaultValue: "60000", meaning: "event-time window length"),
         Variable(name: "SLUICE_SLIDE_MS", defaultValue: "= window", meaning: "window slide; the window must be a multiple of it"),
         Variable(name: "SLUICE_ALLOWED_LATENESS_MS", defaultValue: "0", meaning: "how late an event may be after its window's end passed the watermark"),
+        Variable(name: "SLUICE_MAX_EVENT_AHEAD_MS", defaultValue: "3600000", meaning: "how far an event time may be ahead of its batch time; later records neither move the watermark nor enter windows"),
         Variable(name: "SLUICE_CHECKPOINT_DIR", defaultValue: "./sluice-data (a fresh temporary directory with the embedded broker)", meaning: "WAL and checkpoints"),
         Variable(name: "SLUICE_CHECKPOINT_EVERY_BATCHES", defaultValue: "1", meaning: "write a checkpoint every N batches"),
         Variable(name: "SLUICE_WAL", defaultValue: "true", meaning: "receiver write-ahead log"),
@@ -155,7 +156,8 @@ struct ServiceConfiguration {
             maxBacklogBytes: backlog,
             stopsAtEnd: try reader.boolean("SLUICE_STOP_AT_END", default: bootstrapServers == nil),
             deadLetterTopic: try reader.string("SLUICE_DEAD_LETTER_TOPIC"),
-            sessionTimeoutMilliseconds: try reader.integer("SLUICE_SESSION_TIMEOUT_MS", range: 1000...3_600_000)
+            sessionTimeoutMilliseconds: try reader.integer("SLUICE_SESSION_TIMEOUT_MS", range: 1000...3_600_000),
+            maxEventTimeAheadMilliseconds: Int64(try reader.integer("SLUICE_MAX_EVENT_AHEAD_MS", range: 0...Int(Int64.max / 2)))
         )
         for output in [countsTopic, windowsTopic] + [streaming.deadLetterTopic].compactMap({ $0 }) where inputTopics.contains(output) {
             let variable = output == countsTopic ? "SLUICE_COUNTS_TOPIC" : output == windowsTopic ? "SLUICE_WINDOWS_TOPIC" : "SLUICE_DEAD_LETTER_TOPIC"
@@ -182,6 +184,7 @@ struct ServiceConfiguration {
             "SLUICE_WINDOW_MS=\(windowMilliseconds)",
             "SLUICE_SLIDE_MS=\(slideMilliseconds)",
             "SLUICE_ALLOWED_LATENESS_MS=\(allowedLatenessMilliseconds)",
+            "SLUICE_MAX_EVENT_AHEAD_MS=\(streaming.maxEventTimeAheadMilliseconds)",
             "SLUICE_CHECKPOINT_DIR=\(streaming.checkpointDirectory)",
             "SLUICE_CHECKPOINT_EVERY_BATCHES=\(streaming.checkpointEveryBatches)",
             "SLUICE_WAL=\(streaming.isWriteAheadLogEnabled)",

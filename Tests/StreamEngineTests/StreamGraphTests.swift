@@ -150,6 +150,20 @@ import Testing
         #expect(late.batches.joined().isEmpty == false)
     }
 
+    /// One record from a bad clock (the year 2100) used to move the watermark there for good, closing every window.
+    @Test func anEventTimeTooFarAheadNeitherMovesTheWatermarkNorEntersWindows() throws {
+        let graph = StreamGraph(maxEventTimeAheadMilliseconds: 60_000)
+        let windowed = Collected(graph.input().flatMapWords().map { ($0, Int64(1)) }.reduceByKeyAndWindow(
+            name: "w", try WindowSpec(length: 1_000), +))
+        let year2100: Int64 = 4_102_444_800_000
+        let output = graph.runBatch(time: 100_000, blocks: [lines(("now", 99_000), ("future", year2100), ("later", 130_000))])
+        #expect(output.watermark == 130_000)
+        #expect(output.futureRecords == 1)
+        let next = graph.runBatch(time: 200_000, blocks: [lines(("again", 199_000))])
+        #expect(next.watermark == 199_000)
+        #expect(Set(windowed.batches.joined().map(\.0)) == ["now", "later"])
+    }
+
     /// A replay after a crash runs only the logged batches (empty batches are not logged): restored from the
     /// checkpoint of batch k, it must emit exactly what the original run emitted for batches k+1...N.
     @Test func aReplayWithoutTheEmptyBatchesEmitsTheSameRecords() throws {
