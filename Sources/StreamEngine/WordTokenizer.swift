@@ -1,9 +1,14 @@
+import Foundation
+
 /// Splits UTF-8 text into lowercase words.
 ///
 /// Words are maximal runs of non-whitespace scalars, where whitespace is Unicode's
-/// `White_Space` property (`Unicode.Scalar.Properties.isWhitespace`), and are lowercased
-/// with `String.lowercased()` semantics. Pure-ASCII input takes a byte-level fast path;
-/// other input is validated as UTF-8 first.
+/// `White_Space` property (`Unicode.Scalar.Properties.isWhitespace`). They are lowercased
+/// scalar by scalar with Unicode's full lowercase mappings plus its one context rule, Final_Sigma
+/// (a capital sigma at the end of a word becomes ς, as ICU does), and then put in Normalization
+/// Form C, so canonically equivalent spellings (é as one scalar or as e and a combining accent)
+/// are one word. Pure-ASCII input takes a byte-level fast path; other input is validated as
+/// UTF-8 first.
 public enum WordTokenizer {
     /// The longest word, in UTF-8 bytes, that the word count accepts: 64 KiB. A record with a longer word is
     /// malformed (``MalformedRecord/Reason/wordTooLong(bytes:)``), so that no output record (the word as key and,
@@ -22,9 +27,34 @@ public enum WordTokenizer {
             return true
         }
         guard let decoded = String(validating: text, as: UTF8.self) else { return false }
-        var lowercased = decoded.lowercased()
+        var lowercased = lowercase(decoded).precomposedStringWithCanonicalMapping
         try lowercased.withUTF8 { try forEachUnicodeWord(in: UnsafeRawBufferPointer($0), body) }
         return true
+    }
+
+    /// `String.lowercased()` plus Unicode's Final_Sigma rule.
+    static func lowercase(_ text: String) -> String {
+        guard text.unicodeScalars.contains("\u{03A3}") else { return text.lowercased() }
+        let scalars = Array(text.unicodeScalars)
+        var result = String.UnicodeScalarView()
+        for index in scalars.indices {
+            if scalars[index] == "\u{03A3}", isFinalSigma(scalars, at: index) {
+                result.append("\u{03C2}")
+            } else {
+                result.append(contentsOf: scalars[index].properties.lowercaseMapping.unicodeScalars)
+            }
+        }
+        return String(result)
+    }
+
+    /// Final_Sigma: a cased letter before (case-ignorable scalars skipped), and none after.
+    private static func isFinalSigma(_ scalars: [Unicode.Scalar], at index: Int) -> Bool {
+        var before = index - 1
+        while before >= 0, scalars[before].properties.isCaseIgnorable { before -= 1 }
+        guard before >= 0, scalars[before].properties.isCased else { return false }
+        var after = index + 1
+        while after < scalars.count, scalars[after].properties.isCaseIgnorable { after += 1 }
+        return after == scalars.count || !scalars[after].properties.isCased
     }
 
     /// The words of `text`, lowercased (a convenience for tests and tools).

@@ -177,7 +177,7 @@ func lastValuePerKey(topic: String, bootstrap: String) throws -> [String: String
 
 /// The reference word count: split on whitespace, lowercase, drop empty tokens.
 func referenceWords(_ line: String) -> [String] {
-    line.split(whereSeparator: { $0.isWhitespace }).map { $0.lowercased() }
+    line.split(whereSeparator: { $0.isWhitespace }).map { $0.lowercased().precomposedStringWithCanonicalMapping }
 }
 
 /// Produces lines (with explicit timestamps) to a topic, round-robin over its partitions.
