@@ -18,15 +18,15 @@ import Synchronization
 ///   (librdkafka 2.0.2 #4059: a commit from another thread during a rebalance can lose the assignment). The
 ///   rebalance handler runs inside `poll` on that thread, or inside ``KafkaConsumer/close()`` after the loop ended.
 final class ReliableReceiver: Sendable {
-    private let consumer: KafkaConsumer
+    let consumer: KafkaConsumer
     private let committer: any OffsetCommitter
     private let tracker: ReceivedBlockTracker
-    private let configuration: StreamingConfiguration
-    private let logger: Logger
-    private let metrics: StreamingMetrics
+    let configuration: StreamingConfiguration
+    let logger: Logger
+    let metrics: StreamingMetrics
     private let crashTrigger: CrashTrigger?
-    private let onStatusChange: @Sendable () -> Void
-    private let loop: ReceiverLoopState
+    let onStatusChange: @Sendable () -> Void
+    let loop: ReceiverLoopState
     private let stopRequested = Atomic<Bool>(false)
     private let handoff = CommitHandoff()
     let status = Mutex(ReceiverStatus())
@@ -68,27 +68,6 @@ final class ReliableReceiver: Sendable {
             metrics.commitFailures.increment()
             logger.warning("offset commit after checkpoint failed", metadata: ["kafka.error": "\(error)"])
         }
-    }
-
-    /// With `stopsAtEnd`: reads the end offsets to reach, as they are now.
-    ///
-    /// - Throws: A ``KafkaError`` if the brokers cannot be asked (for example none is reachable); a ``StreamingError``
-    ///   if an input topic does not exist.
-    func captureEndOffsets() throws {
-        let ends = try consumer.endOffsets(of: configuration.inputTopics, timeout: .seconds(10))
-        let missing = configuration.inputTopics.filter { topic in !ends.keys.contains { $0.topic == topic } }
-        guard missing.isEmpty else {
-            throw StreamingError(.receiver, "input topic \(missing.joined(separator: ", ")) does not exist: there is no input to read to its end")
-        }
-        for (partition, end) in ends.sorted(by: { $0.key < $1.key }) {
-            if let known = loop.nextOffsets[partition], end < known {
-                offsetWasReset(partition, to: end, below: known)
-                return
-            }
-        }
-        loop.endOffsets = ends
-        logger.info("reading to the current end of the input", metadata: ["stream.end_offsets": "\(loop.endOffsets?.values.reduce(0, +) ?? 0)"])
-        checkEnd()
     }
 
     /// Subscribes and receives until ``requestStop()``; the last block is stored before it returns.
@@ -262,28 +241,7 @@ final class ReliableReceiver: Sendable {
         metrics.pausedPartitions.record(loop.flow.pausedCount(assigned: loop.assigned.count))
     }
 
-    private func checkEnd() {
-        guard let ends = loop.endOffsets, loop.builder.isEmpty else { return }
-        let reached = ends.allSatisfy { partition, end in end <= 0 || (loop.nextOffsets[partition] ?? 0) >= end }
-        if reached, !status.withLock({ $0.reachedEnd }) {
-            status.withLock { $0.reachedEnd = true }
-            onStatusChange()
-        }
-    }
-
-    /// A partition that restarts below the offset the state already holds was recreated or truncated: its records
-    /// would all be dropped as duplicates. sluice stops rather than decide for the operator.
-    private func offsetWasReset(_ partition: KafkaPartition, to offset: Int64, below known: Int64) {
-        metrics.offsetResets.increment()
-        let reason = StreamingError(
-            .offsetReset,
-            "\(partition) is at offset \(offset), below offset \(known) that the checkpoint and log already hold: the "
-                + "topic was recreated or truncated, and its records would be dropped as duplicates. To process it from "
-                + "the start, stop sluice and start it with an empty SLUICE_CHECKPOINT_DIR")
-        fail("the input went back", reason)
-    }
-
-    private func fail(_ message: String, _ error: any Error) {
+    func fail(_ message: String, _ error: any Error) {
         loop.failed = true
         try? consumer.pause(loop.assigned)
         logger.error("\(message)", metadata: ["stream.error": "\(error)"])

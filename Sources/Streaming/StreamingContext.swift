@@ -62,17 +62,7 @@ public final class StreamingContext: Sendable {
             }
             tracker.requeue(assigned: restored.plan.trailingAssignments)
         }
-        let consumer = try KafkaConsumer(
-            config: KafkaConsumerConfig(
-                common: configuration.kafka, groupID: configuration.groupID,
-                sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds
-            ),
-            logger: logger
-        )
-        // Output waits out a broker outage of any length (reported by `status`), never a restart loop: a record that
-        // librdkafka gave up on would stop the service, and every restart would replay the same batch.
-        let producer = try KafkaProducer(
-            config: KafkaProducerConfig(common: configuration.kafka, deliveryTimeoutMilliseconds: 0), logger: logger)
+        let (consumer, producer) = try makeClients(configuration: configuration, logger: logger)
         let receiver = ReliableReceiver(
             consumer: consumer, tracker: tracker, configuration: configuration, knownOffsets: restored.plan.knownOffsets,
             logger: logger, metrics: metrics, crashTrigger: crashTrigger, onStatusChange: { control.wake() }
@@ -97,6 +87,21 @@ public final class StreamingContext: Sendable {
             crashTrigger: crashTrigger
         )
         return StreamingContext(control: control, receiver: receiver, driver: driver, lock: restored.lock, logger: logger)
+    }
+
+    private static func makeClients(configuration: StreamingConfiguration, logger: Logger) throws -> (KafkaConsumer, KafkaProducer) {
+        let consumer = try KafkaConsumer(
+            config: KafkaConsumerConfig(
+                common: configuration.kafka, groupID: configuration.groupID,
+                sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds
+            ),
+            logger: logger
+        )
+        // Output waits out a broker outage of any length (reported by `status`), never a restart loop: a record that
+        // librdkafka gave up on would stop the service, and every restart would replay the same batch.
+        let producer = try KafkaProducer(
+            config: KafkaProducerConfig(common: configuration.kafka, deliveryTimeoutMilliseconds: 0), logger: logger)
+        return (consumer, producer)
     }
 
     /// A snapshot of progress and health.

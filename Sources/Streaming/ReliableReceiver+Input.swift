@@ -1,0 +1,51 @@
+import CoreMetrics
+import KafkaIO
+import Logging
+import StreamEngine
+import Synchronization
+
+/// Where the input ends, and when it went back.
+extension ReliableReceiver {
+    /// With `stopsAtEnd`: reads the end offsets to reach, as they are now.
+    ///
+    /// - Throws: A ``KafkaError`` if the brokers cannot be asked (for example none is reachable); a ``StreamingError``
+    ///   if an input topic does not exist.
+    func captureEndOffsets() throws {
+        let ends = try consumer.endOffsets(of: configuration.inputTopics, timeout: .seconds(10))
+        let missing = configuration.inputTopics.filter { topic in !ends.keys.contains { $0.topic == topic } }
+        guard missing.isEmpty else {
+            throw StreamingError(.receiver, "input topic \(missing.joined(separator: ", ")) does not exist: there is no input to read to its end")
+        }
+        for (partition, end) in ends.sorted(by: { $0.key < $1.key }) {
+            if let known = loop.nextOffsets[partition], end < known {
+                offsetWasReset(partition, to: end, below: known)
+                return
+            }
+        }
+        loop.endOffsets = ends
+        logger.info("reading to the current end of the input", metadata: ["stream.end_offsets": "\(loop.endOffsets?.values.reduce(0, +) ?? 0)"])
+        checkEnd()
+    }
+
+    /// With end offsets captured: marks the end reached once every partition got there.
+    func checkEnd() {
+        guard let ends = loop.endOffsets, loop.builder.isEmpty else { return }
+        let reached = ends.allSatisfy { partition, end in end <= 0 || (loop.nextOffsets[partition] ?? 0) >= end }
+        if reached, !status.withLock({ $0.reachedEnd }) {
+            status.withLock { $0.reachedEnd = true }
+            onStatusChange()
+        }
+    }
+
+    /// A partition that restarts below the offset the state already holds was recreated or truncated: its records
+    /// would all be dropped as duplicates. sluice stops rather than decide for the operator.
+    func offsetWasReset(_ partition: KafkaPartition, to offset: Int64, below known: Int64) {
+        metrics.offsetResets.increment()
+        let reason = StreamingError(
+            .offsetReset,
+            "\(partition) is at offset \(offset), below offset \(known) that the checkpoint and log already hold: the "
+                + "topic was recreated or truncated, and its records would be dropped as duplicates. To process it from "
+                + "the start, stop sluice and start it with an empty SLUICE_CHECKPOINT_DIR")
+        fail("the input went back", reason)
+    }
+}
