@@ -48,4 +48,21 @@ extension ReliableReceiver {
                 + "the start, stop sluice and start it with an empty SLUICE_CHECKPOINT_DIR")
         fail("the input went back", reason)
     }
+
+    /// The state is built from every input partition, so an instance given only part of them (another member
+    /// joined its group) must not go on: its totals would be built on part of the input and overwrite the whole.
+    /// It fails before it takes a record of the partial assignment, naming the group.
+    func checkWholeInputAssigned() {
+        guard let counts = try? consumer.topicPartitionCounts(timeout: .seconds(5)) else { return }
+        let all = configuration.inputTopics.flatMap { topic in
+            (0..<Int32(counts[topic] ?? 0)).map { KafkaPartition(topic: topic, partition: $0) }
+        }
+        let missing = Set(all).subtracting(loop.assigned)
+        guard !missing.isEmpty else { return }
+        fail("another member joined consumer group \(configuration.groupID)", StreamingError(
+            .partialInput,
+            "this instance was assigned \(all.count - missing.count) of the \(all.count) input partitions, so its totals "
+                + "would be built on part of the input. Run one sluice per consumer group (a distributed mode for several "
+                + "instances is not built yet)"))
+    }
 }

@@ -208,6 +208,7 @@ final class ReliableReceiver: Sendable {
             } catch {
                 fail("logging an assignment failed", error)
             }
+            checkWholeInputAssigned()
             return starts
         case .revoked(let partitions):
             storeBlock()

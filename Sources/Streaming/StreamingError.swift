@@ -20,6 +20,8 @@ public struct StreamingError: Error, Sendable, CustomStringConvertible {
         public static let settingChanged = Code("setting changed")
         /// An input partition restarted below the offset the state holds (the topic was recreated or truncated).
         public static let offsetReset = Code("offset reset")
+        /// The instance was assigned only part of its input: another member joined its consumer group.
+        public static let partialInput = Code("partial input")
         /// A ``StreamingConfiguration`` value cannot be used.
         public static let invalidConfiguration = Code("invalid configuration")
         /// The context was used in a state that does not allow the call.

@@ -133,4 +133,31 @@ struct OperatorFaultsTests {
             #expect(result.standardError.contains("below offset 500"))
         }
     }
+
+    /// A second instance on the same consumer group used to split the partitions, and each published totals of its
+    /// half under the same keys. Now each stops when it is given part of the input, and the counts stay right.
+    @Test func aSecondInstanceInTheGroupStopsBothInsteadOfPublishingPartialTotals() throws {
+        let broker = try BrokerProcess(topics: Self.topics)
+        let lines = (0..<2_000).map { (value: Array("one group \($0 % 10)".utf8), timestamp: StreamingClock.now) }
+        try produceLines(lines, topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
+        let group = uniqueGroup()
+        let first = TemporaryDirectory()
+        let second = TemporaryDirectory()
+        let environment = { (directory: TemporaryDirectory) in
+            ["KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data", "SLUICE_GROUP_ID": group]
+        }
+        let a = try SluiceProcess(environment: environment(first), logDirectory: first.path)
+        #expect(a.waitForLog("partitions assigned", timeout: .seconds(30)))
+        Thread.sleep(forTimeInterval: 2)
+        let b = try SluiceProcess(environment: environment(second), logDirectory: second.path)
+        let resultB = b.wait(timeout: .seconds(60))
+        let resultA = a.wait(timeout: .seconds(60))
+        for result in [resultA, resultB] {
+            #expect(result.exitCode == 1 && !result.timedOut, "stderr: \(result.standardError.suffix(1500))")
+            #expect(result.standardError.contains("another member joined consumer group \(group)"))
+        }
+        let totals = try lastValuePerKey(topic: "word-counts", bootstrap: broker.bootstrap).mapValues(countField)
+        #expect(totals["one"] == 2_000 && totals["group"] == 2_000)
+        #expect((0..<10).allSatisfy { totals[String($0)] == 200 })
+    }
 }
