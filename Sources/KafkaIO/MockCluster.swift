@@ -18,7 +18,10 @@ public final class MockCluster: Sendable {
     ///
     /// - Throws: A ``KafkaError`` if librdkafka cannot create it.
     public init(brokerCount: Int = 1, logger: Logger) throws {
-        client = try RDKafkaClient(type: RD_KAFKA_PRODUCER, properties: [("client.id", "sluice-mock-cluster")], logger: logger)
+        // The handle only hosts the cluster and never connects: without a log level of errors it would warn that it
+        // has no bootstrap.servers, the first thing a demo printed.
+        client = try RDKafkaClient(
+            type: RD_KAFKA_PRODUCER, properties: [("client.id", "sluice-mock-cluster"), ("log_level", "3")], logger: logger)
         guard let cluster = rd_kafka_mock_cluster_new(client.handle, Int32(brokerCount)) else {
             throw KafkaError(kind: .librdkafka, message: "rd_kafka_mock_cluster_new failed")
         }

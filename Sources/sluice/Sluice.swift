@@ -107,6 +107,19 @@ enum Sluice {
             }
             return (context, embedded)
         }
+        // The context (and its Kafka clients) goes before the embedded broker does: no disconnect noise at the end.
+        try await serve(consume context, configuration: configuration, registry: registry, logger: logger)
+        if let embedded {
+            try await onDedicatedThread {
+                try printTopCounts(from: embedded, topic: configuration.countsTopic, logger: logger)
+            }
+        }
+    }
+
+    /// Runs the context and the HTTP endpoint as a service group until the context stops or a signal arrives.
+    private static func serve(
+        _ context: StreamingContext, configuration: ServiceConfiguration, registry: PrometheusCollectorRegistry, logger: Logger
+    ) async throws {
         let streaming = StreamingService(context: context, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if configuration.httpPort != 0 {
@@ -119,11 +132,6 @@ enum Sluice {
         groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(configuration.shutdownTimeoutMilliseconds)
         let group = ServiceGroup(configuration: groupConfiguration)
         try await group.run()
-        if let embedded {
-            try await onDedicatedThread {
-                try printTopCounts(from: embedded, topic: configuration.countsTopic, logger: logger)
-            }
-        }
     }
 
     /// Creates the demo topics on the embedded broker and feeds it the sample text.
