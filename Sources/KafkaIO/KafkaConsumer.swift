@@ -297,15 +297,19 @@ public final class KafkaConsumer: Sendable {
     ///
     /// - Throws: A ``KafkaError`` if the brokers cannot be asked.
     public func endOffsets(of topics: [String], timeout: Duration) throws -> [KafkaPartition: Int64] {
-        let counts = try topicPartitionCounts(timeout: timeout)
         var ends: [KafkaPartition: Int64] = [:]
-        for topic in topics {
-            for partition in 0..<Int32(counts[topic] ?? 0) {
-                let key = KafkaPartition(topic: topic, partition: partition)
-                ends[key] = try watermarks(of: key, timeout: timeout).high
-            }
+        for partition in try partitions(of: topics, timeout: timeout) {
+            ends[partition] = try watermarks(of: partition, timeout: timeout).high
         }
         return ends
+    }
+
+    /// Every partition of `topics`, from the cluster's metadata; a topic the cluster does not have contributes none.
+    ///
+    /// - Throws: A ``KafkaError`` if the brokers cannot be asked.
+    public func partitions(of topics: [String], timeout: Duration) throws -> [KafkaPartition] {
+        let counts = try topicPartitionCounts(timeout: timeout)
+        return topics.flatMap { topic in (0..<Int32(counts[topic] ?? 0)).map { KafkaPartition(topic: topic, partition: $0) } }
     }
 
     /// The partition counts of all topics in the cluster.

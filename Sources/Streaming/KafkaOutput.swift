@@ -63,7 +63,8 @@ struct KafkaOutput: Sendable {
         guard let topic = deadLetterTopic else { return }
         producer.prepare(topic: topic, timeout: .seconds(1))
         for (record, reason) in malformed.map({ ($0.record, $0.reason) }) {
-            let size = (record.key?.count ?? 0) + record.value.count
+            let (key, value) = (record.key, record.value)
+            let size = (key?.count ?? 0) + value.count
             let copied = size <= maxRecordBytes - 4096
             var headers = [
                 KafkaHeader(name: "sluice-source", value: Array("\(record.topic)/\(record.partition)/\(record.offset)".utf8)),
@@ -71,7 +72,7 @@ struct KafkaOutput: Sendable {
             ]
             if !copied { headers.append(KafkaHeader(name: "sluice-not-copied-bytes", value: Array(String(size).utf8))) }
             try producer.send(KafkaProducerRecord(
-                topic: topic, key: copied ? record.key : nil, value: copied ? record.value : [], headers: headers,
+                topic: topic, key: copied ? key : nil, value: copied ? value : [], headers: headers,
                 timestamp: record.timestamp
             ))
         }

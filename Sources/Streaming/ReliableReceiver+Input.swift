@@ -23,7 +23,7 @@ extension ReliableReceiver {
             }
         }
         loop.endOffsets = ends
-        logger.info("reading to the current end of the input", metadata: ["stream.end_offsets": "\(loop.endOffsets?.values.reduce(0, +) ?? 0)"])
+        logger.info("reading to the current end of the input", metadata: ["stream.end_offsets": "\(ends.values.reduce(0, +))"])
         checkEnd()
     }
 
@@ -53,10 +53,7 @@ extension ReliableReceiver {
     /// joined its group) must not go on: its totals would be built on part of the input and overwrite the whole.
     /// It fails before it takes a record of the partial assignment, naming the group.
     func checkWholeInputAssigned() {
-        guard let counts = try? consumer.topicPartitionCounts(timeout: .seconds(5)) else { return }
-        let all = configuration.inputTopics.flatMap { topic in
-            (0..<Int32(counts[topic] ?? 0)).map { KafkaPartition(topic: topic, partition: $0) }
-        }
+        guard let all = try? consumer.partitions(of: configuration.inputTopics, timeout: .seconds(5)) else { return }
         let missing = Set(all).subtracting(loop.assigned)
         guard !missing.isEmpty else { return }
         fail("another member joined consumer group \(configuration.groupID)", StreamingError(

@@ -62,12 +62,7 @@ final class ReliableReceiver: Sendable {
     /// not retried: the checkpoint holds the offsets, so a restart skips what Kafka delivers again.
     func commitCheckpointed(_ offsets: [KafkaPartition: Int64]) {
         guard !handoff.hand(offsets) else { return }
-        do {
-            try metrics.commitDuration.measure { try committer.commit(offsets) }
-        } catch {
-            metrics.commitFailures.increment()
-            logger.warning("offset commit after checkpoint failed", metadata: ["kafka.error": "\(error)"])
-        }
+        _ = commit(offsets)
     }
 
     /// Subscribes and receives until ``requestStop()``; the last block is stored before it returns.
@@ -185,14 +180,20 @@ final class ReliableReceiver: Sendable {
     /// Commits the offsets of durable blocks and of checkpoints; a failed commit is retried on the next block tick.
     private func commitDurableOffsets() {
         loop.uncommitted.merge(handoff.take(), uniquingKeysWith: max)
-        guard !loop.uncommitted.isEmpty, !loop.failed else { return }
+        // The records are durable: a failed commit is retried on the next block tick.
+        guard !loop.uncommitted.isEmpty, !loop.failed, commit(loop.uncommitted) else { return }
+        loop.uncommitted = [:]
+    }
+
+    /// Commits, timed; a failure is counted and logged. Whether it succeeded.
+    private func commit(_ offsets: [KafkaPartition: Int64]) -> Bool {
         do {
-            try metrics.commitDuration.measure { try committer.commit(loop.uncommitted) }
-            loop.uncommitted = [:]
+            try metrics.commitDuration.measure { try committer.commit(offsets) }
+            return true
         } catch {
-            // The records are durable; the commit is retried on the next block tick.
             metrics.commitFailures.increment()
-            logger.warning("offset commit failed; will retry", metadata: ["kafka.error": "\(error)"])
+            logger.warning("offset commit failed", metadata: ["kafka.error": "\(error)"])
+            return false
         }
     }
 

@@ -46,10 +46,7 @@ enum Sluice {
         } catch let error as ConfigurationError {
             logger.critical("start-up failed", metadata: ["error": "\(error)"])
             exit(2)
-        } catch let error as StreamingError where [.settingChanged, .logMismatch, .invalidConfiguration].contains(error.code) {
-            logger.critical("start-up refused", metadata: ["error": "\(error)"])
-            exit(2)
-        } catch let error as StorageError where error.code == .locked {
+        } catch let error where isStartUpRefusal(error) {
             logger.critical("start-up refused", metadata: ["error": "\(error)"])
             exit(2)
         } catch is ShutdownTimedOut {
@@ -60,6 +57,12 @@ enum Sluice {
             logger.critical("sluice stopped on an error", metadata: ["error": "\(error)"])
             exit(1)
         }
+    }
+
+    /// Errors that mean "not with this data directory or these settings": exit 2, like a bad variable.
+    private static func isStartUpRefusal(_ error: any Error) -> Bool {
+        if let error = error as? StreamingError { return [.settingChanged, .logMismatch, .invalidConfiguration].contains(error.code) }
+        return (error as? StorageError)?.code == .locked
     }
 
     /// Serves every allocation of 1 MiB or more with its own memory mapping, returned to the system when freed.
