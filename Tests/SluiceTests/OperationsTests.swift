@@ -7,12 +7,8 @@ import Testing
 struct OperationsTests {
     @Test func healthReadinessAndMetricsOverHTTP() throws {
         let broker = try BrokerProcess(topics: ["lines": 4, "word-counts": 4, "word-counts-windowed": 4])
-        let directory = TemporaryDirectory()
-        let port = try freePort()
-        let child = try SluiceProcess(environment: [
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
-            "SLUICE_HTTP_PORT": String(port), "SLUICE_GROUP_ID": uniqueGroup(),
-        ], logDirectory: directory.path)
+        let service = try ServiceWithHTTP(on: broker)
+        let (child, port) = (service.child, service.port)
         defer { _ = child.wait(timeout: .seconds(1)) }
 
         // The first group join takes 3 s: readiness must say "not ready" before the partitions are assigned.
@@ -53,12 +49,8 @@ struct OperationsTests {
     /// Now connections beyond the cap are closed at once and idle ones after 10 s.
     @Test func idleHTTPConnectionsAreBoundedAndClosed() throws {
         let broker = try BrokerProcess(topics: ["lines": 4, "word-counts": 4, "word-counts-windowed": 4])
-        let directory = TemporaryDirectory()
-        let port = try freePort()
-        let child = try SluiceProcess(environment: [
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
-            "SLUICE_HTTP_PORT": String(port), "SLUICE_HTTP_HOST": "127.0.0.1", "SLUICE_GROUP_ID": uniqueGroup(),
-        ], logDirectory: directory.path)
+        let service = try ServiceWithHTTP(on: broker, ["SLUICE_HTTP_HOST": "127.0.0.1"])
+        let (child, port) = (service.child, service.port)
         #expect(child.waitForLog("partitions assigned", timeout: .seconds(30)))
         let descriptors = { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(child.process.processIdentifier)/fd").count) ?? 0 }
         let baseline = descriptors()
@@ -123,13 +115,10 @@ struct OperationsTests {
         let line = Array(String(repeating: "backpressure keeps memory bounded ", count: 30).utf8)
         let lines = (0..<24_000).map { _ in (value: line, timestamp: StreamingClock.now) }
         try produceLines(lines, topic: "lines", partitions: partitions, bootstrap: broker.bootstrap)
-        let directory = TemporaryDirectory()
-        let port = try freePort()
-        let child = try SluiceProcess(environment: [
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
-            "SLUICE_HTTP_PORT": String(port), "SLUICE_GROUP_ID": uniqueGroup(),
+        let service = try ServiceWithHTTP(on: broker, [
             "SLUICE_MAX_BACKLOG_MB": "2", "SLUICE_BATCH_INTERVAL_MS": "2000", "SLUICE_BLOCK_INTERVAL_MS": "100",
-        ], logDirectory: directory.path)
+        ])
+        let (child, port) = (service.child, service.port)
         var maximumBacklog = 0.0
         var sawPause = false
         var received = 0.0

@@ -205,12 +205,8 @@ struct ConfigurationErrorTests {
     /// first records were dropped as late.
     @Test func aPartitionThatStartsLateHoldsTheWatermarkBack() throws {
         let broker = try BrokerProcess(topics: ["lines": 2, "word-counts": 2, "word-counts-windowed": 2])
-        let directory = TemporaryDirectory()
-        let port = try freePort()
-        let child = try SluiceProcess(environment: [
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
-            "SLUICE_HTTP_PORT": String(port), "SLUICE_GROUP_ID": uniqueGroup(), "SLUICE_WINDOW_MS": "1000",
-        ], logDirectory: directory.path)
+        let service = try ServiceWithHTTP(on: broker, ["SLUICE_WINDOW_MS": "1000"])
+        let (child, port) = (service.child, service.port)
         #expect(child.waitForLog("partitions assigned", timeout: .seconds(30)))
         let producer = try KafkaProducer(config: KafkaProducerConfig(common: KafkaConfig(bootstrapServers: broker.bootstrap)), logger: quietLogger)
         let start = StreamingClock.now / 1000 * 1000 - 60_000

@@ -150,6 +150,22 @@ final class SluiceProcess {
     }
 }
 
+/// sluice running as a child process on a broker, with a fresh data directory, consumer group and HTTP port.
+struct ServiceWithHTTP {
+    let child: SluiceProcess
+    let directory = TemporaryDirectory()
+    let port: Int
+
+    /// Starts sluice on `broker`; `environment` adds to or overrides the defaults.
+    init(on broker: BrokerProcess, _ environment: [String: String] = [:]) throws {
+        port = try freePort()
+        child = try SluiceProcess(environment: [
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            "SLUICE_HTTP_PORT": String(port), "SLUICE_GROUP_ID": uniqueGroup(),
+        ].merging(environment) { $1 }, logDirectory: directory.path)
+    }
+}
+
 /// Runs `kcat` and returns its standard output.
 func kcat(_ arguments: [String], librdkafka: Librdkafka = .system, timeout: Duration = .seconds(60)) throws -> String {
     let process = Process()
