@@ -163,6 +163,14 @@ public final class WriteAheadLog: Sendable {
         state.withLock { $0.segments }
     }
 
+    /// The bytes the log's segment files take on disk (their sizes, read now).
+    public var bytesOnDisk: Int {
+        segmentNumbers.reduce(0) { total, segment in
+            var info = stat()
+            return total + (stat(path(of: segment), &info) == 0 ? Int(info.st_size) : 0)
+        }
+    }
+
     /// Appends a payload and returns the position of its entry.
     ///
     /// Header and payload are written with one `writev`. If the entry would take the

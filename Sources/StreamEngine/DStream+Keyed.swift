@@ -24,16 +24,38 @@ extension DStream {
     public func updateStateByKey<Key: StateKey, Value, State: StateCodable>(
         name: String, _ update: @escaping (_ key: Key, _ newValues: [Value], _ state: State?) -> State?
     ) -> DStream<(Key, State)> where Element == (Key, Value) {
+        keyedState(name: name, update) { _ in { $0() } }
+    }
+
+    /// ``updateStateByKey(name:_:)`` with a `view` through which other threads read the state while batches run.
+    public func updateStateByKey<Key: StateKey & Sendable, Value, State: StateCodable & Comparable & Sendable>(
+        name: String, view: StateView<Key, State>,
+        _ update: @escaping (_ key: Key, _ newValues: [Value], _ state: State?) -> State?
+    ) -> DStream<(Key, State)> where Element == (Key, Value) {
+        keyedState(name: name, update) { store in
+            view.attach(to: store)
+            return view.update
+        }
+    }
+
+    /// The keyed state; `guarded` receives the store and returns how each batch's update of it is to be run.
+    private func keyedState<Key: StateKey, Value, State: StateCodable>(
+        name: String, _ update: @escaping (_ key: Key, _ newValues: [Value], _ state: State?) -> State?,
+        guarded: (StateStore<[Key: State]>) -> (() -> Elements<(Key, State)>) -> Elements<(Key, State)>
+    ) -> DStream<(Key, State)> where Element == (Key, Value) {
         let store = StateStore<[Key: State]>(name: name, value: [:])
+        let run = guarded(store)
         let stream = derive(stateful: true) { batch, _ in
-            var result = Elements<(Key, State)>()
             let groups = batch.aggregated({ [$0] }) { $0.append($1) }
-            for ((key, values), time) in zip(groups.values, groups.times) {
-                let state = update(key, values, store.value[key])
-                store.value[key] = state
-                if let state { result.append((key, state), at: time) }
+            return run {
+                var result = Elements<(Key, State)>()
+                for ((key, values), time) in zip(groups.values, groups.times) {
+                    let state = update(key, values, store.value[key])
+                    store.value[key] = state
+                    if let state { result.append((key, state), at: time) }
+                }
+                return result
             }
-            return result
         }
         graph.register(store, evaluating: stream)
         return stream

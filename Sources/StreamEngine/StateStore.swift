@@ -2,6 +2,8 @@
 final class StateStore<Value: StateCodable> {
     let name: String
     var value: Value
+    /// Called after a restore replaced ``value`` (a ``StateView`` rebuilds its ranking).
+    var didRestore: (() -> Void)?
 
     init(name: String, value: Value) {
         self.name = name
@@ -24,6 +26,9 @@ extension StateStore: AnyStateStore {
 
     func decode(from reader: inout StateReader) throws(StreamEngineError) -> () -> Void {
         let decoded = try Value(from: &reader)
-        return { self.value = decoded }
+        return {
+            self.value = decoded
+            self.didRestore?()
+        }
     }
 }

@@ -39,13 +39,19 @@ public enum WordCountJob {
     /// Adds the word count to `graph`: stateful operators `word-totals` and `word-windows`.
     ///
     /// Throws, leaving the graph untouched, if the window parameters are invalid (see ``WindowSpec``).
-    public static func build(on graph: StreamGraph, configuration: Configuration = Configuration()) throws(StreamEngineError) {
+    ///
+    /// - Returns: A view of the running totals, for state queries from other threads.
+    @discardableResult
+    public static func build(
+        on graph: StreamGraph, configuration: Configuration = Configuration()
+    ) throws(StreamEngineError) -> StateView<String, Int64> {
         let window = try WindowSpec(
             length: configuration.windowLength, slide: configuration.slide, allowedLateness: configuration.allowedLateness)
         let words = graph.input().flatMapWords()
+        let totals = StateView<String, Int64>()
 
         words.countByValue()
-            .updateStateByKey(name: "word-totals") { (_, counts: [Int64], total: Int64?) in
+            .updateStateByKey(name: "word-totals", view: totals) { (_, counts: [Int64], total: Int64?) in
                 counts.reduce(total ?? 0, +)
             }
             .output { batchTime, totals, emit in
@@ -83,5 +89,6 @@ public enum WordCountJob {
                     emit(OutputRecord(topic: configuration.windowsTopic, key: Array(word.utf8), value: value))
                 }
             }
+        return totals
     }
 }

@@ -27,6 +27,7 @@ final class BatchDriver: @unchecked Sendable {
     private let receiver: ReliableReceiver
     private let consumer: KafkaConsumer
     private let control: ContextControl
+    private let history: BatchHistory
     private let metrics: StreamingMetrics
     private let logger: Logger
     private let crashTrigger: CrashTrigger?
@@ -42,7 +43,7 @@ final class BatchDriver: @unchecked Sendable {
         graph: StreamGraph, plan: RecoveryPlan, checkpoint: DriverCheckpoint?, staleLog: StaleLog?,
         configuration: StreamingConfiguration, tracker: ReceivedBlockTracker, checkpointer: Checkpointer,
         output: KafkaOutput, receiver: ReliableReceiver, consumer: KafkaConsumer, control: ContextControl,
-        metrics: StreamingMetrics, logger: Logger, crashTrigger: CrashTrigger?
+        history: BatchHistory, metrics: StreamingMetrics, logger: Logger, crashTrigger: CrashTrigger?
     ) {
         self.graph = graph
         self.plan = plan
@@ -54,6 +55,7 @@ final class BatchDriver: @unchecked Sendable {
         self.receiver = receiver
         self.consumer = consumer
         self.control = control
+        self.history = history
         self.metrics = metrics
         self.logger = logger
         self.crashTrigger = crashTrigger
@@ -90,7 +92,7 @@ final class BatchDriver: @unchecked Sendable {
             let logID = staleLog?.logID ?? tracker.logID ?? 0
             try runBatch(
                 time: batch.time, blocks: batch.blocks, assigned: batch.assigned,
-                coverage: .covered(logID: logID, through: batch.position), checkpoint: .ifChanged)
+                coverage: .covered(logID: logID, through: batch.position), checkpoint: .ifChanged, schedulingDelay: nil)
         }
         return true
     }
@@ -103,7 +105,7 @@ final class BatchDriver: @unchecked Sendable {
         plan.trailingBlocks = []
         try runBatch(
             time: lastBatchTime + Int64(configuration.batchIntervalMilliseconds), blocks: blocks, assigned: plan.trailingAssignments,
-            coverage: .retired(logID: staleLog.logID), checkpoint: .always
+            coverage: .retired(logID: staleLog.logID), checkpoint: .always, schedulingDelay: nil
         )
         CrashPoint.reach(.afterStaleLogRetired, armed: crashTrigger)
         try FileManager.default.removeItem(atPath: staleLog.directory)
@@ -125,7 +127,6 @@ final class BatchDriver: @unchecked Sendable {
             case .wait(let milliseconds):
                 control.sleep(milliseconds: milliseconds)
             case .runBatch(let time):
-                metrics.batchSchedulingDelay.recordMilliseconds(max(0, WallClock.milliseconds() - time))
                 try runAllocatedBatch(time: time, checkpoint: .whenDue)
             case .finish(let time):
                 stopReceiver()
@@ -146,17 +147,24 @@ final class BatchDriver: @unchecked Sendable {
 
     /// Allocates the received blocks to the batch of `time` (logged first, with a log) and runs it.
     private func runAllocatedBatch(time: Int64, checkpoint: Checkpointer.Rule) throws {
+        let schedulingDelay = max(0, WallClock.milliseconds() - time)
+        metrics.batchSchedulingDelay.recordMilliseconds(schedulingDelay)
         let allocation = try tracker.allocateBatch(time: time)
         var coverage: LogCoverage?
         if let logID = tracker.logID, let position = allocation.position { coverage = .covered(logID: logID, through: position) }
-        try runBatch(time: time, blocks: allocation.blocks, assigned: allocation.assigned, coverage: coverage, checkpoint: checkpoint)
+        try runBatch(
+            time: time, blocks: allocation.blocks, assigned: allocation.assigned, coverage: coverage, checkpoint: checkpoint,
+            schedulingDelay: schedulingDelay)
     }
 
     /// Runs one batch: output delivered, then the state checkpointed (as `checkpoint` says).
     ///
-    /// - Parameter coverage: What the state covers once this batch is in it (nil: unchanged).
+    /// - Parameters:
+    ///   - coverage: What the state covers once this batch is in it (nil: unchanged).
+    ///   - schedulingDelay: How late the batch started, in ms (nil: replayed from the log).
     private func runBatch(
-        time: Int64, blocks: consuming [Block], assigned: [TopicPartition], coverage: LogCoverage?, checkpoint: Checkpointer.Rule
+        time: Int64, blocks: consuming [Block], assigned: [TopicPartition], coverage: LogCoverage?, checkpoint: Checkpointer.Rule,
+        schedulingDelay: Int64?
     ) throws {
         let started = ContinuousClock.now
         let blockCount = blocks.count
@@ -172,19 +180,28 @@ final class BatchDriver: @unchecked Sendable {
         if let coverage { checkpointer.coverage = coverage }
         metrics.lateRecords.increment(by: result.lateRecords)
         metrics.futureRecords.increment(by: result.futureRecords)
-        try checkpointer.batchCompleted(
+        let checkpointed = try checkpointer.batchCompleted(
             hadData: blockCount > 0 || !assigned.isEmpty || !result.records.isEmpty, rule: checkpoint, batchTime: time, offsets: offsets,
             state: graph.checkpoint
         )
         metrics.batchesCompleted.increment()
         let duration = ContinuousClock.now - started
         metrics.batchProcessingDuration.record(duration: duration)
+        let info = BatchInfo(
+            batchTime: time, records: result.recordsIn, blocks: blockCount, outputRecords: result.records.count,
+            malformedRecords: result.malformedRecords, lateRecords: result.lateRecords,
+            schedulingDelayMilliseconds: schedulingDelay ?? 0, processingMilliseconds: duration / .milliseconds(1),
+            completedAt: WallClock.milliseconds(), isReplay: schedulingDelay == nil)
+        history.add(info, futureRecords: result.futureRecords, watermark: graph.watermark)
+        if checkpointed {
+            history.state.withLock { $0.lastCheckpoint = CheckpointInfo(batchTime: time, writtenAt: info.completedAt) }
+        }
         logger.debug("batch completed", metadata: [
             "stream.batch_time": "\(time)", "stream.records": "\(result.recordsIn)", "stream.blocks": "\(blockCount)",
             "stream.processing_ms": "\(Int(duration / .milliseconds(1)))", "stream.backlog_bytes": "\(tracker.backlogBytes)",
         ])
         control.state.withLock { $0.lastBatch = .now }
-        progress.add(records: result.recordsIn, batchTime: time, consumer: consumer, metrics: metrics, logger: logger)
+        progress.add(records: result.recordsIn, batchTime: time, consumer: consumer, history: history, metrics: metrics, logger: logger)
     }
 
     private func startReceiver() {
@@ -207,16 +224,19 @@ final class BatchDriver: @unchecked Sendable {
     }
 }
 
-/// A progress line every 5 s while records flow, with the consumer lag.
+/// A progress line every 5 s, with the consumer lag (also kept for the status API).
 private struct ProgressLog {
     private var since = ContinuousClock.now
     private var records = 0
 
-    mutating func add(records: Int, batchTime: Int64, consumer: KafkaConsumer, metrics: StreamingMetrics, logger: Logger) {
+    mutating func add(
+        records: Int, batchTime: Int64, consumer: KafkaConsumer, history: BatchHistory, metrics: StreamingMetrics, logger: Logger
+    ) {
         self.records += records
         let elapsed = ContinuousClock.now - since
         guard elapsed >= .seconds(5) else { return }
         let lag = consumer.lag()
+        history.state.withLock { $0.lag = lag }
         for (partition, value) in lag {
             metrics.lag(topic: partition.topic, partition: partition.partition).record(value)
         }

@@ -13,6 +13,8 @@ protocol BlockLog: AnyObject, Sendable {
     func sync() throws
     /// Deletes whole segments before `position`.
     func truncate(before position: WALPosition) throws -> Int
+    /// The bytes the log takes on disk.
+    var bytesOnDisk: Int { get }
     /// Closes the log.
     func close()
 }

@@ -49,8 +49,9 @@ final class Checkpointer {
         previousPosition = Self.position(in: coverage, of: tracker.logID)
     }
 
-    /// Notes a completed batch, and writes a checkpoint of `state` if `rule` says so.
-    func batchCompleted(hadData: Bool, rule: Rule, batchTime: Int64, offsets: [KafkaPartition: Int64], state: () -> [UInt8]) throws {
+    /// Notes a completed batch, and writes a checkpoint of `state` if `rule` says so; returns whether it did.
+    @discardableResult
+    func batchCompleted(hadData: Bool, rule: Rule, batchTime: Int64, offsets: [KafkaPartition: Int64], state: () -> [UInt8]) throws -> Bool {
         if hadData { batchesSinceCheckpoint += 1 }
         let isDue =
             switch rule {
@@ -58,8 +59,9 @@ final class Checkpointer {
             case .ifChanged: batchesSinceCheckpoint > 0
             case .always: true
             }
-        guard isDue else { return }
+        guard isDue else { return false }
         try write(DriverCheckpoint(batchTime: batchTime, log: coverage, offsets: offsets, settings: settings, graphState: state()))
+        return true
     }
 
     private func write(_ checkpoint: DriverCheckpoint) throws {

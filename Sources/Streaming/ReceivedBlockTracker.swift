@@ -43,6 +43,9 @@ final class ReceivedBlockTracker: Sendable {
     /// The identity of the log blocks are written to (nil without one).
     var logID: UInt64? { log?.logID }
 
+    /// The bytes the write-ahead log takes on disk (nil without one).
+    var logBytesOnDisk: Int? { log?.bytesOnDisk }
+
     /// The bytes of blocks received but not yet in a batch.
     var backlogBytes: Int { state.withLock { $0.pendingBytes } }
 

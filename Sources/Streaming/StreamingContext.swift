@@ -20,12 +20,19 @@ public final class StreamingContext: Sendable {
     private let control: ContextControl
     private let receiver: ReliableReceiver
     private let driver: BatchDriver
+    private let tracker: ReceivedBlockTracker
+    private let history: BatchHistory
     private let logger: Logger
     /// Held while the context lives: one process per checkpoint directory.
     private let lock: DirectoryLock
 
-    private init(control: ContextControl, receiver: ReliableReceiver, driver: BatchDriver, lock: DirectoryLock, logger: Logger) {
+    private init(
+        control: ContextControl, receiver: ReliableReceiver, driver: BatchDriver, tracker: ReceivedBlockTracker,
+        history: BatchHistory, lock: DirectoryLock, logger: Logger
+    ) {
         self.control = control
+        self.tracker = tracker
+        self.history = history
         self.lock = lock
         self.receiver = receiver
         self.driver = driver
@@ -55,6 +62,7 @@ public final class StreamingContext: Sendable {
         let restored = try Restored(configuration: configuration, graph: graph, logger: logger)
         let metrics = StreamingMetrics()
         let control = ContextControl()
+        let history = BatchHistory()
         let tracker = ReceivedBlockTracker(log: restored.log, metrics: metrics)
         if restored.log != nil {
             for block in restored.plan.trailingBlocks {
@@ -83,10 +91,12 @@ public final class StreamingContext: Sendable {
         let driver = BatchDriver(
             graph: graph, plan: restored.plan, checkpoint: restored.checkpoint, staleLog: restored.staleLog,
             configuration: configuration, tracker: tracker, checkpointer: checkpointer, output: output,
-            receiver: receiver, consumer: consumer, control: control, metrics: metrics, logger: logger,
+            receiver: receiver, consumer: consumer, control: control, history: history, metrics: metrics, logger: logger,
             crashTrigger: crashTrigger
         )
-        return StreamingContext(control: control, receiver: receiver, driver: driver, lock: restored.lock, logger: logger)
+        return StreamingContext(
+            control: control, receiver: receiver, driver: driver, tracker: tracker, history: history, lock: restored.lock,
+            logger: logger)
     }
 
     private static func makeClients(configuration: StreamingConfiguration, logger: Logger) throws -> (KafkaConsumer, KafkaProducer) {
@@ -107,16 +117,25 @@ public final class StreamingContext: Sendable {
     /// A snapshot of progress and health.
     public var status: StreamingStatus {
         let receiverStatus = receiver.status.withLock { $0 }
+        let progress = history.state.withLock { $0 }
+        let logBytes = tracker.logBytesOnDisk
         return control.state.withLock { control in
             StreamingStatus(
                 isRecovered: control.isRecovered,
-                assignedPartitions: receiverStatus.assigned.count,
+                assigned: receiverStatus.assigned,
+                lag: progress.lag, backlogBytes: tracker.backlogBytes, logBytes: logBytes,
+                lastCheckpoint: progress.lastCheckpoint, watermark: progress.watermark, totals: progress.totals,
                 sinceLastPoll: receiverStatus.lastPoll.map { .now - $0 },
                 sinceLastBatch: control.lastBatch.map { .now - $0 },
                 failure: control.failure ?? receiverStatus.failure,
                 isFinished: control.result != nil
             )
         }
+    }
+
+    /// The most recent batches (up to 120), oldest first.
+    public var recentBatches: [BatchInfo] {
+        history.state.withLock { $0.recent }
     }
 
     /// Replays the batches recovered from the WAL, then starts receiving and running batches.

@@ -1,9 +1,25 @@
-/// A snapshot of a running ``StreamingContext``, for health and readiness checks.
+import KafkaIO
+
+/// A snapshot of a running ``StreamingContext``: health, readiness, and what the status page shows.
 public struct StreamingStatus: Sendable {
     /// Recovery (checkpoint load and WAL replay) is done.
     public var isRecovered: Bool
     /// The partitions currently assigned to the receiver.
-    public var assignedPartitions: Int
+    public var assigned: [KafkaPartition]
+    /// The number of partitions assigned.
+    public var assignedPartitions: Int { assigned.count }
+    /// Records behind the end of each assigned partition (refreshed every few seconds).
+    public var lag: [KafkaPartition: Int64]
+    /// Bytes received but not yet in a batch.
+    public var backlogBytes: Int
+    /// Bytes of the write-ahead log on disk (nil when it is off).
+    public var logBytes: Int?
+    /// The newest checkpoint this run wrote.
+    public var lastCheckpoint: CheckpointInfo?
+    /// The event-time watermark (nil before the first record).
+    public var watermark: Int64?
+    /// Totals since start.
+    public var totals: StreamingTotals
     /// How long ago the receiver last polled Kafka.
     public var sinceLastPoll: Duration?
     /// How long ago the last batch completed.

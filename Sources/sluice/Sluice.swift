@@ -4,7 +4,6 @@ import Foundation
 import KafkaIO
 import Logging
 import Metrics
-import NIOHTTP1
 import Prometheus
 import SampleData
 import ServiceLifecycle
@@ -92,7 +91,7 @@ enum Sluice {
             allowedLateness: configuration.allowedLatenessMilliseconds
         )
         // Start-up blocks (broker round trips, WAL and checkpoint reads): keep it off the concurrency pool.
-        let (context, embedded) = try await onDedicatedThread { () throws -> (StreamingContext, MockCluster?) in
+        let (context, totals, embedded) = try await onDedicatedThread { () throws -> (StreamingContext, StateView<String, Int64>, MockCluster?) in
             var streamingConfiguration = configuration.streaming
             var embedded: MockCluster?
             if configuration.bootstrapServers == nil {
@@ -103,15 +102,16 @@ enum Sluice {
             } else {
                 try checkReachable(streamingConfiguration.kafka, logger: logger)
             }
+            var totals: StateView<String, Int64>?
             let context = try StreamingContext.getOrCreate(
                 configuration: streamingConfiguration, logger: logger, crashTrigger: configuration.crashTrigger
             ) { graph in
-                try WordCountJob.build(on: graph, configuration: job)
+                totals = try WordCountJob.build(on: graph, configuration: job)
             }
-            return (context, embedded)
+            return (context, totals!, embedded)
         }
         // The context (and its Kafka clients) goes before the embedded broker does: no disconnect noise at the end.
-        try await serve(consume context, configuration: configuration, registry: registry, logger: logger)
+        try await serve(consume context, totals: totals, configuration: configuration, registry: registry, logger: logger)
         if let embedded {
             try await onDedicatedThread {
                 try printTopCounts(from: embedded, topic: configuration.countsTopic, logger: logger)
@@ -121,12 +121,14 @@ enum Sluice {
 
     /// Runs the context and the HTTP endpoint as a service group until the context stops or a signal arrives.
     private static func serve(
-        _ context: StreamingContext, configuration: ServiceConfiguration, registry: PrometheusCollectorRegistry, logger: Logger
+        _ context: StreamingContext, totals: StateView<String, Int64>, configuration: ServiceConfiguration,
+        registry: PrometheusCollectorRegistry, logger: Logger
     ) async throws {
         let streaming = StreamingService(context: context, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if configuration.httpPort != 0 {
-            let endpoint = HTTPEndpoint(host: configuration.httpHost, port: configuration.httpPort, routes: routes(context: context, registry: registry), logger: logger)
+            let routes = ServiceRoutes.make(context: context, totals: totals, registry: registry, configuration: configuration)
+            let endpoint = HTTPEndpoint(host: configuration.httpHost, port: configuration.httpPort, routes: routes, logger: logger)
             services.append(.init(service: endpoint, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         services.append(.init(service: streaming, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
@@ -166,28 +168,6 @@ enum Sluice {
         } catch {
             throw StreamingError(.receiver, "cannot reach Kafka at \(kafka.bootstrapServers) within 15 s", underlying: error)
         }
-    }
-
-    private static func routes(context: StreamingContext, registry: PrometheusCollectorRegistry) -> [String: @Sendable () -> HTTPEndpoint.Response] {
-        [
-            "/healthz": {
-                let status = context.status
-                return status.isHealthy(staleAfter: .seconds(30))
-                    ? .init(status: .ok, body: "ok\n")
-                    : .init(status: .serviceUnavailable, body: "unhealthy: \(status.failure ?? "no progress")\n")
-            },
-            "/readyz": {
-                let status = context.status
-                return status.isReady
-                    ? .init(status: .ok, body: "ready\n")
-                    : .init(status: .serviceUnavailable, body: "not ready: recovered=\(status.isRecovered) partitions=\(status.assignedPartitions)\n")
-            },
-            "/metrics": {
-                var buffer: [UInt8] = []
-                registry.emit(into: &buffer)
-                return .init(status: .ok, body: String(decoding: buffer, as: UTF8.self), contentType: "text/plain; version=0.0.4")
-            },
-        ]
     }
 
     /// Reads the counts topic back as any consumer would and prints the largest totals.

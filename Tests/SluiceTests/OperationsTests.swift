@@ -198,8 +198,18 @@ func metrics(port: Int) throws -> [String: Double] {
 
 /// The peak resident set size of a process, from /proc (VmHWM).
 func residentSetHighWaterMark(_ pid: Int32) -> Int {
+    memoryField("VmHWM", of: pid)
+}
+
+/// The current resident set size of a process, from /proc (VmRSS).
+func residentSetSize(_ pid: Int32) -> Int {
+    memoryField("VmRSS", of: pid)
+}
+
+/// A size field of /proc/<pid>/status, in bytes (0 if unreadable).
+private func memoryField(_ name: String, of pid: Int32) -> Int {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") })
     else { return 0 }
     return (Int(line.split(separator: " ")[1]) ?? 0) * 1024
 }

@@ -217,6 +217,7 @@ final class PowerLossLog: BlockLog {
     }
 
     func truncate(before position: WALPosition) throws -> Int { 0 }
+    var bytesOnDisk: Int { 0 }
 
     func close() {}
 
