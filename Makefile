@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SWIFT_FLAGS ?= -Xswiftc -warnings-as-errors
 
-.PHONY: deps build release run test brokers soak bench faults docker-build docker-up clean
+.PHONY: deps build release run test brokers page soak bench faults docker-build docker-up clean
 
 deps: ## Install what the build and the tests need and is missing (Debian/Ubuntu; as root, else prints the command).
 	scripts/deps.sh test
@@ -25,6 +25,10 @@ test: ## Unit and integration tests, the broker matrix included (installs what i
 
 brokers: ## Tansu, librdkafka 2.16 and Python confluent-kafka for the broker matrix, from PyPI into .build-brokers/.
 	scripts/test-brokers.sh
+
+page: ## The streaming page in headless Chromium under load; the screenshot goes to .build/streaming-page.png.
+	scripts/deps.sh test
+	$(SWIFT) test $(SWIFT_FLAGS) --filter StreamingPageTests
 
 soak: ## Longer crash-recovery runs (more kill points, more input).
 	SLUICE_SOAK=1 $(SWIFT) test $(SWIFT_FLAGS) --filter Recovery

@@ -8,6 +8,7 @@ pkg-config --exists rdkafka 2>/dev/null || missing+=(librdkafka-dev)
 if [ "${1:-run}" = test ]; then
     command -v kcat >/dev/null || missing+=(kcat)
     command -v curl >/dev/null || missing+=(curl)
+    command -v chromium >/dev/null || missing+=(chromium)
     python3 -c "import yaml" 2>/dev/null || missing+=(python3-yaml)
 fi
 if [ ${#missing[@]} -gt 0 ]; then

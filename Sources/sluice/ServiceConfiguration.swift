@@ -48,7 +48,7 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_STOP_AT_END", defaultValue: "false (true with the embedded broker)", meaning: "process the input present at start-up, flush windows, checkpoint, commit, exit 0"),
         Variable(name: "SLUICE_DEAD_LETTER_TOPIC", defaultValue: "(unset)", meaning: "where malformed records are copied before they are skipped"),
         Variable(name: "SLUICE_SESSION_TIMEOUT_MS", defaultValue: "10000", meaning: "consumer group session timeout"),
-        Variable(name: "SLUICE_HTTP_PORT", defaultValue: "9400", meaning: "/healthz, /readyz, /metrics; 0 disables"),
+        Variable(name: "SLUICE_HTTP_PORT", defaultValue: "9400", meaning: "the streaming page, its JSON API, state queries, /healthz, /readyz, /metrics; 0 disables"),
         Variable(name: "SLUICE_HTTP_HOST", defaultValue: "0.0.0.0", meaning: "address the HTTP endpoint binds (127.0.0.1: this host only)"),
         Variable(name: "SLUICE_SHUTDOWN_TIMEOUT_MS", defaultValue: "30000", meaning: "graceful shutdown bound; a second signal exits at once"),
         Variable(name: "SLUICE_LOG_LEVEL", defaultValue: "info", meaning: "trace, debug, info, notice, warning, error, critical"),

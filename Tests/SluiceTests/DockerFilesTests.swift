@@ -15,6 +15,7 @@ import Testing
                 "image": doc["services"]["kafka"]["image"],
                 "depends": sorted(doc["services"]["sluice"]["depends_on"]),
                 "dockerfile": doc["services"]["sluice"]["build"]["dockerfile"],
+                "mounts": sorted(v.split(":")[0] for name in ("prometheus", "grafana") for v in doc["services"][name]["volumes"]),
             }, sort_keys=True))
             """
         let process = Process()
@@ -27,7 +28,11 @@ import Testing
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
         let parsed = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        #expect(parsed["services"] as? [String] == ["create-topics", "kafka", "sluice"])
+        #expect(parsed["services"] as? [String] == ["create-topics", "grafana", "kafka", "prometheus", "sluice"])
+        for mount in parsed["mounts"] as? [String] ?? [] {
+            #expect(FileManager.default.fileExists(atPath: Self.root.appendingPathComponent("docker").appendingPathComponent(mount).path), "\(mount)")
+        }
+        #expect((parsed["mounts"] as? [String])?.count == 3)
         #expect(parsed["bootstrap"] as? String == "kafka:9092")
         #expect((parsed["image"] as? String)?.hasPrefix("apache/kafka:") == true)
         #expect(parsed["depends"] as? [String] == ["create-topics"])
@@ -41,5 +46,26 @@ import Testing
         #expect(stages.first?.contains("swift:") == true)
         #expect(text.contains("librdkafka1"))
         #expect(text.contains("ENTRYPOINT [\"/usr/local/bin/sluice\"]"))
+    }
+
+    /// Every series the dashboard queries is one the service exports (names read from its metrics table).
+    @Test func theGrafanaDashboardQueriesOnlyExportedMetrics() throws {
+        let source = try String(contentsOf: Self.root.appendingPathComponent("Sources/Streaming/StreamingMetrics.swift"), encoding: .utf8)
+        let exported = Set(source.matches(of: /label: "(sluice_\w+)"/).map { String($0.1) })
+        #expect(exported.count >= 20)
+        let data = try Data(contentsOf: Self.root.appendingPathComponent("docker/grafana/sluice-dashboard.json"))
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let panels = dashboard["panels"] as? [[String: Any]] ?? []
+        let expressions = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+        #expect(panels.count >= 10 && expressions.count >= panels.count)
+        var used: Set<String> = []
+        for expression in expressions {
+            for match in expression.matches(of: /sluice_\w+/) {
+                let name = String(match.0).replacing(/_(bucket|sum|count)$/, with: "")
+                #expect(exported.contains(name), "\(name) in \(expression)")
+                used.insert(name)
+            }
+        }
+        #expect(used.isSuperset(of: ["sluice_records_received_total", "sluice_consumer_lag_records", "sluice_batch_processing_duration_seconds"]))
     }
 }
