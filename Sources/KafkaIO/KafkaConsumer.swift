@@ -33,6 +33,10 @@ public final class KafkaConsumer: Sendable {
     private let isClosed = Atomic<Bool>(false)
     /// librdkafka reported a fatal error: the client is unusable (see ``close()``).
     private let isFatallyFailed = Atomic<Bool>(false)
+    /// Offsets to drop per partition and how many more times, for ``injectSkip(_:of:times:)``; `hasInjectedSkips`
+    /// keeps the check off the hot path.
+    private let injectedSkips = Mutex<[KafkaPartition: (offsets: Range<Int64>, times: Int)]>([:])
+    private let hasInjectedSkips = Atomic<Bool>(false)
     /// Topic names by `rd_kafka_topic_t` handle, so that reading a record's topic does not allocate.
     private let topicNames = Mutex<[UInt: String]>([:])
     /// The longest the prefetch queue has been since fetching was last nudged (see ``keepFetching()``).
@@ -50,8 +54,13 @@ public final class KafkaConsumer: Sendable {
         queue = RDKafkaChild(rd_kafka_queue_get_consumer(client.handle), of: client, destroy: rd_kafka_queue_destroy)
     }
 
+    /// Never blocks on the network: a consumer dropped without ``close()`` is destroyed without leaving its group
+    /// (the group notices after the session timeout) and without running its revoke handler. A fatally failed
+    /// client is leaked, as ``close()`` explains.
     deinit {
-        close()
+        if isFatallyFailed.load(ordering: .acquiring) {
+            _ = Unmanaged.passRetained(client)
+        }
     }
 
     /// Subscribes to topics; partitions arrive through `onRebalance`.
@@ -153,6 +162,9 @@ public final class KafkaConsumer: Sendable {
             let topic = topicName(message.pointee.rkt)
             switch message.pointee.err {
             case RD_KAFKA_RESP_ERR_NO_ERROR:
+                if hasInjectedSkips.load(ordering: .relaxed), dropInjected(KafkaPartition(topic: topic, partition: message.pointee.partition), offset: message.pointee.offset) {
+                    continue
+                }
                 try handler(.message(KafkaMessageView(message: message, topic: topic)))
             case RD_KAFKA_RESP_ERR__PARTITION_EOF:
                 try handler(.endOfPartition(KafkaPartition(topic: topic, partition: message.pointee.partition), nextOffset: message.pointee.offset))
@@ -290,6 +302,23 @@ public final class KafkaConsumer: Sendable {
     /// poll reports as `_FATAL`: for tests of fatal-error handling, like ``MockCluster``'s fault injection.
     public func injectFatalError(reason: String) {
         _ = rd_kafka_test_fatal_error(client.handle, RD_KAFKA_RESP_ERR__INVALID_ARG, reason)
+    }
+
+    /// For tests: the records of `partition` at `offsets` are dropped before any handler sees them, the first
+    /// `times` times they are fetched, the way librdkafka 2.0.2 can skip offsets after a pause and resume with batch
+    /// consumption (#4208).
+    public func injectSkip(_ offsets: Range<Int64>, of partition: KafkaPartition, times: Int = 1) {
+        injectedSkips.withLock { $0[partition] = (offsets, times) }
+        hasInjectedSkips.store(true, ordering: .relaxed)
+    }
+
+    /// Whether the record at `offset` of `partition` is to be dropped by ``injectSkip(_:of:times:)``.
+    private func dropInjected(_ partition: KafkaPartition, offset: Int64) -> Bool {
+        injectedSkips.withLock { skips in
+            guard let skip = skips[partition], skip.times > 0, skip.offsets.contains(offset) else { return false }
+            if offset == skip.offsets.upperBound - 1 { skips[partition]?.times -= 1 }
+            return true
+        }
     }
 
     /// The current end offset (high watermark) of every partition of `topics`; a topic the cluster does not have

@@ -31,7 +31,8 @@ public struct KafkaProducerRecord: Sendable {
 ///
 /// ``send(_:)`` queues a record without waiting; ``flush(timeout:)`` waits until every queued record is delivered
 /// and throws if any delivery since the previous flush failed. All calls are synchronous and may block up to their
-/// timeout, so run them on a dedicated thread, never on the Swift concurrency pool.
+/// timeout, so run them on a dedicated thread, never on the Swift concurrency pool. Releasing the producer never
+/// blocks: records not delivered by then are discarded, so flush first.
 public final class KafkaProducer: Sendable {
     private let client: RDKafkaClient
     private let logger: Logger
@@ -69,10 +70,6 @@ public final class KafkaProducer: Sendable {
                 }
             }
         }
-    }
-
-    deinit {
-        rd_kafka_flush(client.handle, 2000)
     }
 
     /// The number of records delivered so far.

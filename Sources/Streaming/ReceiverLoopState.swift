@@ -28,6 +28,10 @@ final class ReceiverLoopState: @unchecked Sendable {
     var endOffsets: [KafkaPartition: Int64]?
     var flow: InputFlowControl
     var lastHeldPoll = ContinuousClock.now
+    /// Polls so far, to tell records of the poll that found a gap from records fetched after it.
+    var polls = 0
+    /// Partitions sought back over a forward gap: the offset sought, and the poll that found the gap.
+    var gapRefetches: [KafkaPartition: (offset: Int64, poll: Int)] = [:]
     var assigned: [KafkaPartition] = []
     var failed = false
     /// Records received since the last metrics update (updated once per poll, not per record).

@@ -4,8 +4,36 @@ import Logging
 import StreamEngine
 import Synchronization
 
-/// Where the input ends, and when it went back.
+/// Where the input ends, when it went back, and when it jumped ahead.
 extension ReliableReceiver {
+    /// Whether to drop a record because its partition jumped over offsets.
+    ///
+    /// librdkafka 2.0.2 can skip offsets after a pause and resume with batch consumption (#4208), and the rate
+    /// limit pauses and resumes. A record past the next expected offset is therefore dropped, and its partition is
+    /// sought back to that offset once; the rest of the same poll's records of that partition are dropped too (the
+    /// refetch delivers them again). If a later poll shows the same gap, it is real (transaction markers, compacted
+    /// records) and the record is taken. Invariant: a partition's records are taken in offset order, and an offset
+    /// is passed over only after it was fetched again and still not there.
+    func skipsOverGap(_ partition: KafkaPartition, expected next: Int64, found offset: Int64) -> Bool {
+        if let refetch = loop.gapRefetches[partition], refetch.offset == next {
+            if refetch.poll == loop.polls, offset > next { return true }
+            loop.gapRefetches[partition] = nil
+            return false
+        }
+        guard offset > next else { return false }
+        loop.gapRefetches[partition] = (next, loop.polls)
+        metrics.offsetGapsRefetched.increment()
+        logger.info("a partition skipped offsets; fetching them again", metadata: [
+            "kafka.partition": "\(partition)", "kafka.expected_offset": "\(next)", "kafka.offset": "\(offset)",
+        ])
+        do {
+            try consumer.seek([partition: next])
+        } catch {
+            loop.errorLog.warning(logger, "seeking back over a gap failed", error: error)
+        }
+        return true
+    }
+
     /// With `stopsAtEnd`: reads the end offsets to reach, as they are now.
     ///
     /// - Throws: A ``KafkaError`` if the brokers cannot be asked (for example none is reachable); a ``StreamingError``

@@ -109,6 +109,7 @@ final class ReliableReceiver: Sendable {
     /// Polls once, or while input is held sleeps until a batch takes the backlog, taking one record every 100 ms
     /// meanwhile, so that the consumer keeps serving rebalance callbacks and stays in its group.
     private func pollOnce() throws {
+        loop.polls += 1
         if loop.flow.backlog(bytes: tracker.backlogBytes) { reportFlow() }
         if loop.flow.isInputHeld {
             let sinceHeldPoll = ContinuousClock.now - loop.lastHeldPoll
@@ -133,9 +134,14 @@ final class ReliableReceiver: Sendable {
                 offsetWasReset(partition, to: message.offset, below: start)
                 return
             }
-            if let next = loop.nextOffsets[partition], message.offset < next {
-                metrics.duplicateRecordsSkipped.increment()
-                return
+            if let next = loop.nextOffsets[partition] {
+                if message.offset < next {
+                    metrics.duplicateRecordsSkipped.increment()
+                    return
+                }
+                if message.offset > next || !loop.gapRefetches.isEmpty, skipsOverGap(partition, expected: next, found: message.offset) {
+                    return
+                }
             }
             loop.builder.append(
                 topic: message.topic, partition: message.partition, offset: message.offset,
@@ -216,7 +222,10 @@ final class ReliableReceiver: Sendable {
             commitDurableOffsets()
             let revoked = Set(partitions)
             // A commit for a partition that is no longer ours must not be retried over its new owner's.
-            for partition in revoked { loop.uncommitted[partition] = nil }
+            for partition in revoked {
+                loop.uncommitted[partition] = nil
+                loop.gapRefetches[partition] = nil
+            }
             loop.assigned.removeAll { revoked.contains($0) }
             loop.flow.revoke(revoked)
             status.withLock { $0.assigned = loop.assigned }

@@ -14,10 +14,11 @@ struct ReliableReceiverTests {
     let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
     /// Runs a receiver over 200 records of a fresh topic until `done` says so, then stops it and returns it with its
-    /// consumer and the topic name.
+    /// consumer and the topic name. With `skipAtStart`, the receiver knows both partitions start at 0 (as after a
+    /// checkpoint) and the consumer drops that many of partition 0's first records, `skipTimes` times.
     func receive(
         tracker: ReceivedBlockTracker, cluster: MockCluster, committer: ((KafkaConsumer) -> any OffsetCommitter)? = nil,
-        until done: @escaping (ReliableReceiver, KafkaConsumer) -> Bool
+        skipAtStart: Int = 0, skipTimes: Int = 1, until done: @escaping (ReliableReceiver, KafkaConsumer) -> Bool
     ) throws -> (ReliableReceiver, KafkaConsumer, String) {
         let topic = "input-\(UUID().uuidString.prefix(6))"
         try cluster.createTopic(topic, partitions: 2)
@@ -34,8 +35,13 @@ struct ReliableReceiverTests {
             config: KafkaConsumerConfig(common: configuration.kafka, groupID: configuration.groupID, sessionTimeoutMilliseconds: 6000),
             logger: logger
         )
+        var known: [KafkaPartition: Int64] = [:]
+        if skipAtStart > 0 {
+            known = [KafkaPartition(topic: topic, partition: 0): 0, KafkaPartition(topic: topic, partition: 1): 0]
+            consumer.injectSkip(0..<Int64(skipAtStart), of: KafkaPartition(topic: topic, partition: 0), times: skipTimes)
+        }
         let receiver = ReliableReceiver(
-            consumer: consumer, committer: committer?(consumer), tracker: tracker, configuration: configuration, knownOffsets: [:], logger: logger,
+            consumer: consumer, committer: committer?(consumer), tracker: tracker, configuration: configuration, knownOffsets: known, logger: logger,
             metrics: StreamingMetrics(), crashTrigger: nil
         )
         let finished = Atomic<Bool>(false)
@@ -83,6 +89,62 @@ struct ReliableReceiverTests {
             block.forEachRecord { logged[$0.partition, default: []].append($0.offset) }
         }
         #expect(logged == [0: Array(0..<100), 1: Array(0..<100)])
+    }
+
+    /// librdkafka 2.0.2 can skip offsets after a pause and resume with batch consumption (#4208). With 7 records of a
+    /// partition dropped where its next offset is known, the partition is sought back over the gap and every offset
+    /// is logged exactly once.
+    @Test func skippedOffsetsAreFetchedAgain() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cluster = try MockCluster(logger: logger)
+        let (log, _) = try WriteAheadLog.open(directory: directory)
+        let tracker = ReceivedBlockTracker(log: log, metrics: StreamingMetrics())
+        let received = Mutex(0)
+        let (_, consumer, _) = try receive(tracker: tracker, cluster: cluster, skipAtStart: 7) { _, _ in
+            let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
+            return received.withLock { count in
+                count += blocks.reduce(0) { $0 + $1.recordCount }
+                return count == 200
+            }
+        }
+        defer { consumer.close() }
+        log.close()
+        let (_, recovery) = try WriteAheadLog.open(directory: directory)
+        var logged: [Int32: [Int64]] = [:]
+        for entry in recovery.entries {
+            guard case .block(let block) = try WALRecord(decoding: entry.payload, at: entry.position) else { continue }
+            block.forEachRecord { logged[$0.partition, default: []].append($0.offset) }
+        }
+        #expect(logged == [0: Array(0..<100), 1: Array(0..<100)])
+    }
+
+    /// A gap that is still there after the refetch is real (transaction markers, compacted records) and is passed
+    /// over, not fetched again and again. Simulated by dropping partition 0's first 7 records twice, in the first
+    /// fetch and in the refetch (the mock broker writes no transaction markers).
+    @Test func aGapSeenAgainAfterTheRefetchIsPassedOver() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cluster = try MockCluster(logger: logger)
+        let (log, _) = try WriteAheadLog.open(directory: directory)
+        let tracker = ReceivedBlockTracker(log: log, metrics: StreamingMetrics())
+        let received = Mutex(0)
+        let (_, consumer, _) = try receive(tracker: tracker, cluster: cluster, skipAtStart: 7, skipTimes: 2) { _, _ in
+            let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
+            return received.withLock { count in
+                count += blocks.reduce(0) { $0 + $1.recordCount }
+                return count == 193
+            }
+        }
+        defer { consumer.close() }
+        log.close()
+        let (_, recovery) = try WriteAheadLog.open(directory: directory)
+        var logged: [Int32: [Int64]] = [:]
+        for entry in recovery.entries {
+            guard case .block(let block) = try WALRecord(decoding: entry.payload, at: entry.position) else { continue }
+            block.forEachRecord { logged[$0.partition, default: []].append($0.offset) }
+        }
+        #expect(logged == [0: Array(7..<100), 1: Array(0..<100)])
     }
 
     @Test func aFailingWALStopsCommitsAndReportsTheFailure() throws {

@@ -133,8 +133,10 @@ final class RDKafkaClient: @unchecked Sendable {
         self.callbacks = callbacks
     }
 
+    /// Destroys the handle without a consumer close (a network round trip and the revoke callback): closing is the
+    /// owner's explicit step, never a side effect of releasing the last reference.
     deinit {
-        rd_kafka_destroy(handle)
+        rd_kafka_destroy_flags(handle, Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
         Unmanaged.passUnretained(callbacks).release()
     }
 
