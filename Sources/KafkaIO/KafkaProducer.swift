@@ -200,6 +200,16 @@ public final class KafkaProducer: Sendable {
         rd_kafka_poll(client.handle, 0)
     }
 
+    /// Asks the brokers for the metadata of the topics this producer knows (one light round trip).
+    ///
+    /// - Throws: A ``KafkaError`` of kind `.timedOut` when no broker answered within `timeout`.
+    public func checkReachable(timeout: Duration) throws {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(client.handle, 0, nil, &metadata, timeout.milliseconds)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { throw KafkaError.rdkafka(err, "metadata request") }
+        rd_kafka_metadata_destroy(metadata)
+    }
+
     /// The partition counts of all topics in the cluster.
     ///
     /// - Throws: A ``KafkaError`` of kind `.timedOut` when no broker answered within `timeout`.

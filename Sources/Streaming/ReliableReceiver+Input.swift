@@ -4,7 +4,7 @@ import Logging
 import StreamEngine
 import Synchronization
 
-/// Where the input ends, when it went back, and when it jumped ahead.
+/// Where the input ends, when it went back or jumped ahead, and the rate limit's pauses.
 extension ReliableReceiver {
     /// Whether to drop a record because its partition jumped over offsets.
     ///
@@ -89,5 +89,24 @@ extension ReliableReceiver {
             "this instance was assigned \(all.count - missing.count) of the \(all.count) input partitions, so its totals "
                 + "would be built on part of the input. Run one sluice per consumer group (a distributed mode for several "
                 + "instances is not built yet)"))
+    }
+
+    /// Resumes the partitions paused for the rate limit when a new window opens, each from the offset after its
+    /// last received record (see ``InputFlowControl``).
+    func resumeRateLimited() {
+        let resumed = loop.flow.tick(now: .now)
+        if !resumed.isEmpty {
+            do {
+                try consumer.resume(resumed)
+                try consumer.seek(loop.nextOffsets.filter { resumed.contains($0.key) })
+            } catch {
+                fail("resuming rate-limited partitions failed", error)
+            }
+        }
+        reportFlow()
+    }
+
+    func reportFlow() {
+        metrics.pausedPartitions.record(loop.flow.pausedCount(assigned: loop.assigned.count))
     }
 }

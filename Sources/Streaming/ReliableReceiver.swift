@@ -134,6 +134,9 @@ final class ReliableReceiver: Sendable {
                 offsetWasReset(partition, to: message.offset, below: start)
                 return
             }
+            // A partition paused for the rate limit takes no more of this poll's records: the resume seeks back to
+            // the offset after its last record, so they come again in its next window.
+            if !loop.flow.ratePaused.isEmpty, loop.flow.ratePaused.contains(partition) { return }
             if let next = loop.nextOffsets[partition] {
                 if message.offset < next {
                     metrics.duplicateRecordsSkipped.increment()
@@ -156,6 +159,9 @@ final class ReliableReceiver: Sendable {
                 storeBlock()
             }
         case .endOfPartition(let partition, let nextOffset):
+            // Not while records of the partition were left to be fetched again (a rate pause, a gap): the end is
+            // past them, and taking it would skip them as duplicates.
+            if loop.flow.ratePaused.contains(partition) || loop.gapRefetches[partition] != nil { return }
             if loop.nextOffsets[partition].map({ $0 < nextOffset }) ?? true {
                 loop.nextOffsets[partition] = nextOffset
             }
@@ -231,25 +237,6 @@ final class ReliableReceiver: Sendable {
             status.withLock { $0.assigned = loop.assigned }
             return [:]
         }
-    }
-
-    /// Resumes the partitions paused for the rate limit when a new window opens, each from the offset after its
-    /// last received record (see ``InputFlowControl``).
-    private func resumeRateLimited() {
-        let resumed = loop.flow.tick(now: .now)
-        if !resumed.isEmpty {
-            do {
-                try consumer.resume(resumed)
-                try consumer.seek(loop.nextOffsets.filter { resumed.contains($0.key) })
-            } catch {
-                fail("resuming rate-limited partitions failed", error)
-            }
-        }
-        reportFlow()
-    }
-
-    private func reportFlow() {
-        metrics.pausedPartitions.record(loop.flow.pausedCount(assigned: loop.assigned.count))
     }
 
     func fail(_ message: String, _ error: any Error) {

@@ -22,15 +22,17 @@ public final class StreamingContext: Sendable {
     private let driver: BatchDriver
     private let tracker: ReceivedBlockTracker
     private let history: BatchHistory
+    private let probe: BrokerProbe
     private let logger: Logger
     /// Held while the context lives: one process per checkpoint directory.
     private let lock: DirectoryLock
 
     private init(
         control: ContextControl, receiver: ReliableReceiver, driver: BatchDriver, tracker: ReceivedBlockTracker,
-        history: BatchHistory, lock: DirectoryLock, logger: Logger
+        history: BatchHistory, probe: BrokerProbe, lock: DirectoryLock, logger: Logger
     ) {
         self.control = control
+        self.probe = probe
         self.tracker = tracker
         self.history = history
         self.lock = lock
@@ -95,7 +97,8 @@ public final class StreamingContext: Sendable {
             crashTrigger: crashTrigger
         )
         return StreamingContext(
-            control: control, receiver: receiver, driver: driver, tracker: tracker, history: history, lock: restored.lock,
+            control: control, receiver: receiver, driver: driver, tracker: tracker, history: history,
+            probe: BrokerProbe(producer: producer, bootstrapServers: configuration.kafka.bootstrapServers), lock: restored.lock,
             logger: logger)
     }
 
@@ -127,7 +130,7 @@ public final class StreamingContext: Sendable {
                 lastCheckpoint: progress.lastCheckpoint, watermark: progress.watermark, totals: progress.totals,
                 sinceLastPoll: receiverStatus.lastPoll.map { .now - $0 },
                 sinceLastBatch: control.lastBatch.map { .now - $0 },
-                failure: control.failure ?? receiverStatus.failure,
+                failure: control.failure ?? receiverStatus.failure ?? probe.failure,
                 isFinished: control.result != nil
             )
         }
@@ -146,8 +149,10 @@ public final class StreamingContext: Sendable {
             guard !control.isStarted else { throw StreamingError(.invalidState, "the context was already started") }
             control.isStarted = true
         }
-        let thread = Thread { [driver, control, logger] in
+        probe.start()
+        let thread = Thread { [driver, control, probe, logger] in
             let result = Result { try driver.run() }
+            probe.stop()
             if case .failure(let error) = result {
                 logger.error("streaming stopped on an error", metadata: ["stream.error": "\(error)"])
             }

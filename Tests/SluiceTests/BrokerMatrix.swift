@@ -123,3 +123,49 @@ func pythonProduce(_ records: [(partition: Int32, timestamp: Int64, value: Strin
     process.waitUntilExit()
     guard process.terminationStatus == 0 else { throw TestFailure("python producer exited \(process.terminationStatus)") }
 }
+
+/// A member of a consumer group: kcat's balanced consumer on the librdkafka under test, writing `partition offset`
+/// per record to a file, and its rebalances to another.
+final class GroupMember {
+    let process = Process()
+    let records: String
+    let events: String
+
+    init(bootstrap: String, group: String, topic: String, librdkafka: Librdkafka, directory: TemporaryDirectory, name: String) throws {
+        records = "\(directory.path)/\(name).records"
+        events = "\(directory.path)/\(name).events"
+        _ = FileManager.default.createFile(atPath: records, contents: nil)
+        _ = FileManager.default.createFile(atPath: events, contents: nil)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/kcat")
+        process.arguments = [
+            "-b", bootstrap, "-G", group, "-u", "-f", "%p %o\n", "-X", "auto.offset.reset=earliest", "-X", "session.timeout.ms=6000", topic,
+        ]
+        process.environment = ProcessInfo.processInfo.environment.merging(librdkafka.environment) { $1 }
+        process.standardOutput = FileHandle(forWritingAtPath: records)
+        process.standardError = FileHandle(forWritingAtPath: events)
+        try process.run()
+    }
+
+    /// The partitions of the latest assignment kcat reported (nil before the first).
+    var assigned: Set<Int32>? {
+        let text = (try? String(contentsOfFile: events, encoding: .utf8)) ?? ""
+        guard let line = text.split(separator: "\n").last(where: { $0.contains("assigned:") }) else { return nil }
+        return Set(line.matches(of: /\[(\d+)\]/).compactMap { Int32($0.1) })
+    }
+
+    /// The records received: (partition, offset).
+    var received: [(partition: Int32, offset: Int64)] {
+        let text = (try? String(contentsOfFile: records, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: " ")
+            guard parts.count == 2, let partition = Int32(parts[0]), let offset = Int64(parts[1]) else { return nil }
+            return (partition, offset)
+        }
+    }
+
+    /// SIGKILL: kcat's balanced consumer does not always end on SIGTERM (its consumer close can wait).
+    deinit {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}

@@ -182,6 +182,16 @@ func httpGet(port: Int, path: String) throws -> (status: Int, body: String) {
     return (status, String(text[..<newline]))
 }
 
+/// Polls `path` every 200 ms until `done` accepts the answer; whether it did within `timeout`.
+func waitForHTTP(port: Int, path: String, timeout: Duration, until done: ((status: Int, body: String)) -> Bool) throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    repeat {
+        if let answer = try? httpGet(port: port, path: path), done(answer) { return true }
+        Thread.sleep(forTimeInterval: 0.2)
+    } while ContinuousClock.now < deadline
+    return false
+}
+
 /// The unlabelled samples of a Prometheus text exposition (labelled series are summed per name).
 func metrics(port: Int) throws -> [String: Double] {
     let (status, body) = try httpGet(port: port, path: "/metrics")

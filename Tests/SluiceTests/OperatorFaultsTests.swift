@@ -134,6 +134,33 @@ struct OperatorFaultsTests {
         }
     }
 
+    /// A frozen broker (SIGSTOP) used to leave `/healthz` green while no output was waiting on it: polls just came
+    /// back empty. Now a metadata probe every 5 s reports it within about 10 s, and the report clears once the broker
+    /// answers again; nothing is lost meanwhile.
+    @Test func aFrozenBrokerIsReportedByHealthzAndTheReportClears() throws {
+        let broker = try BrokerProcess(topics: Self.topics)
+        let service = try ServiceWithHTTP(on: broker)
+        let (child, port) = (service.child, service.port)
+        defer { _ = child.wait(timeout: .seconds(1)) }
+        #expect(child.waitForLog("partitions assigned", timeout: .seconds(30)))
+        let lines = (0..<200).map { (value: Array("frozen broker \($0)".utf8), timestamp: StreamingClock.now) }
+        try produceLines(Array(lines.prefix(100)), topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
+        #expect(try waitForHTTP(port: port, path: "/api/counts/frozen", timeout: .seconds(20)) { $0.body.contains(#""count":100"#) })
+        #expect(try httpGet(port: port, path: "/healthz").status == 200)
+
+        kill(broker.process.processIdentifier, SIGSTOP)
+        let frozen = try waitForHTTP(port: port, path: "/healthz", timeout: .seconds(20)) { $0.status == 503 }
+        #expect(frozen, "/healthz stayed 200 with the broker frozen")
+        #expect(try httpGet(port: port, path: "/healthz").body.contains("has not answered a metadata request"))
+        kill(broker.process.processIdentifier, SIGCONT)
+        #expect(try waitForHTTP(port: port, path: "/healthz", timeout: .seconds(30)) { $0.status == 200 })
+
+        try produceLines(Array(lines.suffix(100)), topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
+        #expect(try waitForHTTP(port: port, path: "/api/counts/frozen", timeout: .seconds(30)) { $0.body.contains(#""count":200"#) })
+        child.signal(SIGTERM)
+        #expect(child.wait(timeout: .seconds(30)).exitCode == 0)
+    }
+
     /// A second instance on the same consumer group used to split the partitions, and each published totals of its
     /// half under the same keys. Now each stops when it is given part of the input, and the counts stay right.
     @Test func aSecondInstanceInTheGroupStopsBothInsteadOfPublishingPartialTotals() throws {

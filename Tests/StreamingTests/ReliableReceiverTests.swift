@@ -18,7 +18,7 @@ struct ReliableReceiverTests {
     /// checkpoint) and the consumer drops that many of partition 0's first records, `skipTimes` times.
     func receive(
         tracker: ReceivedBlockTracker, cluster: MockCluster, committer: ((KafkaConsumer) -> any OffsetCommitter)? = nil,
-        skipAtStart: Int = 0, skipTimes: Int = 1, until done: @escaping (ReliableReceiver, KafkaConsumer) -> Bool
+        skipAtStart: Int = 0, skipTimes: Int = 1, maxRatePerPartition: Int = 0, until done: @escaping (ReliableReceiver, KafkaConsumer) -> Bool
     ) throws -> (ReliableReceiver, KafkaConsumer, String) {
         let topic = "input-\(UUID().uuidString.prefix(6))"
         try cluster.createTopic(topic, partitions: 2)
@@ -29,7 +29,7 @@ struct ReliableReceiverTests {
         try producer.flush(timeout: .seconds(10))
         let configuration = StreamingConfiguration(
             kafka: KafkaConfig(bootstrapServers: cluster.bootstrapServers), inputTopics: [topic], groupID: "group-\(topic)",
-            blockIntervalMilliseconds: 50, maxBlockBytes: 512, sessionTimeoutMilliseconds: 6000
+            blockIntervalMilliseconds: 50, maxBlockBytes: 512, maxRatePerPartition: maxRatePerPartition, sessionTimeoutMilliseconds: 6000
         )
         let consumer = try KafkaConsumer(
             config: KafkaConsumerConfig(common: configuration.kafka, groupID: configuration.groupID, sessionTimeoutMilliseconds: 6000),
@@ -145,6 +145,38 @@ struct ReliableReceiverTests {
             block.forEachRecord { logged[$0.partition, default: []].append($0.offset) }
         }
         #expect(logged == [0: Array(7..<100), 1: Array(0..<100)])
+    }
+
+    /// The rate limit is a bound, not a hint: 100 records per partition at 40 per second take three one-second
+    /// windows (at least 2 s; unlimited they take well under one), and every offset is logged exactly once although
+    /// each pause leaves the rest of a poll's records to be fetched again.
+    @Test func theRateLimitHoldsAndLosesNothing() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cluster = try MockCluster(logger: logger)
+        let (log, _) = try WriteAheadLog.open(directory: directory)
+        let tracker = ReceivedBlockTracker(log: log, metrics: StreamingMetrics())
+        let received = Mutex(0)
+        let firstRecord = Mutex<ContinuousClock.Instant?>(nil)
+        let (_, consumer, _) = try receive(tracker: tracker, cluster: cluster, maxRatePerPartition: 40) { _, _ in
+            let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
+            return received.withLock { count in
+                count += blocks.reduce(0) { $0 + $1.recordCount }
+                if count > 0 { firstRecord.withLock { $0 = $0 ?? .now } }
+                return count == 200
+            }
+        }
+        defer { consumer.close() }
+        let elapsed = ContinuousClock.now - (firstRecord.withLock { $0 } ?? .now)
+        #expect(elapsed >= .milliseconds(1900), "200 records at 2 x 40/s took \(elapsed)")
+        log.close()
+        let (_, recovery) = try WriteAheadLog.open(directory: directory)
+        var logged: [Int32: [Int64]] = [:]
+        for entry in recovery.entries {
+            guard case .block(let block) = try WALRecord(decoding: entry.payload, at: entry.position) else { continue }
+            block.forEachRecord { logged[$0.partition, default: []].append($0.offset) }
+        }
+        #expect(logged == [0: Array(0..<100), 1: Array(0..<100)])
     }
 
     @Test func aFailingWALStopsCommitsAndReportsTheFailure() throws {
