@@ -56,10 +56,10 @@ struct BrokerMatrixTests {
     }
 
     /// Kill -9s at three points (a block synced, a checkpoint written, output flushed), each in a run of its own,
-    /// then a run to the end: totals and windows exact. The end is known from the input (Tansu's ListOffsets is not
+    /// a SIGTERM drain while records are coming, then a run to the end: totals and windows exact. The end is known from the input (Tansu's ListOffsets is not
     /// trustworthy, so `SLUICE_STOP_AT_END` is not used).
     @Test(arguments: [(BrokerKind.mock, Librdkafka.bundled), (.tansu, .bundled)])
-    func exactAfterKills(broker kind: BrokerKind, librdkafka: Librdkafka) throws {
+    func exactAfterKillsAndADrain(broker kind: BrokerKind, librdkafka: Librdkafka) throws {
         print("BrokerMatrixTests: kill -9 recovery on \(kind) with \(librdkafka)")
         let broker = try kind.start(topics: Self.topics)
         // Restarts leave partitions idle for a while, so one may run ahead in event time: an hour of allowed
@@ -78,6 +78,17 @@ struct BrokerMatrixTests {
             let result = try SluiceProcess.run(crashing, librdkafka: librdkafka, logDirectory: directory.path, timeout: .seconds(60))
             #expect(result.wasKilled && !result.timedOut, "\(point) was never reached: \(result.standardError.suffix(1500))")
         }
+        // A SIGTERM while records are still coming: the service drains (last block stored, final batch, checkpoint,
+        // commit) and exits 0.
+        let draining = try SluiceProcess(
+            environment: environment.merging(["SLUICE_MAX_RATE_PER_PARTITION": "300"]) { $1 }, librdkafka: librdkafka,
+            logDirectory: directory.path)
+        #expect(draining.waitForLog("partitions assigned", timeout: .seconds(30)))
+        Thread.sleep(forTimeInterval: 1)
+        draining.signal(SIGTERM)
+        let drained = draining.wait(timeout: .seconds(30))
+        #expect(drained.exitCode == 0 && !drained.wasKilled, "SIGTERM drain: \(drained.standardError.suffix(1500))")
+
         let child = try SluiceProcess(environment: environment, librdkafka: librdkafka, logDirectory: directory.path)
         let totals = try Self.awaitTotals(input.words, broker: broker, librdkafka: librdkafka)
         child.signal(SIGTERM)
