@@ -11,9 +11,9 @@ struct BrokerMatrixTests {
 
     /// 8,000 lines over 16 s of event time on 4 partitions, then one `sentinel` per partition `sentinelAfter` ms
     /// later, which closes every earlier one-second window (with up to that much allowed lateness).
-    static func input(
-        start: Int64, sentinelAfter: Int64 = 600_000
-    ) -> (records: [(partition: Int32, timestamp: Int64, value: String)], words: [String: Int64], windows: [String: Int64]) {
+    typealias Input = (records: [(partition: Int32, timestamp: Int64, value: String)], words: [String: Int64], windows: [String: Int64])
+
+    static func input(start: Int64, sentinelAfter: Int64 = 600_000) -> Input {
         var records: [(partition: Int32, timestamp: Int64, value: String)] = []
         var words: [String: Int64] = ["sentinel": 4]
         var windows: [String: Int64] = [:]
@@ -47,17 +47,12 @@ struct BrokerMatrixTests {
         try pythonProduce(input.records.filter { $0.partition == 0 }, topic: "lines", bootstrap: broker.bootstrap)
         Thread.sleep(forTimeInterval: 2)
         try pythonProduce(input.records.filter { $0.partition != 0 }, topic: "lines", bootstrap: broker.bootstrap)
-        let totals = try Self.awaitTotals(input.words, broker: broker, librdkafka: librdkafka)
-        child.signal(SIGTERM)
-        let result = child.wait(timeout: .seconds(30))
-        #expect(result.exitCode == 0, "stderr: \(result.standardError.suffix(2000))")
-        Self.check(totals, input.words)
-        try Self.checkWindows(input.windows, broker: broker, librdkafka: librdkafka)
+        try Self.finish(child, expecting: input, broker: broker, librdkafka: librdkafka)
     }
 
     /// Kill -9s at three points (a block synced, a checkpoint written, output flushed), each in a run of its own,
-    /// a SIGTERM drain while records are coming, then a run to the end: totals and windows exact. The end is known from the input (Tansu's ListOffsets is not
-    /// trustworthy, so `SLUICE_STOP_AT_END` is not used).
+    /// a SIGTERM drain while records are coming, then a run to the end: totals and windows exact. The end is known
+    /// from the input (Tansu's ListOffsets is not trustworthy, so `SLUICE_STOP_AT_END` is not used).
     @Test(arguments: [(BrokerKind.mock, Librdkafka.bundled), (.tansu, .bundled)])
     func exactAfterKillsAndADrain(broker kind: BrokerKind, librdkafka: Librdkafka) throws {
         print("BrokerMatrixTests: kill -9 recovery on \(kind) with \(librdkafka)")
@@ -90,12 +85,7 @@ struct BrokerMatrixTests {
         #expect(drained.exitCode == 0 && !drained.wasKilled, "SIGTERM drain: \(drained.standardError.suffix(1500))")
 
         let child = try SluiceProcess(environment: environment, librdkafka: librdkafka, logDirectory: directory.path)
-        let totals = try Self.awaitTotals(input.words, broker: broker, librdkafka: librdkafka)
-        child.signal(SIGTERM)
-        let result = child.wait(timeout: .seconds(30))
-        #expect(result.exitCode == 0, "stderr: \(result.standardError.suffix(2000))")
-        Self.check(totals, input.words)
-        try Self.checkWindows(input.windows, broker: broker, librdkafka: librdkafka)
+        try Self.finish(child, expecting: input, broker: broker, librdkafka: librdkafka)
     }
 
     /// Two members of one consumer group (kcat's balanced consumer, on the librdkafka under test) split the
@@ -129,6 +119,18 @@ struct BrokerMatrixTests {
             let offsets = received.flatMap { $0.filter { $0.partition == partition }.map(\.offset) }
             #expect(offsets.sorted() == Array(0..<100), "partition \(partition): \(offsets.count) records")
         }
+    }
+
+    /// Waits for every expected total, stops the service with SIGTERM (exit 0), then checks totals and windows.
+    static func finish(
+        _ child: SluiceProcess, expecting input: Input, broker: any TestBroker, librdkafka: Librdkafka
+    ) throws {
+        let totals = try awaitTotals(input.words, broker: broker, librdkafka: librdkafka)
+        child.signal(SIGTERM)
+        let result = child.wait(timeout: .seconds(30))
+        #expect(result.exitCode == 0, "stderr: \(result.standardError.suffix(2000))")
+        check(totals, input.words)
+        try checkWindows(input.windows, broker: broker, librdkafka: librdkafka)
     }
 
     /// Reads the counts topic until every word has its expected total (90 s at most); the last totals read.

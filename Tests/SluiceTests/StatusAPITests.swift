@@ -135,13 +135,5 @@ func curlMany(port: Int, paths: [String]) throws -> [Int] {
 
 /// Runs curl and returns its standard output.
 private func curl(_ arguments: [String]) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-    process.arguments = arguments
-    let output = Pipe()
-    process.standardOutput = output
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return String(decoding: data, as: UTF8.self)
+    try runTool("/usr/bin/curl", arguments).output
 }

@@ -47,16 +47,8 @@ struct StreamingPageTests {
 
     /// Runs headless Chromium for 3 s of page time (the page polls every second) and returns its standard output.
     private func browser(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.chromium)
-        process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000"] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TestFailure("chromium exited \(process.terminationStatus)") }
-        return String(decoding: data, as: UTF8.self)
+        let (status, output) = try runTool(Self.chromium, ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000"] + arguments)
+        guard status == 0 else { throw TestFailure("chromium exited \(status)") }
+        return output
     }
 }

@@ -166,22 +166,28 @@ struct ServiceWithHTTP {
     }
 }
 
-/// Runs `kcat` and returns its standard output.
-func kcat(_ arguments: [String], librdkafka: Librdkafka = .system, timeout: Duration = .seconds(60)) throws -> String {
+/// Runs a command-line tool to its end: its exit status and standard output (standard error is dropped).
+func runTool(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/kcat")
+    process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(librdkafka.environment) { $1 }
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let output = Pipe()
     process.standardOutput = output
     process.standardError = FileHandle.nullDevice
     try process.run()
     let data = output.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw TestFailure("kcat \(arguments.joined(separator: " ")) exited \(process.terminationStatus)")
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// Runs `kcat` and returns its standard output.
+func kcat(_ arguments: [String], librdkafka: Librdkafka = .system, timeout: Duration = .seconds(60)) throws -> String {
+    let (status, output) = try runTool("/usr/bin/kcat", arguments, environment: librdkafka.environment)
+    guard status == 0 else {
+        throw TestFailure("kcat \(arguments.joined(separator: " ")) exited \(status)")
     }
-    return String(decoding: data, as: UTF8.self)
+    return output
 }
 
 /// Reads a whole topic with kcat as an outside client and returns, per key, the last value.

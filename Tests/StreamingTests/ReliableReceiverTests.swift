@@ -62,121 +62,94 @@ struct ReliableReceiverTests {
         return (receiver, consumer, topic)
     }
 
-    @Test func everyCommittedRecordIsInTheLog() throws {
-        let directory = temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let cluster = try MockCluster(logger: logger)
-        let (log, _) = try WriteAheadLog.open(directory: directory)
-        let tracker = ReceivedBlockTracker(log: log, metrics: StreamingMetrics())
-        let received = Mutex(0)
-        let (_, consumer, topic) = try receive(tracker: tracker, cluster: cluster) { _, _ in
-            let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
-            return received.withLock { count in
-                count += blocks.reduce(0) { $0 + $1.recordCount }
-                return count == 200
-            }
-        }
-        defer { consumer.close() }
-        #expect(received.withLock { $0 } == 200)
-        let partitions = [KafkaPartition(topic: topic, partition: 0), KafkaPartition(topic: topic, partition: 1)]
-        #expect(try consumer.committed(partitions, timeout: .seconds(5)) == [partitions[0]: 100, partitions[1]: 100])
-
-        log.close()
+    /// The offsets of the log's blocks at `directory`, per partition, in log order.
+    func loggedOffsets(in directory: String) throws -> [Int32: [Int64]] {
         let (_, recovery) = try WriteAheadLog.open(directory: directory)
         var logged: [Int32: [Int64]] = [:]
         for entry in recovery.entries {
             guard case .block(let block) = try WALRecord(decoding: entry.payload, at: entry.position) else { continue }
             block.forEachRecord { logged[$0.partition, default: []].append($0.offset) }
         }
-        #expect(logged == [0: Array(0..<100), 1: Array(0..<100)])
+        return logged
+    }
+
+    /// A `done` condition: takes the blocks allocated so far, adding their records to `received`, until it holds
+    /// `count`.
+    func receivedAll(_ count: Int, from tracker: ReceivedBlockTracker, counting received: RecordCount) -> (ReliableReceiver, KafkaConsumer) -> Bool {
+        { _, _ in
+            let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
+            return received.total.withLock { total in
+                total += blocks.reduce(0) { $0 + $1.recordCount }
+                return total == count
+            }
+        }
+    }
+
+    /// What a receiver on a fresh write-ahead log took, once `count` records were in batches.
+    struct LogRun {
+        /// The offsets of the log's blocks, per partition, in log order.
+        var logged: [Int32: [Int64]]
+        /// The group's committed offsets when the receiver stopped.
+        var committed: [KafkaPartition: Int64]
+        /// From the first record in a batch to the last.
+        var elapsed: Duration
+    }
+
+    /// Runs a receiver (see ``receive(tracker:cluster:committer:skipAtStart:skipTimes:maxRatePerPartition:until:)``)
+    /// with a fresh write-ahead log until `count` records were allocated to batches.
+    func receiveIntoFreshLog(count: Int = 200, skipAtStart: Int = 0, skipTimes: Int = 1, maxRatePerPartition: Int = 0) throws -> LogRun {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cluster = try MockCluster(logger: logger)
+        let (log, _) = try WriteAheadLog.open(directory: directory)
+        let tracker = ReceivedBlockTracker(log: log, metrics: StreamingMetrics())
+        let received = RecordCount()
+        let done = receivedAll(count, from: tracker, counting: received)
+        let firstRecord = Mutex<ContinuousClock.Instant?>(nil)
+        let (_, consumer, topic) = try receive(
+            tracker: tracker, cluster: cluster, skipAtStart: skipAtStart, skipTimes: skipTimes, maxRatePerPartition: maxRatePerPartition
+        ) { receiver, consumer in
+            let finished = done(receiver, consumer)
+            if received.total.withLock({ $0 }) > 0 { firstRecord.withLock { $0 = $0 ?? .now } }
+            return finished
+        }
+        defer { consumer.close() }
+        let elapsed = ContinuousClock.now - (firstRecord.withLock { $0 } ?? .now)
+        let partitions = [KafkaPartition(topic: topic, partition: 0), KafkaPartition(topic: topic, partition: 1)]
+        let committed = try consumer.committed(partitions, timeout: .seconds(5))
+        log.close()
+        return LogRun(logged: try loggedOffsets(in: directory), committed: committed, elapsed: elapsed)
+    }
+
+    @Test func everyCommittedRecordIsInTheLog() throws {
+        let run = try receiveIntoFreshLog()
+        #expect(run.committed.values.sorted() == [100, 100])
+        #expect(run.logged == [0: Array(0..<100), 1: Array(0..<100)])
     }
 
     /// librdkafka 2.0.2 can skip offsets after a pause and resume with batch consumption (#4208). With 7 records of a
     /// partition dropped where its next offset is known, the partition is sought back over the gap and every offset
     /// is logged exactly once.
     @Test func skippedOffsetsAreFetchedAgain() throws {
-        let directory = temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let cluster = try MockCluster(logger: logger)
-        let (log, _) = try WriteAheadLog.open(directory: directory)
-        let tracker = ReceivedBlockTracker(log: log, metrics: StreamingMetrics())
-        let received = Mutex(0)
-        let (_, consumer, _) = try receive(tracker: tracker, cluster: cluster, skipAtStart: 7) { _, _ in
-            let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
-            return received.withLock { count in
-                count += blocks.reduce(0) { $0 + $1.recordCount }
-                return count == 200
-            }
-        }
-        defer { consumer.close() }
-        log.close()
-        let (_, recovery) = try WriteAheadLog.open(directory: directory)
-        var logged: [Int32: [Int64]] = [:]
-        for entry in recovery.entries {
-            guard case .block(let block) = try WALRecord(decoding: entry.payload, at: entry.position) else { continue }
-            block.forEachRecord { logged[$0.partition, default: []].append($0.offset) }
-        }
-        #expect(logged == [0: Array(0..<100), 1: Array(0..<100)])
+        let run = try receiveIntoFreshLog(skipAtStart: 7)
+        #expect(run.logged == [0: Array(0..<100), 1: Array(0..<100)])
     }
 
     /// A gap that is still there after the refetch is real (transaction markers, compacted records) and is passed
     /// over, not fetched again and again. Simulated by dropping partition 0's first 7 records twice, in the first
     /// fetch and in the refetch (the mock broker writes no transaction markers).
     @Test func aGapSeenAgainAfterTheRefetchIsPassedOver() throws {
-        let directory = temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let cluster = try MockCluster(logger: logger)
-        let (log, _) = try WriteAheadLog.open(directory: directory)
-        let tracker = ReceivedBlockTracker(log: log, metrics: StreamingMetrics())
-        let received = Mutex(0)
-        let (_, consumer, _) = try receive(tracker: tracker, cluster: cluster, skipAtStart: 7, skipTimes: 2) { _, _ in
-            let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
-            return received.withLock { count in
-                count += blocks.reduce(0) { $0 + $1.recordCount }
-                return count == 193
-            }
-        }
-        defer { consumer.close() }
-        log.close()
-        let (_, recovery) = try WriteAheadLog.open(directory: directory)
-        var logged: [Int32: [Int64]] = [:]
-        for entry in recovery.entries {
-            guard case .block(let block) = try WALRecord(decoding: entry.payload, at: entry.position) else { continue }
-            block.forEachRecord { logged[$0.partition, default: []].append($0.offset) }
-        }
-        #expect(logged == [0: Array(7..<100), 1: Array(0..<100)])
+        let run = try receiveIntoFreshLog(count: 193, skipAtStart: 7, skipTimes: 2)
+        #expect(run.logged == [0: Array(7..<100), 1: Array(0..<100)])
     }
 
     /// The rate limit is a bound, not a hint: 100 records per partition at 40 per second take three one-second
     /// windows (at least 2 s; unlimited they take well under one), and every offset is logged exactly once although
     /// each pause leaves the rest of a poll's records to be fetched again.
     @Test func theRateLimitHoldsAndLosesNothing() throws {
-        let directory = temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let cluster = try MockCluster(logger: logger)
-        let (log, _) = try WriteAheadLog.open(directory: directory)
-        let tracker = ReceivedBlockTracker(log: log, metrics: StreamingMetrics())
-        let received = Mutex(0)
-        let firstRecord = Mutex<ContinuousClock.Instant?>(nil)
-        let (_, consumer, _) = try receive(tracker: tracker, cluster: cluster, maxRatePerPartition: 40) { _, _ in
-            let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
-            return received.withLock { count in
-                count += blocks.reduce(0) { $0 + $1.recordCount }
-                if count > 0 { firstRecord.withLock { $0 = $0 ?? .now } }
-                return count == 200
-            }
-        }
-        defer { consumer.close() }
-        let elapsed = ContinuousClock.now - (firstRecord.withLock { $0 } ?? .now)
-        #expect(elapsed >= .milliseconds(1900), "200 records at 2 x 40/s took \(elapsed)")
-        log.close()
-        let (_, recovery) = try WriteAheadLog.open(directory: directory)
-        var logged: [Int32: [Int64]] = [:]
-        for entry in recovery.entries {
-            guard case .block(let block) = try WALRecord(decoding: entry.payload, at: entry.position) else { continue }
-            block.forEachRecord { logged[$0.partition, default: []].append($0.offset) }
-        }
-        #expect(logged == [0: Array(0..<100), 1: Array(0..<100)])
+        let run = try receiveIntoFreshLog(maxRatePerPartition: 40)
+        #expect(run.elapsed >= .milliseconds(1900), "200 records at 2 x 40/s took \(run.elapsed)")
+        #expect(run.logged == [0: Array(0..<100), 1: Array(0..<100)])
     }
 
     @Test func aFailingWALStopsCommitsAndReportsTheFailure() throws {
@@ -268,21 +241,15 @@ struct ReliableReceiverTests {
         let log = PowerLossLog()
         let tracker = ReceivedBlockTracker(log: log, metrics: StreamingMetrics())
         let checker = Mutex<DurabilityCheckingCommitter?>(nil)
-        let received = Mutex(0)
+        let received = RecordCount()
         let (_, consumer, _) = try receive(tracker: tracker, cluster: cluster, committer: { consumer in
             let committer = DurabilityCheckingCommitter(log: log, consumer: consumer)
             checker.withLock { $0 = committer }
             return committer
-        }) { _, _ in
-            let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
-            return received.withLock { count in
-                count += blocks.reduce(0) { $0 + $1.recordCount }
-                return count == 200
-            }
-        }
+        }, until: receivedAll(200, from: tracker, counting: received))
         consumer.close()
         let committer = try #require(checker.withLock { $0 })
-        #expect(received.withLock { $0 } == 200)
+        #expect(received.total.withLock { $0 } == 200)
         #expect(committer.commits.withLock { $0 } > 1)
         #expect(committer.violations.withLock { $0 } == [])
     }
@@ -369,4 +336,9 @@ final class ThreadRecordingCommitter: OffsetCommitter {
         threads.names.withLock { $0.append(UInt(pthread_self())) }
         try consumer.commit(offsets)
     }
+}
+
+/// Records received so far in a test, shared with its `done` condition.
+final class RecordCount: Sendable {
+    let total = Mutex(0)
 }
