@@ -14,11 +14,18 @@ final class BatchContext {
     var malformed: [MalformedRecord] = []
     var lateRecords = 0
     var futureRecords = 0
-    var records: [OutputRecord] = []
+    /// The records kept for ``BatchOutput/records`` (none when a `sink` takes them as they come).
+    private var records: [OutputRecord] = []
+    private var emitted = 0
+    private let sink: ((OutputRecord) -> Void)?
     private var cleanups: [() -> Void] = []
 
-    init(time: Int64, blocks: [Block], previousWatermark: Int64?, watermark: Int64?, eventTimeHorizon: Int64 = .max) {
+    init(
+        time: Int64, blocks: [Block], previousWatermark: Int64?, watermark: Int64?, eventTimeHorizon: Int64 = .max,
+        sink: ((OutputRecord) -> Void)? = nil
+    ) {
         self.time = time
+        self.sink = sink
         self.eventTimeHorizon = eventTimeHorizon
         self.recordCount = blocks.reduce(0) { $0 + $1.recordCount }
         self.blocks = blocks
@@ -30,6 +37,12 @@ final class BatchContext {
     func takeBlocks() -> [Block] {
         defer { blocks = [] }
         return blocks
+    }
+
+    /// Hands an output record to the sink, or keeps it for the result.
+    func emit(_ record: OutputRecord) {
+        emitted += 1
+        if let sink { sink(record) } else { records.append(record) }
     }
 
     /// Registers work to run once the batch is done (dropping per-batch caches).
@@ -44,6 +57,7 @@ final class BatchContext {
         }
         return BatchOutput(
             records: records,
+            recordsOut: emitted,
             recordsIn: recordCount,
             malformed: malformed,
             lateRecords: lateRecords,

@@ -1,7 +1,10 @@
 /// What one batch (or a window flush) produced.
 public struct BatchOutput: Sendable, Equatable {
-    /// The records to produce, in sink registration order, then each sink's emission order.
+    /// The records to produce, in sink registration order, then each sink's emission order (empty when a sink
+    /// passed to ``StreamGraph/runBatch(time:blocks:assigned:sink:)`` took them as they came).
     public var records: [OutputRecord]
+    /// The number of output records, whether kept in ``records`` or handed to a sink.
+    public var recordsOut: Int
     /// The number of input records in the batch's blocks.
     public var recordsIn: Int
     /// Input records skipped (collected by each tokenizing stage) with the reason, so that a caller can count them
@@ -17,10 +20,11 @@ public struct BatchOutput: Sendable, Equatable {
 
     /// Creates a batch output.
     public init(
-        records: [OutputRecord], recordsIn: Int, malformed: [MalformedRecord] = [], lateRecords: Int, futureRecords: Int = 0,
+        records: [OutputRecord], recordsOut: Int? = nil, recordsIn: Int, malformed: [MalformedRecord] = [], lateRecords: Int, futureRecords: Int = 0,
         watermark: Int64?
     ) {
         self.records = records
+        self.recordsOut = recordsOut ?? records.count
         self.recordsIn = recordsIn
         self.malformed = malformed
         self.lateRecords = lateRecords

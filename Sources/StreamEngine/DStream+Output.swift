@@ -7,7 +7,7 @@ extension DStream {
         _ body: @escaping (_ batchTime: Int64, _ elements: [Element], _ emit: (OutputRecord) -> Void) -> Void
     ) {
         addSink { batch, context in
-            body(context.time, batch.decodedValues) { context.records.append($0) }
+            body(context.time, batch.decodedValues) { context.emit($0) }
         }
     }
 

@@ -57,15 +57,16 @@ public final class StateView<Key: StateKey & Sendable, State: StateCodable & Com
         shared.withLock { shared in
             let updated = body()
             guard let store = shared.store else { return updated }
-            var candidates: [Key: State] = [:]
+            var top = TopSelection(capacity: rankingCapacity)
+            var ranked: Set<Key> = []
             for (key, _) in shared.ranking {
-                candidates[key] = store.value[key]
+                ranked.insert(key)
+                if let state = store.value[key] { top.offer((key, state)) }
             }
-            let threshold = shared.ranking.count == rankingCapacity ? shared.ranking.last : nil
-            for (key, state) in updated.values where threshold.map({ Self.ranksBefore((key, state), $0) }) ?? true {
-                candidates[key] = state
+            for (key, state) in updated.values where !ranked.contains(key) {
+                top.offer((key, state))
             }
-            shared.ranking = Self.ranked(candidates, capacity: rankingCapacity)
+            shared.ranking = top.result()
             return updated
         }
     }
@@ -73,14 +74,41 @@ public final class StateView<Key: StateKey & Sendable, State: StateCodable & Com
     /// Rebuilds the ranking from the whole state, after a restore replaced it.
     private func restored() {
         shared.withLock { shared in
-            shared.ranking = Self.ranked(shared.store?.value ?? [:], capacity: rankingCapacity)
+            var top = TopSelection(capacity: rankingCapacity)
+            for (key, state) in shared.store?.value ?? [:] {
+                top.offer((key, state))
+            }
+            shared.ranking = top.result()
         }
     }
 
-    private static func ranked(_ states: [Key: State], capacity: Int) -> [(key: Key, state: State)] {
-        var ranking = states.map { (key: $0.key, state: $0.value) }
-        ranking.sort(by: ranksBefore)
-        return Array(ranking.prefix(capacity))
+    /// The `capacity` largest entries offered, largest first (ties by key), held in at most twice that many.
+    private struct TopSelection {
+        let capacity: Int
+        private var entries: [(key: Key, state: State)] = []
+        /// The smallest kept entry once `capacity` are kept: an entry that does not rank before it cannot enter.
+        private var floor: (key: Key, state: State)?
+
+        init(capacity: Int) {
+            self.capacity = capacity
+        }
+
+        mutating func offer(_ entry: (key: Key, state: State)) {
+            if let floor, !StateView.ranksBefore(entry, floor) { return }
+            entries.append(entry)
+            if entries.count >= 2 * capacity { prune() }
+        }
+
+        mutating func result() -> [(key: Key, state: State)] {
+            prune()
+            return entries
+        }
+
+        private mutating func prune() {
+            entries.sort(by: StateView.ranksBefore)
+            if entries.count > capacity { entries.removeLast(entries.count - capacity) }
+            if entries.count == capacity { floor = entries.last }
+        }
     }
 
     private static func ranksBefore(_ a: (key: Key, state: State), _ b: (key: Key, state: State)) -> Bool {

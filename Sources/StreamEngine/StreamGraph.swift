@@ -62,10 +62,15 @@ public final class StreamGraph {
     ///
     /// The graph takes the blocks: when nothing else holds them, each is released as soon as it has been read.
     ///
-    /// - Parameter assigned: Input partitions assigned since the previous batch. Each holds the watermark back
-    ///   until it delivers a record or has been idle for ``idleAfterMilliseconds`` of batch time since its
-    ///   assignment: a partition that starts late (a broker may answer one partition per fetch) is not late.
-    public func runBatch(time: Int64, blocks: consuming [Block], assigned: [TopicPartition] = []) -> BatchOutput {
+    /// - Parameters:
+    ///   - assigned: Input partitions assigned since the previous batch. Each holds the watermark back until it
+    ///     delivers a record or has been idle for ``idleAfterMilliseconds`` of batch time since its assignment: a
+    ///     partition that starts late (a broker may answer one partition per fetch) is not late.
+    ///   - sink: Takes each output record as it is produced, in order, instead of collecting them in
+    ///     ``BatchOutput/records``: a batch that changes millions of totals then never holds all its records.
+    public func runBatch(
+        time: Int64, blocks: consuming [Block], assigned: [TopicPartition] = [], sink: ((OutputRecord) -> Void)? = nil
+    ) -> BatchOutput {
         for partition in assigned {
             partitionClocks[partition] = (partitionClocks[partition]?.latest ?? Self.noRecordYet, time)
         }
@@ -84,7 +89,8 @@ public final class StreamGraph {
             let candidate = active.contains { $0.latest == Self.noRecordYet } ? nil : active.map(\.latest).min()
             advanced = [watermark, candidate].compactMap { $0 }.max()
         }
-        return run(BatchContext(time: time, blocks: blocks, previousWatermark: watermark, watermark: advanced, eventTimeHorizon: horizon))
+        return run(BatchContext(
+            time: time, blocks: blocks, previousWatermark: watermark, watermark: advanced, eventTimeHorizon: horizon, sink: sink))
     }
 
     /// The clock of an assigned partition that has not delivered a record yet.

@@ -170,9 +170,16 @@ final class BatchDriver: @unchecked Sendable {
         let blockCount = blocks.count
         var offsets = self.offsets
         offsets.advance(past: blocks)
-        // The graph takes the blocks, so that each can be released as soon as it has been read.
-        let result = graph.runBatch(time: time, blocks: blocks, assigned: assigned)
-        try output.emit(result.records)
+        // The graph takes the blocks, so that each can be released as soon as it has been read, and hands over each
+        // output record as it is made, so that a batch never holds all of them.
+        var sent = KafkaOutput.Batch()
+        var sendError: (any Error)?
+        let result = graph.runBatch(time: time, blocks: blocks, assigned: assigned) { [output] record in
+            guard sendError == nil else { return }
+            do { try output.send(record, in: &sent) } catch { sendError = error }
+        }
+        if let sendError { throw sendError }
+        try output.complete(sent)
         try output.divertMalformed(result.malformed)
         CrashPoint.reach(.afterOutputFlush, armed: crashTrigger)
         lastBatchTime = time
@@ -181,14 +188,14 @@ final class BatchDriver: @unchecked Sendable {
         metrics.lateRecords.increment(by: result.lateRecords)
         metrics.futureRecords.increment(by: result.futureRecords)
         let checkpointed = try checkpointer.batchCompleted(
-            hadData: blockCount > 0 || !assigned.isEmpty || !result.records.isEmpty, rule: checkpoint, batchTime: time, offsets: offsets,
+            hadData: blockCount > 0 || !assigned.isEmpty || result.recordsOut > 0, rule: checkpoint, batchTime: time, offsets: offsets,
             state: graph.checkpoint
         )
         metrics.batchesCompleted.increment()
         let duration = ContinuousClock.now - started
         metrics.batchProcessingDuration.record(duration: duration)
         let info = BatchInfo(
-            batchTime: time, records: result.recordsIn, blocks: blockCount, outputRecords: result.records.count,
+            batchTime: time, records: result.recordsIn, blocks: blockCount, outputRecords: result.recordsOut,
             malformedRecords: result.malformedRecords, lateRecords: result.lateRecords,
             schedulingDelayMilliseconds: schedulingDelay ?? 0, processingMilliseconds: duration / .milliseconds(1),
             completedAt: WallClock.milliseconds(), isReplay: schedulingDelay == nil)

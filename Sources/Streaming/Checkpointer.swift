@@ -9,7 +9,8 @@ import Storage
 final class Checkpointer {
     /// When a batch writes a checkpoint.
     enum Rule {
-        /// After every `checkpointEveryBatches` batches that had input or output.
+        /// After every `checkpointEveryBatches` batches that had input or output, and no sooner than
+        /// ``Checkpointer/costBound`` allows.
         case whenDue
         /// Now, if any batch had input or output since the last checkpoint.
         case ifChanged
@@ -27,6 +28,8 @@ final class Checkpointer {
     private let crashTrigger: CrashTrigger?
     private var sequence: UInt64
     private var batchesSinceCheckpoint = 0
+    /// How long the last checkpoint took to encode and write, and when it was done.
+    private var lastWrite: (duration: Duration, end: ContinuousClock.Instant)?
     /// The log position of the newest checkpoint on disk: the log is truncated before it once a newer one exists.
     private var previousPosition: WALPosition?
     /// The log entries the state covers.
@@ -55,13 +58,26 @@ final class Checkpointer {
         if hadData { batchesSinceCheckpoint += 1 }
         let isDue =
             switch rule {
-            case .whenDue: batchesSinceCheckpoint >= everyBatches
+            case .whenDue: batchesSinceCheckpoint >= everyBatches && Self.costAllows(lastWrite, now: .now)
             case .ifChanged: batchesSinceCheckpoint > 0
             case .always: true
             }
         guard isDue else { return false }
+        let started = ContinuousClock.now
         try write(DriverCheckpoint(batchTime: batchTime, log: coverage, offsets: offsets, settings: settings, graphState: state()))
+        lastWrite = (.now - started, .now)
         return true
+    }
+
+    /// At most this share of the time goes to writing checkpoints: a state that takes long to write is checkpointed
+    /// less often than every `checkpointEveryBatches` batches (the write-ahead log, or Kafka without one, holds what
+    /// the state does not cover yet, so only the replay after a crash grows).
+    static let costBound = 0.1
+
+    /// Whether enough time has passed since the last write for the next one to keep within ``costBound``.
+    static func costAllows(_ lastWrite: (duration: Duration, end: ContinuousClock.Instant)?, now: ContinuousClock.Instant) -> Bool {
+        guard let lastWrite else { return true }
+        return now - lastWrite.end >= lastWrite.duration * ((1 - costBound) / costBound)
     }
 
     private func write(_ checkpoint: DriverCheckpoint) throws {

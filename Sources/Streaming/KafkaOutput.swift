@@ -20,34 +20,51 @@ struct KafkaOutput: Sendable {
     let reportWaiting: @Sendable (String?) -> Void
     let isStoppingNow: @Sendable () -> Bool
 
+    /// What one batch has sent so far.
+    struct Batch {
+        var sent = 0
+        var oversize = 0
+        var preparedTopic: String?
+    }
+
     /// Produces the records in order and waits for their delivery; a record over ``maxRecordBytes`` is counted,
     /// logged and skipped.
     func emit(_ records: [OutputRecord]) throws {
-        guard !records.isEmpty else { return }
-        var preparedTopic: String?
-        var oversize = 0
+        var batch = Batch()
         for record in records {
-            guard record.key.count + record.value.count + record.headers.reduce(0, { $0 + $1.name.utf8.count + $1.value.count }) <= maxRecordBytes else {
-                oversize += 1
-                continue
-            }
-            if record.topic != preparedTopic {
-                producer.prepare(topic: record.topic, timeout: .seconds(1))
-                preparedTopic = record.topic
-            }
-            try producer.send(KafkaProducerRecord(
-                topic: record.topic, key: record.key, value: record.value,
-                headers: record.headers.map { KafkaHeader(name: $0.0, value: $0.1) }
-            ))
+            try send(record, in: &batch)
         }
-        if oversize > 0 {
-            metrics.oversizeOutputRecords.increment(by: oversize)
+        try complete(batch)
+    }
+
+    /// Queues one record of `batch` for delivery, or counts it as oversize.
+    func send(_ record: OutputRecord, in batch: inout Batch) throws {
+        guard record.key.count + record.value.count + record.headers.reduce(0, { $0 + $1.name.utf8.count + $1.value.count }) <= maxRecordBytes else {
+            batch.oversize += 1
+            return
+        }
+        if record.topic != batch.preparedTopic {
+            producer.prepare(topic: record.topic, timeout: .seconds(1))
+            batch.preparedTopic = record.topic
+        }
+        try producer.send(KafkaProducerRecord(
+            topic: record.topic, key: record.key, value: record.value,
+            headers: record.headers.map { KafkaHeader(name: $0.0, value: $0.1) }
+        ))
+        batch.sent += 1
+    }
+
+    /// Logs what a batch skipped and waits until the brokers have everything it sent.
+    func complete(_ batch: Batch) throws {
+        if batch.oversize > 0 {
+            metrics.oversizeOutputRecords.increment(by: batch.oversize)
             logger.error("skipped output records over the producer's record size limit", metadata: [
-                "stream.oversize_records": "\(oversize)", "kafka.max_record_bytes": "\(maxRecordBytes)",
+                "stream.oversize_records": "\(batch.oversize)", "kafka.max_record_bytes": "\(maxRecordBytes)",
             ])
         }
+        guard batch.sent > 0 else { return }
         try awaitDelivery(of: "batch output")
-        metrics.outputRecords.increment(by: records.count - oversize)
+        metrics.outputRecords.increment(by: batch.sent)
     }
 
     /// Counts and logs malformed records (one line per batch, so bad input cannot flood the log) and copies them to

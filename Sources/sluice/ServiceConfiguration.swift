@@ -39,7 +39,7 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_ALLOWED_LATENESS_MS", defaultValue: "0", meaning: "how late an event may be after its window's end passed the watermark"),
         Variable(name: "SLUICE_MAX_EVENT_AHEAD_MS", defaultValue: "3600000", meaning: "how far an event time may be ahead of its batch time; later records neither move the watermark nor enter windows"),
         Variable(name: "SLUICE_CHECKPOINT_DIR", defaultValue: "./sluice-data (a fresh temporary directory with the embedded broker)", meaning: "WAL and checkpoints"),
-        Variable(name: "SLUICE_CHECKPOINT_EVERY_BATCHES", defaultValue: "1", meaning: "write a checkpoint every N batches"),
+        Variable(name: "SLUICE_CHECKPOINT_EVERY_BATCHES", defaultValue: "1", meaning: "write a checkpoint every N batches, at most a tenth of the time"),
         Variable(name: "SLUICE_WAL", defaultValue: "true", meaning: "receiver write-ahead log"),
         Variable(name: "SLUICE_WAL_SKIP_CORRUPT", defaultValue: "false", meaning: "skip (and lose) a corrupt middle part of the WAL instead of refusing to start"),
         Variable(name: "SLUICE_EXACTLY_ONCE", defaultValue: "false", meaning: "transactional output (not built yet: true is a start-up error)"),

@@ -108,7 +108,7 @@ function render(status, batches, top) {
     ["Records", fmt.format(t.records)],
     ["Output records", fmt.format(t.outputRecords)],
     ["Watermark (UTC)", status.watermark == null ? "–" : status.watermark > 8e15 ? "end of input" : time(status.watermark).slice(11)],
-    ["Last checkpoint", cp ? `${Math.max(0, Math.round((status.time - cp.writtenAt) / 1000))} s ago · batch ${time(cp.batchTime).slice(11, 19)}` : "none yet"],
+    ["Last checkpoint", cp ? `${Math.max(0, Math.round((status.time - cp.writtenAt) / 1000))} s ago` : "none yet", cp ? `batch ${time(cp.batchTime)}` : ""],
     ["Backlog", bytes(status.backlogBytes)],
     ["WAL on disk", bytes(status.walBytes)],
     ["Assigned partitions", status.partitions.length],
@@ -117,8 +117,8 @@ function render(status, batches, top) {
     ["Future records", fmt.format(t.futureRecords)],
     ["Distinct words", fmt.format(status.distinctWords)],
   ];
-  document.getElementById("cards").innerHTML = cards.map(([label, value]) =>
-    `<div class="card"><div class="label">${label}</div><div class="value" title="${esc(value)}">${esc(value)}</div></div>`).join("");
+  document.getElementById("cards").innerHTML = cards.map(([label, value, detail]) =>
+    `<div class="card"><div class="label">${label}</div><div class="value" title="${esc(detail || value)}">${esc(value)}</div></div>`).join("");
   chart("chart-rate", list, b => b.records * 1000 / interval);
   chart("chart-processing", list, b => b.processingMilliseconds, interval);
   chart("chart-delay", list, b => b.schedulingDelayMilliseconds);

@@ -7,6 +7,16 @@ import Testing
 @Suite struct StateMachineTests {
     typealias Observation = BatchSchedule.Observation
 
+    /// Checkpoints take at most a tenth of the time: after a write of 500 ms the next waits 4.5 s.
+    @Test func aSlowCheckpointDelaysTheNextOneWithinItsCostBound() {
+        let end = ContinuousClock.now
+        let lastWrite = (duration: Duration.milliseconds(500), end: end)
+        #expect(Checkpointer.costAllows(nil, now: end))
+        #expect(!Checkpointer.costAllows(lastWrite, now: end + .milliseconds(4_400)))
+        #expect(Checkpointer.costAllows(lastWrite, now: end + .milliseconds(4_500)))
+        #expect(Checkpointer.costAllows((duration: .milliseconds(2), end: end), now: end + .milliseconds(20)))
+    }
+
     @Test func batchesRunOnIntervalBoundariesAndNeverGoBack() {
         var schedule = BatchSchedule(interval: 1_000, lastBatchTime: 0, now: 10_400, stopsAtEnd: false)
         #expect(schedule.next(now: 10_400, observed: Observation()) == .wait(milliseconds: 600))
