@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SWIFT_FLAGS ?= -Xswiftc -warnings-as-errors
 
-.PHONY: deps build release run test brokers page soak bench faults docker-build docker-up clean
+.PHONY: deps build release run test brokers page soak bench bench-state faults docker-build docker-up clean
 
 deps: ## Install what the build and the tests need and is missing (Debian/Ubuntu; as root, else prints the command).
 	scripts/deps.sh test
@@ -36,6 +36,10 @@ soak: ## Longer crash-recovery runs (more kill points, more input).
 bench: release ## Micro-benchmarks, then end-to-end throughput against kcat reading the same topic.
 	.build/release/sluice-microbench
 	python3 bench/bench.py
+
+bench-state: release ## Peak memory and checkpoint size for 2 M distinct words (bench/state_memory.sh [LINES]).
+	$(SWIFT) build $(SWIFT_FLAGS) --product sluice-broker
+	bench/state_memory.sh
 
 faults: ## Fault-injection tests (crash points, broker down, unwritable storage).
 	$(SWIFT) test $(SWIFT_FLAGS) --filter "Recovery|Fault"
