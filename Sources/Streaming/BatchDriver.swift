@@ -199,10 +199,7 @@ final class BatchDriver: @unchecked Sendable {
             malformedRecords: result.malformedRecords, lateRecords: result.lateRecords,
             schedulingDelayMilliseconds: schedulingDelay ?? 0, processingMilliseconds: duration / .milliseconds(1),
             completedAt: WallClock.milliseconds(), isReplay: schedulingDelay == nil)
-        history.add(info, futureRecords: result.futureRecords, watermark: graph.watermark)
-        if checkpointed {
-            history.state.withLock { $0.lastCheckpoint = CheckpointInfo(batchTime: time, writtenAt: info.completedAt) }
-        }
+        history.add(info, futureRecords: result.futureRecords, watermark: graph.watermark, checkpointed: checkpointed)
         logger.debug("batch completed", metadata: [
             "stream.batch_time": "\(time)", "stream.records": "\(result.recordsIn)", "stream.blocks": "\(blockCount)",
             "stream.processing_ms": "\(Int(duration / .milliseconds(1)))", "stream.backlog_bytes": "\(tracker.backlogBytes)",

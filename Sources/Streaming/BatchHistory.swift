@@ -59,9 +59,10 @@ final class BatchHistory: Sendable {
 
     let state = Mutex(State())
 
-    /// Adds a completed batch; the oldest beyond ``capacity`` is dropped.
-    func add(_ batch: BatchInfo, futureRecords: Int, watermark: Int64?) {
+    /// Adds a completed batch (and the checkpoint it wrote, if it did); the oldest beyond ``capacity`` is dropped.
+    func add(_ batch: BatchInfo, futureRecords: Int, watermark: Int64?, checkpointed: Bool) {
         state.withLock { state in
+            if checkpointed { state.lastCheckpoint = CheckpointInfo(batchTime: batch.batchTime, writtenAt: batch.completedAt) }
             if state.recent.count == Self.capacity { state.recent.removeFirst() }
             state.recent.append(batch)
             state.totals.batches += 1

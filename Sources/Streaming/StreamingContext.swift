@@ -120,7 +120,10 @@ public final class StreamingContext: Sendable {
     /// A snapshot of progress and health.
     public var status: StreamingStatus {
         let receiverStatus = receiver.status.withLock { $0 }
-        let progress = history.state.withLock { $0 }
+        // Not the recent batches: status is read by every probe request.
+        let progress = history.state.withLock {
+            (lag: $0.lag, lastCheckpoint: $0.lastCheckpoint, watermark: $0.watermark, totals: $0.totals)
+        }
         let logBytes = tracker.logBytesOnDisk
         return control.state.withLock { control in
             StreamingStatus(

@@ -164,7 +164,7 @@ enum Sluice {
     private static func checkReachable(_ kafka: KafkaConfig, logger: Logger) throws {
         let probe = try KafkaProducer(config: KafkaProducerConfig(common: kafka), logger: logger)
         do {
-            _ = try probe.topicPartitionCounts(timeout: .seconds(15))
+            try probe.checkReachable(timeout: .seconds(15))
         } catch {
             throw StreamingError(.receiver, "cannot reach Kafka at \(kafka.bootstrapServers) within 15 s", underlying: error)
         }
