@@ -222,10 +222,11 @@ struct StreamingService: Service {
                 throw ShutdownTimedOut()
             }
         } onCancelOrGracefulShutdown: { [context, logger] in
-            logger.info("shutting down: finishing the current batch")
-            // From now on the default action applies: a second SIGTERM or SIGINT ends the process at once.
+            // From now on the default action applies: a second SIGTERM or SIGINT ends the process at once. Before the
+            // log line, so that a second signal sent on seeing it cannot reach the old handler.
             signal(SIGTERM, SIG_DFL)
             signal(SIGINT, SIG_DFL)
+            logger.info("shutting down: finishing the current batch")
             context.stop(graceful: true)
         }
     }
