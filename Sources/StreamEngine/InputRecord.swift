@@ -67,3 +67,13 @@ public struct InputRecord: Sendable, Equatable {
         }
     }
 }
+
+extension InputRecord {
+    /// A record that owns a copy of its key and value.
+    public init(topic: String, partition: Int32, offset: Int64, timestamp: Int64, key: [UInt8]?, value: [UInt8]) {
+        self.init(
+            topic: topic, partition: partition, offset: offset, timestamp: timestamp, storage: (key ?? []) + value,
+            keyStart: 0, keyCount: key.map { UInt32($0.count) } ?? .max, valueStart: UInt32(key?.count ?? 0),
+            valueCount: UInt32(value.count))
+    }
+}

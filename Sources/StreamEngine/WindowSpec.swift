@@ -31,20 +31,26 @@ public struct WindowSpec: Hashable, Sendable {
     }
 
     /// The starts of the windows containing `time`, ascending.
-    func starts(containing time: Int64) -> StrideThrough<Int64> {
-        let time = min(max(time, -Self.timeBound), Self.timeBound)
-        let remainder = time % slide
-        let last = time - (remainder < 0 ? remainder + slide : remainder)
+    public func starts(containing time: Int64) -> StrideThrough<Int64> {
+        let last = latestStart(containing: time)
         return stride(from: last - length + slide, through: last, by: Int(slide))
     }
 
+    /// The start of the latest window containing `time`: `time` rounded down to a multiple of the slide. Times with
+    /// the same latest start are in the same windows.
+    public func latestStart(containing time: Int64) -> Int64 {
+        let time = min(max(time, -Self.timeBound), Self.timeBound)
+        let remainder = time % slide
+        return time - (remainder < 0 ? remainder + slide : remainder)
+    }
+
     /// The window starting at `start`.
-    func window(startingAt start: Int64) -> TimeWindow {
+    public func window(startingAt start: Int64) -> TimeWindow {
         TimeWindow(start: start, end: start + length)
     }
 
     /// Whether the window starting at `start` is closed once the watermark is `watermark`.
-    func isClosed(start: Int64, watermark: Int64?) -> Bool {
+    public func isClosed(start: Int64, watermark: Int64?) -> Bool {
         guard let watermark else { return false }
         let (limit, overflow) = watermark.subtractingReportingOverflow(length + allowedLateness)
         return !overflow && start <= limit

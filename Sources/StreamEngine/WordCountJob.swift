@@ -55,20 +55,8 @@ public enum WordCountJob {
                 counts.reduce(total ?? 0, +)
             }
             .output { batchTime, totals, emit in
-                var header: [UInt8] = []
-                header.appendDecimal(batchTime)
                 for (word, total) in totals {
-                    var value: [UInt8] = []
-                    value.append(contentsOf: #"{"word":"#.utf8)
-                    value.appendJSONString(word)
-                    value.append(contentsOf: #","count":"#.utf8)
-                    value.appendDecimal(total)
-                    value.append(contentsOf: #","batch_time":"#.utf8)
-                    value.appendDecimal(batchTime)
-                    value.append(UInt8(ascii: "}"))
-                    emit(OutputRecord(
-                        topic: configuration.countsTopic, key: Array(word.utf8), value: value,
-                        headers: [(name: "sluice-batch", value: header)]))
+                    emit(totalRecord(word: word, total: total, batchTime: batchTime, topic: configuration.countsTopic))
                 }
             }
 
@@ -76,19 +64,39 @@ public enum WordCountJob {
             .reduceByKeyAndWindow(name: "word-windows", window, +)
             .output { _, counts, emit in
                 for (word, count) in counts {
-                    var value: [UInt8] = []
-                    value.append(contentsOf: #"{"word":"#.utf8)
-                    value.appendJSONString(word)
-                    value.append(contentsOf: #","count":"#.utf8)
-                    value.appendDecimal(count.value)
-                    value.append(contentsOf: #","window_start":"#.utf8)
-                    value.appendDecimal(count.window.start)
-                    value.append(contentsOf: #","window_end":"#.utf8)
-                    value.appendDecimal(count.window.end)
-                    value.append(UInt8(ascii: "}"))
-                    emit(OutputRecord(topic: configuration.windowsTopic, key: Array(word.utf8), value: value))
+                    emit(windowRecord(word: word, count: count.value, window: count.window, topic: configuration.windowsTopic))
                 }
             }
         return totals
+    }
+
+    /// The counts-topic record of a word's running total after the batch of `batchTime`.
+    public static func totalRecord(word: String, total: Int64, batchTime: Int64, topic: String) -> OutputRecord {
+        var header: [UInt8] = []
+        header.appendDecimal(batchTime)
+        var value: [UInt8] = []
+        value.append(contentsOf: #"{"word":"#.utf8)
+        value.appendJSONString(word)
+        value.append(contentsOf: #","count":"#.utf8)
+        value.appendDecimal(total)
+        value.append(contentsOf: #","batch_time":"#.utf8)
+        value.appendDecimal(batchTime)
+        value.append(UInt8(ascii: "}"))
+        return OutputRecord(topic: topic, key: Array(word.utf8), value: value, headers: [(name: "sluice-batch", value: header)])
+    }
+
+    /// The windows-topic record of a word's count in a closed window.
+    public static func windowRecord(word: String, count: Int64, window: TimeWindow, topic: String) -> OutputRecord {
+        var value: [UInt8] = []
+        value.append(contentsOf: #"{"word":"#.utf8)
+        value.appendJSONString(word)
+        value.append(contentsOf: #","count":"#.utf8)
+        value.appendDecimal(count)
+        value.append(contentsOf: #","window_start":"#.utf8)
+        value.appendDecimal(window.start)
+        value.append(contentsOf: #","window_end":"#.utf8)
+        value.appendDecimal(window.end)
+        value.append(UInt8(ascii: "}"))
+        return OutputRecord(topic: topic, key: Array(word.utf8), value: value)
     }
 }

@@ -13,6 +13,20 @@ public enum CrashPoint: String, Sendable, CaseIterable {
     case afterCheckpoint = "after-checkpoint"
     /// With the log off: after the checkpoint that retires a log left by a run with it on, before its deletion.
     case afterStaleLogRetired = "after-stale-log-retired"
+    /// Distributed mode: after the batch plans are committed, before any partial is sent.
+    case afterPlanCommit = "after-plan-commit"
+    /// Distributed mode: after some of a batch's partials are queued, before its markers.
+    case midPartials = "mid-partials"
+    /// Distributed mode: after a batch's partials and markers are delivered, before its input offsets are committed.
+    case afterPartials = "after-partials"
+    /// Distributed mode: after some of a cycle's changelog records are queued, before its commit record.
+    case midChangelog = "mid-changelog"
+    /// Distributed mode: after a cycle's output and partials offsets are committed.
+    case afterShardCommit = "after-shard-commit"
+    /// Distributed mode: while a shard is restored from the changelog.
+    case duringRestore = "during-restore"
+    /// Distributed mode: inside the revoke handler of stage 2, before the revoked shards are flushed.
+    case inRevoke = "in-revoke"
 
     /// Kills the process if `point` is this one and `countdown` reaches zero.
     static func reach(_ point: CrashPoint, armed: CrashTrigger?) {

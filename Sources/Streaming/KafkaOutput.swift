@@ -48,7 +48,7 @@ struct KafkaOutput: Sendable {
             batch.preparedTopic = record.topic
         }
         try producer.send(KafkaProducerRecord(
-            topic: record.topic, key: record.key, value: record.value,
+            topic: record.topic, partition: record.partition, key: record.key, value: record.value,
             headers: record.headers.map { KafkaHeader(name: $0.0, value: $0.1) }
         ))
         batch.sent += 1

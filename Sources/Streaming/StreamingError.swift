@@ -22,6 +22,10 @@ public struct StreamingError: Error, Sendable, CustomStringConvertible {
         public static let offsetReset = Code("offset reset")
         /// The instance was assigned only part of its input: another member joined its consumer group.
         public static let partialInput = Code("partial input")
+        /// Distributed mode: a shard found a source batch missing or different from the one it applied.
+        public static let lostInput = Code("lost input")
+        /// Distributed mode: a changelog record could not be understood.
+        public static let corruptChangelog = Code("corrupt changelog")
         /// A ``StreamingConfiguration`` value cannot be used.
         public static let invalidConfiguration = Code("invalid configuration")
         /// The context was used in a state that does not allow the call.

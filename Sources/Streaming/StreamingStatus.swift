@@ -28,6 +28,8 @@ public struct StreamingStatus: Sendable {
     public var failure: String?
     /// The context has stopped.
     public var isFinished: Bool
+    /// Distributed mode: the shards this instance owns (nil in standalone mode).
+    public var ownedShards: [Int32]? = nil
 
     /// Receiving and batching made progress recently, and nothing failed.
     public func isHealthy(staleAfter limit: Duration) -> Bool {

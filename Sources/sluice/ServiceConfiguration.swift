@@ -42,6 +42,9 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_CHECKPOINT_EVERY_BATCHES", defaultValue: "1", meaning: "write a checkpoint every N batches, at most a tenth of the time"),
         Variable(name: "SLUICE_WAL", defaultValue: "true", meaning: "receiver write-ahead log"),
         Variable(name: "SLUICE_WAL_SKIP_CORRUPT", defaultValue: "false", meaning: "skip (and lose) a corrupt middle part of the WAL instead of refusing to start"),
+        Variable(name: "SLUICE_MODE", defaultValue: "standalone", meaning: "standalone (one instance per group, local WAL) or distributed (N instances in one group, state sharded over Kafka)"),
+        Variable(name: "SLUICE_SHARDS", defaultValue: "32", meaning: "distributed mode: state shards (partitions of <group>-partials and <group>-changelog); fixed for the life of the group's state"),
+        Variable(name: "SLUICE_INSTANCE_ID", defaultValue: "the host name", meaning: "distributed mode: this instance's stable name, in logs and shard ownership records"),
         Variable(name: "SLUICE_EXACTLY_ONCE", defaultValue: "false", meaning: "transactional output (not built yet: true is a start-up error)"),
         Variable(name: "SLUICE_MAX_RATE_PER_PARTITION", defaultValue: "0", meaning: "records/s per partition, 0 unlimited"),
         Variable(name: "SLUICE_MAX_BACKLOG_MB", defaultValue: "48", meaning: "received-but-unprocessed input above which the receiver stops taking records"),
@@ -79,6 +82,9 @@ struct ServiceConfiguration {
     var logFormat: String
     /// A test-only crash point, `POINT` or `POINT:COUNT` (`SLUICE_TEST_CRASH_AT`).
     var crashTrigger: CrashTrigger?
+    /// Distributed mode (`SLUICE_MODE=distributed`): the shard count; nil in standalone mode.
+    var shards: Int32?
+    var instanceID: String
 
     /// Reads and validates every variable.
     ///
@@ -112,6 +118,13 @@ struct ServiceConfiguration {
                 variable: "SLUICE_EXACTLY_ONCE", value: "true",
                 accepted: "false: transactional output is not built yet (output is at-least-once with idempotent keyed records)"
             )
+        }
+        let mode = try reader.choice("SLUICE_MODE", among: ["standalone", "distributed"])
+        let shardCount = try reader.integer("SLUICE_SHARDS", range: 1...10_000)
+        shards = mode == "distributed" ? Int32(shardCount) : nil
+        instanceID = try reader.string("SLUICE_INSTANCE_ID") ?? ProcessInfo.processInfo.hostName
+        if shards != nil, bootstrapServers == nil {
+            throw ConfigurationError(variable: "SLUICE_MODE", value: mode, accepted: "standalone without KAFKA_BOOTSTRAP_SERVERS (the embedded broker serves one instance)")
         }
         demoLines = try reader.integer("SLUICE_DEMO_LINES", range: 1...10_000_000)
         httpPort = try reader.integer("SLUICE_HTTP_PORT", range: 0...65535)
@@ -189,6 +202,9 @@ struct ServiceConfiguration {
             "SLUICE_CHECKPOINT_EVERY_BATCHES=\(streaming.checkpointEveryBatches)",
             "SLUICE_WAL=\(streaming.isWriteAheadLogEnabled)",
             "SLUICE_WAL_SKIP_CORRUPT=\(streaming.skipsCorruptWriteAheadLog)",
+            "SLUICE_MODE=\(shards == nil ? "standalone" : "distributed")",
+            "SLUICE_SHARDS=\(shards.map(String.init) ?? Self.defaults["SLUICE_SHARDS"]!)",
+            "SLUICE_INSTANCE_ID=\(instanceID)",
             "SLUICE_EXACTLY_ONCE=false",
             "SLUICE_MAX_RATE_PER_PARTITION=\(streaming.maxRatePerPartition)",
             "SLUICE_MAX_BACKLOG_MB=\(streaming.maxBacklogBytes >> 20)",

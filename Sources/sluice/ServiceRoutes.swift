@@ -12,7 +12,7 @@ enum ServiceRoutes {
     static let maximumTop = 1000
 
     static func make(
-        context: StreamingContext, totals: StateView<String, Int64>, registry: PrometheusCollectorRegistry,
+        context: any StreamingRuntime, totals: StateView<String, Int64>, registry: PrometheusCollectorRegistry,
         configuration: ServiceConfiguration
     ) -> HTTPEndpoint.Routes {
         let interval = configuration.streaming.batchIntervalMilliseconds
@@ -100,7 +100,9 @@ private struct StatusDocument: Encodable {
     }
 
     var time = Int64(Date().timeIntervalSince1970 * 1000)
-    var mode = "standalone"
+    var mode: String
+    /// Distributed mode: the shards this instance owns.
+    var ownedShards: [Int32]?
     var group: String
     var inputTopics: [String]
     var batchIntervalMs: Int
@@ -121,6 +123,8 @@ private struct StatusDocument: Encodable {
     init(_ status: StreamingStatus, recent: [BatchInfo], configuration: ServiceConfiguration, distinctWords: Int) {
         let interval = configuration.streaming.batchIntervalMilliseconds
         let live = recent.filter { !$0.isReplay }.suffix(10)
+        mode = status.ownedShards == nil ? "standalone" : "distributed"
+        ownedShards = status.ownedShards
         group = configuration.streaming.groupID
         inputTopics = configuration.streaming.inputTopics
         batchIntervalMs = interval

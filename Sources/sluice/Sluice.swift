@@ -91,8 +91,17 @@ enum Sluice {
             allowedLateness: configuration.allowedLatenessMilliseconds
         )
         // Start-up blocks (broker round trips, WAL and checkpoint reads): keep it off the concurrency pool.
-        let (context, totals, embedded) = try await onDedicatedThread { () throws -> (StreamingContext, StateView<String, Int64>, MockCluster?) in
+        let (context, totals, embedded) = try await onDedicatedThread { () throws -> (any StreamingRuntime, StateView<String, Int64>, MockCluster?) in
             var streamingConfiguration = configuration.streaming
+            if let shards = configuration.shards {
+                try checkReachable(streamingConfiguration.kafka, logger: logger)
+                let setup = try DistributedSetup(
+                    groupID: streamingConfiguration.groupID, shards: shards, instanceID: configuration.instanceID, job: job)
+                let context = try DistributedContext(
+                    configuration: streamingConfiguration, setup: setup, logger: logger, crashTrigger: configuration.crashTrigger)
+                // State queries answer from the standalone state only (the shards' totals are spread over the group).
+                return (context, StateView<String, Int64>(), nil)
+            }
             var embedded: MockCluster?
             if configuration.bootstrapServers == nil {
                 let cluster = try MockCluster(brokerCount: 1, logger: logger)
@@ -111,7 +120,7 @@ enum Sluice {
             return (context, totals!, embedded)
         }
         // The context (and its Kafka clients) goes before the embedded broker does: no disconnect noise at the end.
-        try await serve(consume context, totals: totals, configuration: configuration, registry: registry, logger: logger)
+        try await serve(context, totals: totals, configuration: configuration, registry: registry, logger: logger)
         if let embedded {
             try await onDedicatedThread {
                 try printTopCounts(from: embedded, topic: configuration.countsTopic, logger: logger)
@@ -121,7 +130,7 @@ enum Sluice {
 
     /// Runs the context and the HTTP endpoint as a service group until the context stops or a signal arrives.
     private static func serve(
-        _ context: StreamingContext, totals: StateView<String, Int64>, configuration: ServiceConfiguration,
+        _ context: any StreamingRuntime, totals: StateView<String, Int64>, configuration: ServiceConfiguration,
         registry: PrometheusCollectorRegistry, logger: Logger
     ) async throws {
         let streaming = StreamingService(context: context, logger: logger)
@@ -210,7 +219,7 @@ enum Sluice {
 /// Runs a ``StreamingContext`` as a service: a graceful shutdown stops it after its current work; the service
 /// group bounds that with `SLUICE_SHUTDOWN_TIMEOUT_MS` by cancelling the wait; a second signal exits at once.
 struct StreamingService: Service {
-    let context: StreamingContext
+    let context: any StreamingRuntime
     let logger: Logger
 
     func run() async throws {

@@ -1,4 +1,5 @@
 import CRdKafka
+import Glibc
 
 /// Owns one `rd_kafka_topic_partition_list_t` and destroys it in `deinit`.
 ///
@@ -31,9 +32,29 @@ final class RDKafkaPartitionList {
         rd_kafka_topic_partition_list_destroy(pointer)
     }
 
-    func add(_ partition: KafkaPartition, offset: Int64) {
-        let element = rd_kafka_topic_partition_list_add(pointer, partition.topic, partition.partition)
-        element?.pointee.offset = offset
+    /// Adds a partition; `metadata` (commit metadata, ASCII) is copied into memory the list frees.
+    func add(_ partition: KafkaPartition, offset: Int64, metadata: String? = nil) {
+        guard let element = rd_kafka_topic_partition_list_add(pointer, partition.topic, partition.partition) else { return }
+        element.pointee.offset = offset
+        if let metadata, let copy = strdup(metadata) {
+            element.pointee.metadata = UnsafeMutableRawPointer(copy)
+            element.pointee.metadata_size = metadata.utf8.count
+        }
+    }
+
+    /// The commit metadata of each entry (empty when none), as text.
+    var metadata: [KafkaPartition: String] {
+        var result: [KafkaPartition: String] = [:]
+        for index in 0..<Int(pointer.pointee.cnt) {
+            let element = pointer.pointee.elems[index]
+            let partition = KafkaPartition(topic: String(cString: element.topic), partition: element.partition)
+            guard let bytes = element.metadata, element.metadata_size > 0 else {
+                result[partition] = ""
+                continue
+            }
+            result[partition] = String(decoding: UnsafeRawBufferPointer(start: bytes, count: element.metadata_size), as: UTF8.self)
+        }
+        return result
     }
 
     /// Reads a list that librdkafka owns (for example the one passed to a rebalance callback).

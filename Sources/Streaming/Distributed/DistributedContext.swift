@@ -1,0 +1,159 @@
+import Foundation
+import KafkaIO
+import Logging
+import StreamEngine
+import Synchronization
+
+/// What distributed mode adds to a ``StreamingConfiguration``: the shard count, the instance's name, and the word
+/// count's topics and windows.
+public struct DistributedSetup: Sendable {
+    /// The fixed word-to-shard mapping (`SLUICE_SHARDS`); the partials and changelog topics have one partition each.
+    public var shards: ShardMap
+    /// This instance's stable name (`SLUICE_INSTANCE_ID`), in logs and ownership records.
+    public var instanceID: String
+    public var countsTopic: String
+    public var windowsTopic: String
+    public var window: WindowSpec
+    /// `<group>-partials`: the exchange between the stages, and distributed mode's write-ahead log.
+    public var partialsTopic: String
+    /// `<group>-changelog`: the shard states, compacted.
+    public var changelogTopic: String
+    /// `<group>-shards`: the consumer group of stage 2 over the partials topic.
+    public var shardGroupID: String
+
+    public init(groupID: String, shards: Int32, instanceID: String, job: WordCountJob.Configuration) throws(StreamEngineError) {
+        self.shards = ShardMap(count: shards)
+        self.instanceID = instanceID
+        countsTopic = job.countsTopic
+        windowsTopic = job.windowsTopic
+        window = try WindowSpec(length: job.windowLength, slide: job.slide, allowedLateness: job.allowedLateness)
+        partialsTopic = "\(groupID)-partials"
+        changelogTopic = "\(groupID)-changelog"
+        shardGroupID = "\(groupID)-shards"
+    }
+}
+
+/// Runs the word count in distributed mode: stage 1 (``SourceStage``) and stage 2 (``ShardStage``), each on its own
+/// thread with its own consumer and producer, so that either one's delivery waits never hold up the other.
+///
+/// Every instance of the group runs both stages; Kafka's consumer groups spread the input partitions over the
+/// instances for stage 1, and the shards (partitions of the partials topic) for stage 2.
+public final class DistributedContext: StreamingRuntime {
+    private let sources: SourceStage
+    private let shards: ShardStage
+    private let control = ContextControl()
+    private let probe: BrokerProbe
+    private let logger: Logger
+
+    public init(configuration: StreamingConfiguration, setup: DistributedSetup, logger: Logger, crashTrigger: CrashTrigger? = nil) throws {
+        try configuration.validate()
+        var logger = logger
+        logger[metadataKey: "instance.id"] = "\(setup.instanceID)"
+        self.logger = logger
+        let metrics = StreamingMetrics()
+        let control = control
+        let makeOutput = { (producer: KafkaProducer) in
+            KafkaOutput(
+                producer: producer, deadLetterTopic: configuration.deadLetterTopic,
+                maxRecordBytes: (configuration.kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000) - 1024,
+                metrics: metrics, logger: logger,
+                reportWaiting: { reason in control.state.withLock { $0.failure = reason } },
+                isStoppingNow: { control.stopRequest == false })
+        }
+        let consumer = { (group: String) in
+            try KafkaConsumer(
+                config: KafkaConsumerConfig(common: configuration.kafka, groupID: group, sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds),
+                logger: logger)
+        }
+        let producer = {
+            try KafkaProducer(config: KafkaProducerConfig(common: configuration.kafka, deliveryTimeoutMilliseconds: 0), logger: logger)
+        }
+        let sourceProducer = try producer()
+        sources = SourceStage(
+            consumer: try consumer(configuration.groupID), output: makeOutput(sourceProducer), setup: setup, configuration: configuration,
+            logger: logger, metrics: metrics, crashTrigger: crashTrigger)
+        shards = ShardStage(
+            consumer: try consumer(setup.shardGroupID), restoreConsumer: try consumer("\(setup.shardGroupID)-restore"),
+            output: makeOutput(try producer()), setup: setup, configuration: configuration, logger: logger, metrics: metrics,
+            crashTrigger: crashTrigger)
+        probe = BrokerProbe(producer: sourceProducer, bootstrapServers: configuration.kafka.bootstrapServers)
+    }
+
+    public func start() throws {
+        try control.state.withLock { control in
+            guard !control.isStarted else { throw StreamingError(.invalidState, "the context was already started") }
+            control.isStarted = true
+            control.isRecovered = true
+        }
+        probe.start()
+        let completion = StageCompletion(stages: 2)
+        let stages: [(String, @Sendable () throws -> Void)] = [
+            ("sluice-sources", { [sources] in try sources.run() }), ("sluice-shards", { [shards] in try shards.run() }),
+        ]
+        for (name, stage) in stages {
+            let thread = Thread { [control, sources, shards, probe, logger] in
+                let result = Result { try stage() }
+                if case .failure(let error) = result {
+                    logger.error("a stage stopped on an error", metadata: ["stage": "\(name)", "stream.error": "\(error)"])
+                    // One stage failing stops the other: the instance leaves both groups and exits.
+                    sources.requestStop()
+                    shards.requestStop()
+                }
+                guard let result = completion.finish(with: result) else { return }
+                probe.stop()
+                control.finish(with: result)
+            }
+            thread.name = name
+            thread.start()
+        }
+    }
+
+    public func awaitTermination() async throws {
+        try await control.awaitResult()
+    }
+
+    /// Stops both stages: stage 1 sends what it took, stage 2 writes a last cycle, both leave their groups.
+    public func stop(graceful: Bool) {
+        control.requestStop(graceful: graceful)
+        sources.requestStop()
+        shards.requestStop()
+    }
+
+    public var status: StreamingStatus {
+        let source = sources.status.withLock { $0 }
+        let shard = shards.status.withLock { $0 }
+        let state = shards.totals.withLock { $0 }
+        return control.state.withLock { control in
+            var status = StreamingStatus(
+                isRecovered: control.isRecovered, assigned: source.owned + shard.owned, lag: [:], backlogBytes: 0, logBytes: nil,
+                lastCheckpoint: nil, watermark: state.watermark, totals: StreamingTotals(),
+                sinceLastPoll: [source.lastPoll, shard.lastPoll].compactMap { $0 }.min().map { .now - $0 },
+                sinceLastBatch: [source.lastWork, shard.lastWork].compactMap { $0 }.max().map { .now - $0 },
+                failure: control.failure ?? source.failure ?? shard.failure ?? probe.failure,
+                isFinished: control.result != nil)
+            status.ownedShards = shard.owned.map(\.partition)
+            return status
+        }
+    }
+
+    public var recentBatches: [BatchInfo] { [] }
+}
+
+/// Joins the stages' results: the first error, once every stage has finished.
+private final class StageCompletion: Sendable {
+    private let state: Mutex<(remaining: Int, error: (any Error)?)>
+
+    init(stages: Int) {
+        state = Mutex((stages, nil))
+    }
+
+    /// The joint result when this was the last stage to finish; nil before.
+    func finish(with result: Result<Void, any Error>) -> Result<Void, any Error>? {
+        state.withLock { state in
+            if case .failure(let error) = result, state.error == nil { state.error = error }
+            state.remaining -= 1
+            guard state.remaining == 0 else { return nil }
+            return state.error.map { .failure($0) } ?? .success(())
+        }
+    }
+}

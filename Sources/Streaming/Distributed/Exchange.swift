@@ -1,0 +1,140 @@
+import KafkaIO
+
+/// The fixed mapping of words to state shards: FNV-1a (64 bit) of the word's UTF-8 bytes, modulo the shard count.
+///
+/// Never librdkafka's partitioner: the shard of a word must not depend on a client version or setting, since every
+/// instance, before and after any restart, has to send a word's partial counts to the same shard.
+public struct ShardMap: Sendable, Hashable {
+    /// How many shards (partitions of the partials and changelog topics).
+    public let count: Int32
+
+    public init(count: Int32) {
+        precondition(count > 0, "at least one shard")
+        self.count = count
+    }
+
+    /// The shard that owns `word`.
+    public func shard(of word: some Collection<UInt8>) -> Int32 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in word {
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        }
+        return Int32(truncatingIfNeeded: hash % UInt64(count))
+    }
+}
+
+/// One batch of one input partition, as stage 1 cut it: the unit that stage 2 applies exactly once.
+struct SourceBatch: Hashable, Sendable {
+    var source: KafkaPartition
+    /// Consecutive per source: batch `q + 1` starts at the offset where batch `q` ended.
+    var sequence: Int64
+}
+
+/// The pre-aggregated count of one word in one source batch.
+struct Partial: Equatable, Sendable {
+    var batch: SourceBatch
+    var word: String
+    /// Occurrences of the word in the batch.
+    var count: Int64
+    /// Occurrences per event-time bucket (bucket start, a multiple of the window slide), for the windows; records
+    /// too far ahead of the batch time are in ``count`` only.
+    var buckets: [Int64: Int64]
+}
+
+/// Closes one source batch: every partial of it is before the marker in each shard's partition.
+struct BatchMarker: Equatable, Sendable {
+    var batch: SourceBatch
+    /// The batch's input offsets, `[start, end)`.
+    var start: Int64
+    var end: Int64
+    /// The batch time stage 1 gave it (kept in the batch plan, so a replay has the same).
+    var batchTime: Int64
+    /// The latest event time in the batch that may move the watermark; nil if none.
+    var maxEventTime: Int64?
+}
+
+/// A record of the `<group>-partials` topic.
+///
+/// Values are ASCII, fields separated by one space (topic names hold no spaces):
+/// - partial, keyed by the word: `p TOPIC PARTITION SEQ COUNT [BUCKET:COUNT ...]`
+/// - batch marker, no key: `m TOPIC PARTITION SEQ START END BATCH_TIME MAX_EVENT_TIME|-`
+/// - idle marker, no key: `i TOPIC PARTITION SEQ` (the source had no batch after SEQ for a while: it stops holding
+///   the watermark back until its next batch)
+enum ExchangeRecord: Equatable, Sendable {
+    case partial(Partial)
+    case marker(BatchMarker)
+    case idle(SourceBatch)
+
+    func encoded() -> (key: [UInt8], value: [UInt8]) {
+        switch self {
+        case .partial(let partial):
+            var text = "p \(partial.batch.source.topic) \(partial.batch.source.partition) \(partial.batch.sequence) \(partial.count)"
+            for (bucket, count) in partial.buckets.sorted(by: { $0.key < $1.key }) {
+                text += " \(bucket):\(count)"
+            }
+            return (Array(partial.word.utf8), Array(text.utf8))
+        case .marker(let marker):
+            let text = "m \(marker.batch.source.topic) \(marker.batch.source.partition) \(marker.batch.sequence) \(marker.start) "
+                + "\(marker.end) \(marker.batchTime) \(marker.maxEventTime.map(String.init) ?? "-")"
+            return ([], Array(text.utf8))
+        case .idle(let batch):
+            return ([], Array("i \(batch.source.topic) \(batch.source.partition) \(batch.sequence)".utf8))
+        }
+    }
+
+    /// Decodes a record; nil if it is not one of ours.
+    init?(key: [UInt8]?, value: [UInt8]) {
+        let fields = value.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
+        guard fields.count >= 4, let partition = Int32(fields[2]), let sequence = Int64(fields[3]) else { return nil }
+        let batch = SourceBatch(source: KafkaPartition(topic: fields[1], partition: partition), sequence: sequence)
+        switch fields[0] {
+        case "p":
+            guard fields.count >= 5, let count = Int64(fields[4]), let key else { return nil }
+            var buckets: [Int64: Int64] = [:]
+            for field in fields.dropFirst(5) {
+                let parts = field.split(separator: ":")
+                guard parts.count == 2, let bucket = Int64(parts[0]), let bucketCount = Int64(parts[1]) else { return nil }
+                buckets[bucket] = bucketCount
+            }
+            self = .partial(Partial(batch: batch, word: String(decoding: key, as: UTF8.self), count: count, buckets: buckets))
+        case "m":
+            guard fields.count == 8, let start = Int64(fields[4]), let end = Int64(fields[5]), let time = Int64(fields[6]) else { return nil }
+            self = .marker(BatchMarker(batch: batch, start: start, end: end, batchTime: time, maxEventTime: Int64(fields[7])))
+        case "i":
+            self = .idle(batch)
+        default:
+            return nil
+        }
+    }
+}
+
+/// The batch plan stage 1 commits with an input partition's offset: `q=SEQ end=END t=BATCH_TIME`.
+///
+/// Committed with offset `start` before the batch's partials are sent, and with offset `end` once they are
+/// delivered. Whichever instance owns the partition next reads it: committed offset < `end` means the batch was
+/// planned and maybe partly sent, so it is cut again exactly (same offsets, same sequence, same batch time).
+struct BatchPlan: Equatable, Sendable {
+    var sequence: Int64
+    var end: Int64
+    var batchTime: Int64
+
+    var metadata: String { "q=\(sequence) end=\(end) t=\(batchTime)" }
+
+    init(sequence: Int64, end: Int64, batchTime: Int64) {
+        self.sequence = sequence
+        self.end = end
+        self.batchTime = batchTime
+    }
+
+    /// Parses commit metadata; nil if it is not a plan (e.g. offsets committed in standalone mode).
+    init?(metadata: String) {
+        var values: [String: Int64] = [:]
+        for field in metadata.split(separator: " ") {
+            let parts = field.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, let value = Int64(parts[1]) else { return nil }
+            values[String(parts[0])] = value
+        }
+        guard let sequence = values["q"], let end = values["end"], let time = values["t"] else { return nil }
+        self.init(sequence: sequence, end: end, batchTime: time)
+    }
+}

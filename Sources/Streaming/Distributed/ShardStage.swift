@@ -1,0 +1,208 @@
+import CoreMetrics
+import Foundation
+import KafkaIO
+import Logging
+import StreamEngine
+import Synchronization
+
+/// Stage 2 of distributed mode, for the shards the shard group gives this instance: applies each shard's partials
+/// (``ShardState``), and every batch interval writes a cycle: changelog records, then the commit record, then the
+/// counts and closed windows, then the partials offsets (never past a batch still waiting for its marker).
+///
+/// A shard given to this instance is first restored from its changelog partition (``Changelog/Restorer``) and what
+/// its last committed cycle published is published again (it may not have been delivered); a shard taken away is
+/// written out in a last cycle and dropped. Ownership changes are logged with the time, for audits.
+///
+/// - Important: ``run()`` runs on a dedicated thread; polls, commits and rebalance callbacks all happen there.
+final class ShardStage: @unchecked Sendable {
+    private let consumer: KafkaConsumer
+    private let restoreConsumer: KafkaConsumer
+    private let output: KafkaOutput
+    private let setup: DistributedSetup
+    private let configuration: StreamingConfiguration
+    private let logger: Logger
+    private let metrics: StreamingMetrics
+    private let crashTrigger: CrashTrigger?
+    private let stopRequested = Atomic<Bool>(false)
+    private var states: [Int32: ShardState] = [:]
+    let status = Mutex(StageStatus())
+    /// The owned shards' totals and watermark, for queries and the status page.
+    let totals = Mutex<(words: Int, watermark: Int64?)>((0, nil))
+
+    init(
+        consumer: KafkaConsumer, restoreConsumer: KafkaConsumer, output: KafkaOutput, setup: DistributedSetup,
+        configuration: StreamingConfiguration, logger: Logger, metrics: StreamingMetrics, crashTrigger: CrashTrigger?
+    ) {
+        self.consumer = consumer
+        self.restoreConsumer = restoreConsumer
+        self.output = output
+        self.setup = setup
+        self.configuration = configuration
+        self.logger = logger
+        self.metrics = metrics
+        self.crashTrigger = crashTrigger
+    }
+
+    func requestStop() {
+        stopRequested.store(true, ordering: .releasing)
+    }
+
+    /// Applies partials and writes cycles until ``requestStop()``; then writes a last cycle and leaves the group.
+    func run() throws {
+        defer {
+            consumer.close()
+            restoreConsumer.close()
+        }
+        try consumer.subscribe([setup.partialsTopic]) { [self] event in
+            do {
+                try rebalance(event)
+            } catch {
+                status.withLock { $0.failure = "stage 2 rebalance: \(error)" }
+                stopRequested.store(true, ordering: .releasing)
+            }
+            return [:]
+        }
+        let interval = Duration.milliseconds(configuration.batchIntervalMilliseconds)
+        var nextCycle = ContinuousClock.now + interval
+        while !stopRequested.load(ordering: .acquiring) {
+            let wait = min(max(nextCycle - .now, .zero), .milliseconds(100))
+            try consumer.poll(timeout: wait) { event in
+                guard case .message(let message) = event, let shard = states.index(forKey: message.partition) else { return }
+                guard let record = ExchangeRecord(key: message.key.map { Array($0) }, value: Array(message.value)) else {
+                    metrics.malformedRecords.increment()
+                    return
+                }
+                try states.values[shard].receive(record, at: message.offset)
+            }
+            status.withLock { $0.lastPoll = .now }
+            if ContinuousClock.now >= nextCycle {
+                try writeCycle(of: Array(states.keys))
+                status.withLock { $0.lastWork = .now }
+                nextCycle = .now + interval
+            }
+        }
+        if let failure = status.withLock({ $0.failure }) { throw StreamingError(.output, failure) }
+        try writeCycle(of: Array(states.keys))
+    }
+
+    private func rebalance(_ event: KafkaRebalance) throws {
+        switch event {
+        case .assigned(let partitions):
+            let shards = partitions.filter { $0.topic == setup.partialsTopic }.map(\.partition).sorted()
+            try restore(shards)
+            logger.info("shards acquired", metadata: [
+                "shard.ids": "\(shards.map(String.init).joined(separator: ","))", "instance.id": "\(setup.instanceID)",
+                "at_ms": "\(WallClock.milliseconds())",
+            ])
+        case .revoked(let partitions):
+            CrashPoint.reach(.inRevoke, armed: crashTrigger)
+            let shards = partitions.filter { $0.topic == setup.partialsTopic }.map(\.partition).sorted()
+            try writeCycle(of: shards)
+            for shard in shards { states[shard] = nil }
+            logger.info("shards released", metadata: [
+                "shard.ids": "\(shards.map(String.init).joined(separator: ","))", "instance.id": "\(setup.instanceID)",
+                "at_ms": "\(WallClock.milliseconds())",
+            ])
+        }
+        status.withLock { $0.owned = states.keys.sorted().map { KafkaPartition(topic: setup.partialsTopic, partition: $0) } }
+        publishTotals()
+    }
+
+    /// Rebuilds the shards from their changelog partitions, read to their ends, and publishes again what each one's
+    /// last committed cycle published.
+    private func restore(_ shards: [Int32]) throws {
+        guard !shards.isEmpty else { return }
+        var restorers = Dictionary(uniqueKeysWithValues: shards.map { ($0, Changelog.Restorer()) })
+        var open = Set(shards)
+        try restoreConsumer.assign(Dictionary(uniqueKeysWithValues: shards.map {
+            (KafkaPartition(topic: setup.changelogTopic, partition: $0), Int64(-2))  // from the beginning
+        }))
+        let deadline = ContinuousClock.now + .seconds(300)
+        while !open.isEmpty {
+            guard ContinuousClock.now < deadline else {
+                throw StreamingError(.output, "restoring shards \(open.sorted()) from \(setup.changelogTopic) took over 300 s")
+            }
+            try restoreConsumer.poll(timeout: .milliseconds(100)) { event in
+                switch event {
+                case .message(let message):
+                    try restorers[message.partition]?.add(key: message.key.map { Array($0) } ?? [], value: Array(message.value))
+                    if restorers[message.partition]?.records == 1 { CrashPoint.reach(.duringRestore, armed: crashTrigger) }
+                case .endOfPartition(let partition, _):
+                    open.remove(partition.partition)
+                }
+            }
+        }
+        try restoreConsumer.assign([:])
+        var republished = KafkaOutput.Batch()
+        for shard in shards {
+            var state = ShardState(shard: shard, window: setup.window)
+            let republish = restorers[shard]!.build(into: &state)
+            for (word, total) in republish.totals {
+                try output.send(WordCountJob.totalRecord(word: word, total: total, batchTime: republish.batchTime, topic: setup.countsTopic), in: &republished)
+            }
+            for (key, count) in republish.closedWindows {
+                try output.send(WordCountJob.windowRecord(
+                    word: key.word, count: count, window: setup.window.window(startingAt: key.start), topic: setup.windowsTopic), in: &republished)
+            }
+            states[shard] = state
+            logger.info("shard restored", metadata: [
+                "shard.id": "\(shard)", "changelog.records": "\(restorers[shard]!.records)", "shard.words": "\(state.totals.count)",
+                "shard.cycle": "\(state.cycle)",
+            ])
+        }
+        try output.complete(republished)
+    }
+
+    /// Writes a cycle of the given shards: changelog records, commit records, output, then the partials offsets.
+    private func writeCycle(of shards: [Int32]) throws {
+        var cycles: [(shard: Int32, cycle: Int64, batchTime: Int64, changes: ShardState.Changes)] = []
+        var changelog = KafkaOutput.Batch()
+        for shard in shards.sorted() {
+            guard var state = states[shard], !state.changes.isEmpty else { continue }
+            let changes = state.takeChanges()
+            let cycle = state.cycle + 1
+            state.cycle = cycle
+            states[shard] = state
+            for record in Changelog.records(of: changes, state: state, cycle: cycle, topic: setup.changelogTopic) {
+                try output.send(record, in: &changelog)
+            }
+            cycles.append((shard, cycle, changes.batchTime ?? state.batchTime, changes))
+            CrashPoint.reach(.midChangelog, armed: crashTrigger)
+        }
+        try output.complete(changelog)
+        var commits = KafkaOutput.Batch()
+        for (shard, cycle, batchTime, _) in cycles {
+            try output.send(Changelog.commitRecord(of: states[shard]!, cycle: cycle, batchTime: batchTime, topic: setup.changelogTopic), in: &commits)
+            states[shard]!.batchTime = batchTime
+        }
+        try output.complete(commits)
+        var published = KafkaOutput.Batch()
+        for (shard, _, batchTime, changes) in cycles {
+            let state = states[shard]!
+            for word in changes.totalsOrder {
+                guard let total = state.totals[word] else { continue }
+                try output.send(WordCountJob.totalRecord(word: word, total: total, batchTime: batchTime, topic: setup.countsTopic), in: &published)
+            }
+            for (key, count) in changes.closed {
+                try output.send(WordCountJob.windowRecord(
+                    word: key.word, count: count, window: setup.window.window(startingAt: key.start), topic: setup.windowsTopic), in: &published)
+            }
+        }
+        try output.complete(published)
+        var offsets: [KafkaPartition: Int64] = [:]
+        for shard in shards {
+            if let offset = states[shard]?.committableOffset {
+                offsets[KafkaPartition(topic: setup.partialsTopic, partition: shard)] = offset
+            }
+        }
+        try consumer.commit(offsets)
+        CrashPoint.reach(.afterShardCommit, armed: crashTrigger)
+        if !cycles.isEmpty { publishTotals() }
+    }
+
+    private func publishTotals() {
+        let words = states.values.reduce(0) { $0 + $1.totals.count }
+        let watermark = states.values.compactMap(\.watermark).min()
+        totals.withLock { $0 = (words, watermark) }
+    }
+}

@@ -1,0 +1,183 @@
+import KafkaIO
+import StreamEngine
+
+/// The state of one shard in stage 2: the totals and open windows of the words it owns, and how far each input
+/// partition (source) has been applied.
+///
+/// The apply rule makes replays harmless and losses loud: a source's batches are applied in sequence, each once,
+/// when its marker arrives (its partials were buffered until then, a partial sent twice overwriting itself); a
+/// batch at or below the applied sequence is a replay and skipped; a batch that does not start where the applied one
+/// ended, or skips a sequence number, is an error (input was lost or its offsets were reset).
+struct ShardState {
+    /// How far one source is applied.
+    struct SourceProgress: Equatable, Sendable {
+        var sequence: Int64
+        /// The input offset after the last applied batch.
+        var end: Int64
+        /// The latest event time applied from the source (its watermark); nil if none.
+        var eventTime: Int64?
+        /// The source had no batch for a while: it does not hold the shard's watermark back.
+        var isIdle: Bool
+    }
+
+    /// A (window start, word) key of the window state.
+    struct WindowKey: Hashable, Sendable {
+        var start: Int64
+        var word: String
+    }
+
+    /// What changed since the last cycle, with each changed key's value before it (nil: absent), in change order.
+    struct Changes {
+        var totals: [String: Int64?] = [:]
+        var totalsOrder: [String] = []
+        var windows: [WindowKey: Int64?] = [:]
+        var windowsOrder: [WindowKey] = []
+        /// Windows closed since the last cycle with their final counts, by start then word.
+        var closed: [(key: WindowKey, count: Int64)] = []
+        var progressChanged = false
+        /// The latest batch time applied since the last cycle.
+        var batchTime: Int64?
+
+        var isEmpty: Bool { totalsOrder.isEmpty && windowsOrder.isEmpty && closed.isEmpty && !progressChanged }
+    }
+
+    let shard: Int32
+    let window: WindowSpec
+    private(set) var totals: [String: Int64] = [:]
+    private(set) var windows: [Int64: [String: Int64]] = [:]
+    private(set) var sources: [KafkaPartition: SourceProgress] = [:]
+    private(set) var watermark: Int64?
+    /// The last cycle number written to the changelog (committed or not).
+    var cycle: Int64 = 0
+    /// The batch time of the last committed cycle.
+    var batchTime: Int64 = 0
+    private(set) var changes = Changes()
+    /// Words counted into no window because every window of their time was closed.
+    private(set) var lateWords: Int64 = 0
+    private var pending: [SourceBatch: [String: Partial]] = [:]
+    /// The offset in the partials partition of each pending batch's first partial.
+    private var pendingStarts: [SourceBatch: Int64] = [:]
+    /// The partials partition's offset after the last record received.
+    private(set) var nextOffset: Int64?
+
+    init(shard: Int32, window: WindowSpec) {
+        self.shard = shard
+        self.window = window
+    }
+
+    /// The partials offset to commit: never past the first partial of a batch whose marker has not come yet.
+    var committableOffset: Int64? {
+        pendingStarts.values.min() ?? nextOffset
+    }
+
+    /// Takes one record of the shard's partials partition, at `offset`.
+    mutating func receive(_ record: ExchangeRecord, at offset: Int64) throws(StreamingError) {
+        nextOffset = offset + 1
+        switch record {
+        case .partial(let partial):
+            if let applied = sources[partial.batch.source], partial.batch.sequence <= applied.sequence { return }
+            pending[partial.batch, default: [:]][partial.word] = partial
+            pendingStarts[partial.batch] = min(pendingStarts[partial.batch] ?? offset, offset)
+        case .marker(let marker):
+            try apply(marker)
+        case .idle(let batch):
+            guard var progress = sources[batch.source], progress.sequence == batch.sequence, !progress.isIdle else { return }
+            progress.isIdle = true
+            sources[batch.source] = progress
+            changes.progressChanged = true
+            advanceWatermark()
+        }
+    }
+
+    private mutating func apply(_ marker: BatchMarker) throws(StreamingError) {
+        let batch = marker.batch
+        if let applied = sources[batch.source] {
+            if batch.sequence <= applied.sequence {
+                if batch.sequence == applied.sequence, marker.end != applied.end {
+                    throw StreamingError(.lostInput, "\(batch.source) batch \(batch.sequence) was applied as ending at offset "
+                        + "\(applied.end), and now comes again ending at \(marker.end): the input offsets were reset")
+                }
+                pending[batch] = nil
+                pendingStarts[batch] = nil
+                return
+            }
+            guard batch.sequence == applied.sequence + 1, marker.start == applied.end else {
+                throw StreamingError(.lostInput, "shard \(shard) applied \(batch.source) up to batch \(applied.sequence) "
+                    + "(offset \(applied.end)), and the next batch to come is \(batch.sequence) from offset \(marker.start): "
+                    + "input between them is missing (its committed offsets were lost or reset)")
+            }
+        }
+        for partial in (pending.removeValue(forKey: batch) ?? [:]).values.sorted(by: { $0.word < $1.word }) {
+            add(partial)
+        }
+        pendingStarts[batch] = nil
+        let previous = sources[batch.source]
+        let eventTime = [previous?.eventTime, marker.maxEventTime].compactMap { $0 }.max()
+        sources[batch.source] = SourceProgress(sequence: batch.sequence, end: marker.end, eventTime: eventTime, isIdle: false)
+        changes.progressChanged = true
+        changes.batchTime = max(changes.batchTime ?? marker.batchTime, marker.batchTime)
+        advanceWatermark()
+    }
+
+    private mutating func add(_ partial: Partial) {
+        let word = partial.word
+        if changes.totals[word] == nil {
+            changes.totals[word] = .some(totals[word])
+            changes.totalsOrder.append(word)
+        }
+        totals[word, default: 0] += partial.count
+        for (bucket, count) in partial.buckets.sorted(by: { $0.key < $1.key }) {
+            var counted = false
+            for start in window.starts(containing: bucket) where !window.isClosed(start: start, watermark: watermark) {
+                let key = WindowKey(start: start, word: word)
+                if changes.windows[key] == nil {
+                    changes.windows[key] = .some(windows[start]?[word])
+                    changes.windowsOrder.append(key)
+                }
+                windows[start, default: [:]][word, default: 0] += count
+                counted = true
+            }
+            if !counted { lateWords += count }
+        }
+    }
+
+    /// The shard's watermark: the least event time over the sources that are not idle, never going back; windows
+    /// that it closes move to ``Changes/closed``.
+    private mutating func advanceWatermark() {
+        guard let least = sources.values.filter({ !$0.isIdle }).compactMap(\.eventTime).min(),
+            least > watermark ?? .min
+        else { return }
+        watermark = least
+        for start in windows.keys.sorted() where window.isClosed(start: start, watermark: least) {
+            for (word, count) in (windows.removeValue(forKey: start) ?? [:]).sorted(by: { $0.key < $1.key }) {
+                changes.closed.append((WindowKey(start: start, word: word), count))
+            }
+        }
+    }
+
+    /// Ends a cycle: the changes are written; the next ones start empty.
+    mutating func takeChanges() -> Changes {
+        defer { changes = Changes() }
+        return changes
+    }
+
+    /// Sets restored values (see ``Changelog``); `rewrite` marks keys whose newest changelog record belongs to a
+    /// cycle that never committed: the next cycle writes their value again.
+    mutating func restore(
+        totals: [String: Int64], windows: [Int64: [String: Int64]], sources: [KafkaPartition: SourceProgress],
+        watermark: Int64?, rewriteTotals: [String], rewriteWindows: [WindowKey]
+    ) {
+        self.totals = totals
+        self.windows = windows
+        self.sources = sources
+        self.watermark = watermark
+        for word in rewriteTotals where changes.totals[word] == nil {
+            changes.totals[word] = .some(totals[word])
+            changes.totalsOrder.append(word)
+        }
+        for key in rewriteWindows where changes.windows[key] == nil {
+            changes.windows[key] = .some(windows[key.start]?[key.word])
+            changes.windowsOrder.append(key)
+        }
+    }
+}

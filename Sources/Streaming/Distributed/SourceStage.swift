@@ -1,0 +1,302 @@
+import CoreMetrics
+import Foundation
+import KafkaIO
+import Logging
+import StreamEngine
+import Synchronization
+
+/// Stage 1 of distributed mode, for the input partitions the group gives this instance: cuts each partition's
+/// records into batches, counts the words of a batch per word and event-time bucket (map-side combine), and sends the
+/// counts to the words' shards in `<group>-partials`, followed by a marker per shard.
+///
+/// The partials topic plays the write-ahead log's role: a batch's input offsets are committed only once all its
+/// partials and markers are delivered (`acks=all`). Before a batch is sent, its plan (sequence, end offset, batch
+/// time) is committed as metadata with its start offset, so whichever instance owns the partition next cuts exactly
+/// the same batch again (``BatchPlan``).
+///
+/// - Important: ``run()`` runs on a dedicated thread; polls, commits and rebalance callbacks all happen there.
+final class SourceStage: @unchecked Sendable {
+    /// One owned input partition.
+    private struct Source {
+        /// The offset the open batch starts at (the committed offset); nil until known.
+        var start: Int64?
+        /// The offset after the last record taken.
+        var next: Int64?
+        var sequence: Int64
+        /// A planned batch to cut again exactly.
+        var replay: BatchPlan?
+        var tally = BatchTally()
+        /// The last batch sent (for idle markers), and when.
+        var lastSequence: Int64?
+        var lastBatch = ContinuousClock.now
+        var idleSent = false
+    }
+
+    private let consumer: KafkaConsumer
+    private let output: KafkaOutput
+    private let setup: DistributedSetup
+    private let configuration: StreamingConfiguration
+    private let logger: Logger
+    private let metrics: StreamingMetrics
+    private let crashTrigger: CrashTrigger?
+    private let stopRequested = Atomic<Bool>(false)
+    private var sources: [KafkaPartition: Source] = [:]
+    let status = Mutex(StageStatus())
+
+    init(
+        consumer: KafkaConsumer, output: KafkaOutput, setup: DistributedSetup, configuration: StreamingConfiguration,
+        logger: Logger, metrics: StreamingMetrics, crashTrigger: CrashTrigger?
+    ) {
+        self.consumer = consumer
+        self.output = output
+        self.setup = setup
+        self.configuration = configuration
+        self.logger = logger
+        self.metrics = metrics
+        self.crashTrigger = crashTrigger
+    }
+
+    func requestStop() {
+        stopRequested.store(true, ordering: .releasing)
+    }
+
+    /// Receives and sends batches until ``requestStop()``; then sends what it took and leaves the group.
+    func run() throws {
+        defer { consumer.close() }
+        try consumer.subscribe(configuration.inputTopics) { [self] event in
+            do {
+                try rebalance(event)
+            } catch {
+                status.withLock { $0.failure = "stage 1 rebalance: \(error)" }
+                stopRequested.store(true, ordering: .releasing)
+            }
+            return [:]
+        }
+        let interval = Duration.milliseconds(configuration.batchIntervalMilliseconds)
+        var nextBatch = ContinuousClock.now + interval
+        while !stopRequested.load(ordering: .acquiring) {
+            let wait = min(max(nextBatch - .now, .zero), .milliseconds(100))
+            try consumer.poll(timeout: wait) { event in try handle(event) }
+            status.withLock { $0.lastPoll = .now }
+            if ContinuousClock.now >= nextBatch {
+                try sendBatches(of: Array(sources.keys))
+                try sendIdleMarkers()
+                status.withLock { $0.lastWork = .now }
+                nextBatch = .now + interval
+            }
+        }
+        if let failure = status.withLock({ $0.failure }) { throw StreamingError(.receiver, failure) }
+        try sendBatches(of: Array(sources.keys))
+    }
+
+    private func handle(_ event: KafkaConsumerEvent) throws {
+        switch event {
+        case .message(let message):
+            let partition = KafkaPartition(topic: message.topic, partition: message.partition)
+            guard var source = sources[partition] else { return }
+            if let plan = source.replay, message.offset >= plan.end {
+                try finishReplay(of: partition)
+                source = sources[partition]!
+            }
+            if let next = source.next, message.offset < next { return }
+            source.start = source.start ?? message.offset
+            source.next = message.offset + 1
+            if let reason = source.tally.add(message.value, at: message.timestamp, window: setup.window) {
+                source.tally.malformed.append(MalformedRecord(
+                    record: InputRecord(
+                        topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp,
+                        key: message.key.map { Array($0) }, value: Array(message.value)),
+                    reason: reason))
+            }
+            sources[partition] = source
+            metrics.recordsReceived.increment()
+        case .endOfPartition(let partition, let nextOffset):
+            guard let plan = sources[partition]?.replay, nextOffset >= plan.end else { return }
+            try finishReplay(of: partition)
+        }
+    }
+
+    private func rebalance(_ event: KafkaRebalance) throws {
+        switch event {
+        case .assigned(let partitions):
+            let committed = try consumer.committedEntries(partitions, timeout: .seconds(30))
+            // A partition without a plan starts a new run of sequence numbers, above any earlier one: a shard that
+            // applied batches of it before (its committed offsets were lost) sees a gap and stops, loudly.
+            let fresh = WallClock.milliseconds()
+            for partition in partitions {
+                var source = Source(sequence: fresh)
+                if let entry = committed[partition] {
+                    source.start = entry.offset
+                    source.next = entry.offset
+                    if let plan = BatchPlan(metadata: entry.metadata) {
+                        source.sequence = plan.sequence + 1
+                        source.lastSequence = plan.sequence
+                        if entry.offset < plan.end {
+                            source.replay = plan
+                            source.sequence = plan.sequence
+                            logger.info("cutting a planned batch again", metadata: [
+                                "kafka.partition": "\(partition)", "stream.sequence": "\(plan.sequence)",
+                                "stream.offsets": "\(entry.offset)..<\(plan.end)",
+                            ])
+                        }
+                    }
+                }
+                sources[partition] = source
+            }
+            status.withLock { $0.owned = sources.keys.sorted() }
+        case .revoked(let partitions):
+            // Finish the work taken so far, so that the next owner starts after it.
+            try sendBatches(of: partitions.filter { sources[$0]?.replay == nil })
+            for partition in partitions { sources[partition] = nil }
+            status.withLock { $0.owned = sources.keys.sorted() }
+        }
+    }
+
+    /// Sends a planned batch whose records are all taken, and commits its end.
+    private func finishReplay(of partition: KafkaPartition) throws {
+        guard var source = sources[partition], let plan = source.replay, let start = source.start else { return }
+        try send([(partition, start, plan, source.tally)])
+        source.replay = nil
+        source.tally = BatchTally()
+        source.start = plan.end
+        source.next = max(source.next ?? plan.end, plan.end)
+        source.sequence = plan.sequence + 1
+        source.lastSequence = plan.sequence
+        source.lastBatch = .now
+        source.idleSent = false
+        sources[partition] = source
+    }
+
+    /// Cuts a batch of every given partition that took records: plans committed, partials sent, ends committed.
+    private func sendBatches(of partitions: [KafkaPartition]) throws {
+        let batchTime = WallClock.milliseconds()
+        var batches: [(KafkaPartition, Int64, BatchPlan, BatchTally)] = []
+        for partition in partitions.sorted() {
+            guard let source = sources[partition], source.replay == nil, !source.tally.isEmpty,
+                let start = source.start, let next = source.next
+            else { continue }
+            batches.append((partition, start, BatchPlan(sequence: source.sequence, end: next, batchTime: batchTime), source.tally))
+        }
+        guard !batches.isEmpty else { return }
+        try consumer.commit(
+            Dictionary(uniqueKeysWithValues: batches.map { ($0.0, $0.1) }),
+            metadata: Dictionary(uniqueKeysWithValues: batches.map { ($0.0, $0.2.metadata) }))
+        CrashPoint.reach(.afterPlanCommit, armed: crashTrigger)
+        try send(batches)
+        for (partition, _, plan, _) in batches {
+            sources[partition]?.tally = BatchTally()
+            sources[partition]?.start = plan.end
+            sources[partition]?.sequence = plan.sequence + 1
+            sources[partition]?.lastSequence = plan.sequence
+            sources[partition]?.lastBatch = .now
+            sources[partition]?.idleSent = false
+        }
+    }
+
+    /// Sends the partials and markers of planned batches, waits for their delivery, then commits their ends.
+    private func send(_ batches: [(partition: KafkaPartition, start: Int64, plan: BatchPlan, tally: BatchTally)]) throws {
+        var sent = KafkaOutput.Batch()
+        var malformed: [MalformedRecord] = []
+        for (partition, start, plan, tally) in batches {
+            let batch = SourceBatch(source: partition, sequence: plan.sequence)
+            let partials = tally.partials(of: batch, horizon: plan.batchTime + configuration.maxEventTimeAheadMilliseconds)
+            for (index, partial) in partials.records.enumerated() {
+                let (key, value) = ExchangeRecord.partial(partial).encoded()
+                try output.send(OutputRecord(topic: setup.partialsTopic, key: key, value: value, partition: setup.shards.shard(of: key)), in: &sent)
+                if index == partials.records.count / 2 { CrashPoint.reach(.midPartials, armed: crashTrigger) }
+            }
+            let marker = ExchangeRecord.marker(BatchMarker(
+                batch: batch, start: start, end: plan.end, batchTime: plan.batchTime, maxEventTime: partials.maxEventTime)
+            ).encoded()
+            for shard in 0..<setup.shards.count {
+                try output.send(OutputRecord(topic: setup.partialsTopic, key: marker.key, value: marker.value, partition: shard), in: &sent)
+            }
+            malformed += tally.malformed
+            metrics.futureRecords.increment(by: partials.futureWords)
+        }
+        try output.complete(sent)
+        try output.divertMalformed(malformed)
+        CrashPoint.reach(.afterPartials, armed: crashTrigger)
+        try consumer.commit(
+            Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.end) }),
+            metadata: Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.metadata) }))
+        metrics.batchesCompleted.increment(by: batches.count)
+    }
+
+    /// Tells every shard that a partition without input for ten batch intervals is idle, so that it stops holding
+    /// the shards' watermarks back (as an idle partition does in standalone mode).
+    private func sendIdleMarkers() throws {
+        let idleAfter = Duration.milliseconds(10 * configuration.batchIntervalMilliseconds)
+        var sent = KafkaOutput.Batch()
+        for (partition, source) in sources.sorted(by: { $0.key < $1.key })
+        where !source.idleSent && source.tally.isEmpty && source.replay == nil && ContinuousClock.now - source.lastBatch >= idleAfter {
+            guard let sequence = source.lastSequence else { continue }
+            let marker = ExchangeRecord.idle(SourceBatch(source: partition, sequence: sequence)).encoded()
+            for shard in 0..<setup.shards.count {
+                try output.send(OutputRecord(topic: setup.partialsTopic, key: marker.key, value: marker.value, partition: shard), in: &sent)
+            }
+            sources[partition]?.idleSent = true
+        }
+        try output.complete(sent)
+    }
+}
+
+/// The words of one source batch, counted per word and per event-time bucket (a window slide).
+struct BatchTally {
+    private var words: [String: (count: Int64, buckets: [Int64: Int64])] = [:]
+    /// The latest event time seen per bucket.
+    private var latest: [Int64: Int64] = [:]
+    var malformed: [MalformedRecord] = []
+    private var records = 0
+
+    var isEmpty: Bool { records == 0 }
+
+    /// Counts the words of a record value; returns why the record is malformed (then nothing of it is counted).
+    mutating func add(_ value: UnsafeRawBufferPointer, at time: Int64, window: WindowSpec) -> MalformedRecord.Reason? {
+        records += 1
+        var found: [String] = []
+        var longest = 0
+        let valid = WordTokenizer.forEachWord(in: value) { word in
+            if word.count > WordTokenizer.maximumWordBytes {
+                longest = max(longest, word.count)
+            } else {
+                found.append(String(decoding: word, as: UTF8.self))
+            }
+        }
+        guard valid else { return .invalidUTF8 }
+        guard longest == 0 else { return .wordTooLong(bytes: longest) }
+        guard !found.isEmpty else { return nil }
+        let bucket = window.latestStart(containing: time)
+        latest[bucket] = max(latest[bucket] ?? time, time)
+        for word in found {
+            words[word, default: (0, [:])].count += 1
+            words[word]!.buckets[bucket, default: 0] += 1
+        }
+        return nil
+    }
+
+    /// The partial counts of the batch; buckets that start after `horizon` count in the totals but in no window,
+    /// and do not move the watermark.
+    func partials(of batch: SourceBatch, horizon: Int64) -> (records: [Partial], maxEventTime: Int64?, futureWords: Int) {
+        var records: [Partial] = []
+        records.reserveCapacity(words.count)
+        var futureWords = 0
+        for (word, tally) in words {
+            var buckets: [Int64: Int64] = [:]
+            for (bucket, count) in tally.buckets {
+                if bucket <= horizon { buckets[bucket] = count } else { futureWords += Int(count) }
+            }
+            records.append(Partial(batch: batch, word: word, count: tally.count, buckets: buckets))
+        }
+        let maxEventTime = latest.filter { $0.key <= horizon }.map { min($0.value, horizon) }.max()
+        return (records, maxEventTime, futureWords)
+    }
+}
+
+/// What a stage reports to the status page and health checks.
+struct StageStatus: Sendable {
+    var owned: [KafkaPartition] = []
+    var lastPoll: ContinuousClock.Instant?
+    var lastWork: ContinuousClock.Instant?
+    var failure: String?
+}
