@@ -133,10 +133,12 @@ struct BrokerMatrixTests {
         try checkWindows(input.windows, broker: broker, librdkafka: librdkafka)
     }
 
-    /// Reads the counts topic until every word has its expected total (90 s at most); the last totals read.
-    static func awaitTotals(_ words: [String: Int64], broker: any TestBroker, librdkafka: Librdkafka) throws -> [String: Int64?] {
+    /// Reads the counts topic until every word has its expected total (`timeout` at most); the last totals read.
+    static func awaitTotals(
+        _ words: [String: Int64], broker: any TestBroker, librdkafka: Librdkafka, timeout: Duration = .seconds(90)
+    ) throws -> [String: Int64?] {
         var totals: [String: Int64?] = [:]
-        let deadline = ContinuousClock.now + .seconds(90)
+        let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             totals = try lastValuePerKey(topic: "word-counts", bootstrap: broker.bootstrap, librdkafka: librdkafka).mapValues(countField)
             if words.allSatisfy({ totals[$0.key] == $0.value }) { break }

@@ -2,6 +2,7 @@ import CoreMetrics
 import Foundation
 import KafkaIO
 import Logging
+import Metrics
 import StreamEngine
 import Synchronization
 
@@ -195,7 +196,13 @@ final class ShardStage: @unchecked Sendable {
                 offsets[KafkaPartition(topic: setup.partialsTopic, partition: shard)] = offset
             }
         }
-        try consumer.commit(offsets)
+        do {
+            try metrics.commitDuration.measure { try consumer.commit(offsets) }
+        } catch {
+            // The changelog holds the state: partials read again are skipped as applied.
+            metrics.commitFailures.increment()
+            logger.warning("offset commit failed", metadata: ["stream.commit": "partials", "kafka.error": "\(error)"])
+        }
         CrashPoint.reach(.afterShardCommit, armed: crashTrigger)
         if !cycles.isEmpty { publishTotals() }
     }

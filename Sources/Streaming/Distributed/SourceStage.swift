@@ -2,6 +2,7 @@ import CoreMetrics
 import Foundation
 import KafkaIO
 import Logging
+import Metrics
 import StreamEngine
 import Synchronization
 
@@ -178,9 +179,13 @@ final class SourceStage: @unchecked Sendable {
             batches.append((partition, start, BatchPlan(sequence: source.sequence, end: next, batchTime: batchTime), source.tally))
         }
         guard !batches.isEmpty else { return }
-        try consumer.commit(
+        // A batch is sent only once its plan is committed: a next owner must cut exactly the batch that shards may
+        // have applied. Without the plan, nothing is sent; the records are taken again (here at the next tick, or
+        // by the next owner from the committed offset).
+        guard commit(
             Dictionary(uniqueKeysWithValues: batches.map { ($0.0, $0.1) }),
-            metadata: Dictionary(uniqueKeysWithValues: batches.map { ($0.0, $0.2.metadata) }))
+            metadata: Dictionary(uniqueKeysWithValues: batches.map { ($0.0, $0.2.metadata) }), what: "batch plans")
+        else { return }
         CrashPoint.reach(.afterPlanCommit, armed: crashTrigger)
         try send(batches)
         for (partition, _, plan, _) in batches {
@@ -217,10 +222,23 @@ final class SourceStage: @unchecked Sendable {
         try output.complete(sent)
         try output.divertMalformed(malformed)
         CrashPoint.reach(.afterPartials, armed: crashTrigger)
-        try consumer.commit(
+        // Failing, the plans stay committed: the next owner cuts the same batches again, and the shards skip them.
+        _ = commit(
             Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.end) }),
-            metadata: Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.metadata) }))
+            metadata: Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.metadata) }), what: "batch ends")
         metrics.batchesCompleted.increment(by: batches.count)
+    }
+
+    /// Commits, timed; a failure (for example a rebalance under way) is counted and logged. Whether it succeeded.
+    private func commit(_ offsets: [KafkaPartition: Int64], metadata: [KafkaPartition: String], what: String) -> Bool {
+        do {
+            try metrics.commitDuration.measure { try consumer.commit(offsets, metadata: metadata) }
+            return true
+        } catch {
+            metrics.commitFailures.increment()
+            logger.warning("offset commit failed", metadata: ["stream.commit": "\(what)", "kafka.error": "\(error)"])
+            return false
+        }
     }
 
     /// Tells every shard that a partition without input for ten batch intervals is idle, so that it stops holding

@@ -1,0 +1,211 @@
+import Foundation
+import SampleData
+import StreamEngine
+@testable import Streaming
+import Testing
+
+/// Distributed mode end to end: sluice instances in their own processes on one consumer group, on the mock broker
+/// in its own process, with kill -9s, a late joiner and a SIGTERM leave.
+@Suite(.serialized, .timeLimit(.minutes(6)))
+struct DistributedModeTests {
+    static let shards = 8
+
+    /// 3 instances over 6 input partitions; one is killed (SIGKILL) at seeded random moments and restarted, a fourth
+    /// joins late, one leaves with SIGTERM. At the end the last total per word and every window count are exact,
+    /// totals never go down in output order, no shard had two owners at once, and the changelog alone rebuilds the
+    /// state.
+    @Test func exactThroughKillsJoinsAndLeaves() throws {
+        let group = uniqueGroup()
+        let broker = try BrokerProcess(topics: [
+            "lines": 6, "word-counts": 4, "word-counts-windowed": 4, "\(group)-partials": Self.shards, "\(group)-changelog": Self.shards,
+        ])
+        let directory = TemporaryDirectory()
+        var random = SplitMix64(seed: 14)
+        let start = StreamingClock.now / 1000 * 1000 - 3 * 3_600_000
+        var words: [String: Int64] = [:]
+        var windows: [String: Int64] = [:]
+        var chunks: [[(partition: Int32, timestamp: Int64, value: String)]] = []
+        for chunk in 0..<8 {
+            chunks.append((0..<1_500).map { index in
+                let line = chunk * 1_500 + index
+                let timestamp = start + Int64(line) * 2
+                let text = testLine(line, seed: 14)
+                for word in referenceWords(text) {
+                    words[word, default: 0] += 1
+                    windows["\(timestamp / 1000 * 1000)|\(word)", default: 0] += 1
+                }
+                return (Int32(line % 6), timestamp, text)
+            })
+        }
+        let environment = [
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_MODE": "distributed", "SLUICE_SHARDS": String(Self.shards),
+            "SLUICE_GROUP_ID": group, "SLUICE_WINDOW_MS": "1000", "SLUICE_ALLOWED_LATENESS_MS": "3600000",
+            "SLUICE_BATCH_INTERVAL_MS": "400", "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+        ]
+        var runs = Runs(environment: environment, directory: directory.path)
+        for name in ["a", "b", "c"] { try runs.start(name) }
+        for (index, chunk) in chunks.enumerated() {
+            try pythonProduce(chunk, topic: "lines", bootstrap: broker.bootstrap)
+            Thread.sleep(forTimeInterval: 1 + Double(random.next() % 3000) / 1000)
+            switch index {
+            case 1, 3, 5: try runs.kill("b", restart: true)
+            case 2: try runs.start("d")
+            case 4: runs.terminate("c")
+            default: break
+            }
+        }
+        let totals = try BrokerMatrixTests.awaitTotals(words, broker: broker, librdkafka: .system, timeout: .seconds(150))
+        BrokerMatrixTests.check(totals, words)
+        // Sentinels two hours on close every window (an hour of lateness keeps records of sources that paused in
+        // their windows); they come only now, so no source can be idle past them while its records wait.
+        try pythonProduce((0..<6).map { (Int32($0), start + 2 * 3_600_000, "sentinel") }, topic: "lines", bootstrap: broker.bootstrap)
+        var received: [String: Int64] = [:]
+        let deadline = ContinuousClock.now + .seconds(60)
+        while received != windows, ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 1)
+            received = [:]
+            for (key, count) in try windowRecords(bootstrap: broker.bootstrap) where !key.hasSuffix("|sentinel") {
+                received[key] = count
+            }
+        }
+        #expect(received == windows, "\(received.count) windows of \(windows.count)")
+        let ownership = runs.stopAll()
+        #expect(ownership.overlaps.isEmpty, "shards with two owners at once: \(ownership.overlaps)")
+        #expect(ownership.acquisitions >= 4, "only \(ownership.acquisitions) shard acquisitions were logged")
+        try Self.checkMonotoneTotals(bootstrap: broker.bootstrap)
+        try Self.checkChangelogRebuild(group: group, bootstrap: broker.bootstrap, expected: words.merging(["sentinel": 6]) { $1 })
+    }
+
+    /// Every word's totals, read in topic order, never go down.
+    static func checkMonotoneTotals(bootstrap: String) throws {
+        var last: [String: Int64] = [:]
+        var decreases: [String] = []
+        for (word, value) in try keyedRecords(topic: "word-counts", bootstrap: bootstrap) {
+            guard let count = countField(value) else { continue }
+            if let previous = last[word], count < previous { decreases.append("\(word): \(previous) -> \(count)") }
+            last[word] = count
+        }
+        #expect(decreases.isEmpty, "totals went down: \(decreases.prefix(10))")
+    }
+
+    /// Rebuilds every shard from its changelog partition alone: the totals equal the truth, each word in its own
+    /// shard, and no window is left open but the sentinels'.
+    static func checkChangelogRebuild(group: String, bootstrap: String, expected: [String: Int64]) throws {
+        let text = try kcat(["-C", "-b", bootstrap, "-t", "\(group)-changelog", "-e", "-q", "-f", "%p\t%k\t%s\n"])
+        var restorers = [Changelog.Restorer](repeating: Changelog.Restorer(), count: shards)
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: "\t", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3, let partition = Int(parts[0]) else { continue }
+            try restorers[partition].add(key: Array(parts[1].utf8), value: Array(parts[2].utf8))
+        }
+        let window = try WindowSpec(length: 1000, allowedLateness: 3_600_000)
+        let map = ShardMap(count: Int32(shards))
+        var rebuilt: [String: Int64] = [:]
+        var openWindows: [String] = []
+        for shard in 0..<shards {
+            var state = ShardState(shard: Int32(shard), window: window)
+            _ = restorers[shard].build(into: &state)
+            for (word, total) in state.totals {
+                #expect(map.shard(of: Array(word.utf8)) == Int32(shard), "\(word) in shard \(shard)")
+                rebuilt[word] = total
+            }
+            openWindows += state.windows.values.flatMap(\.keys).filter { $0 != "sentinel" }
+        }
+        #expect(rebuilt == expected, "rebuilt \(rebuilt.count) words of \(expected.count)")
+        #expect(openWindows.isEmpty, "windows left open: \(openWindows.prefix(10))")
+    }
+
+    /// Every record of a topic as (key, value), in each partition's order.
+    static func keyedRecords(topic: String, bootstrap: String) throws -> [(String, String)] {
+        try kcat(["-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%k\t%s\n"]).split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
+            return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
+        }
+    }
+}
+
+/// The sluice processes of one test, by instance name, and what their logs say about shard ownership.
+private struct Runs {
+    /// One shard owned by one process from `start` to `end` (ms since the epoch).
+    struct Ownership {
+        var shard: Int
+        var process: String
+        var start: Int64
+        var end: Int64
+    }
+
+    let environment: [String: String]
+    let directory: String
+    private var running: [String: SluiceProcess] = [:]
+    private var finished: [(name: String, result: ProcessResult, killedAt: Int64?)] = []
+
+    init(environment: [String: String], directory: String) {
+        self.environment = environment
+        self.directory = directory
+    }
+
+    mutating func start(_ name: String) throws {
+        running[name] = try SluiceProcess(
+            environment: environment.merging(["SLUICE_INSTANCE_ID": name]) { $1 }, logDirectory: directory)
+    }
+
+    mutating func kill(_ name: String, restart: Bool) throws {
+        guard let process = running.removeValue(forKey: name) else { return }
+        let killedAt = StreamingClock.now
+        process.signal(SIGKILL)
+        finished.append((name, process.wait(timeout: .seconds(10)), killedAt))
+        if restart { try start(name) }
+    }
+
+    mutating func terminate(_ name: String) {
+        guard let process = running.removeValue(forKey: name) else { return }
+        process.signal(SIGTERM)
+        let result = process.wait(timeout: .seconds(60))
+        #expect(result.exitCode == 0 && !result.wasKilled, "\(name) after SIGTERM: \(result.standardError.suffix(1500))")
+        finished.append((name, result, nil))
+    }
+
+    /// Stops every process with SIGTERM, and reads their ownership records: shards held by two at once, and how
+    /// many acquisitions there were.
+    mutating func stopAll() -> (overlaps: [String], acquisitions: Int) {
+        for name in running.keys.sorted() { terminate(name) }
+        var spans: [Ownership] = []
+        var acquisitions = 0
+        var restoredRecords = 0
+        for (index, run) in finished.enumerated() {
+            var open: [Int: Int64] = [:]
+            for line in run.result.standardError.split(separator: "\n") {
+                if line.contains("shard restored") { restoredRecords += Self.field("changelog.records", in: line).flatMap { Int($0) } ?? 0 }
+                let acquired = line.contains("shards acquired")
+                guard acquired || line.contains("shards released"),
+                    let at = Self.field("at_ms", in: line).flatMap({ Int64($0) }), let ids = Self.field("shard.ids", in: line)
+                else { continue }
+                for shard in ids.split(separator: ",").compactMap({ Int($0) }) {
+                    if acquired {
+                        open[shard] = at
+                        acquisitions += 1
+                    } else if let start = open.removeValue(forKey: shard) {
+                        spans.append(Ownership(shard: shard, process: "\(run.name)#\(index)", start: start, end: at))
+                    }
+                }
+            }
+            for (shard, start) in open {
+                spans.append(Ownership(shard: shard, process: "\(run.name)#\(index)", start: start, end: run.killedAt ?? .max))
+            }
+        }
+        print("DistributedModeTests: \(finished.count) runs (\(finished.filter { $0.killedAt != nil }.count) killed), \(acquisitions) shard acquisitions, \(restoredRecords) changelog records restored")
+        var overlaps: [String] = []
+        for shard in Set(spans.map(\.shard)) {
+            let owners = spans.filter { $0.shard == shard }.sorted { $0.start < $1.start }
+            for (earlier, later) in zip(owners, owners.dropFirst()) where later.start < earlier.end {
+                overlaps.append("shard \(shard): \(earlier.process) until \(earlier.end), \(later.process) from \(later.start)")
+            }
+        }
+        return (overlaps, acquisitions)
+    }
+
+    private static func field(_ name: String, in line: Substring) -> String? {
+        guard let range = line.range(of: "\(name)=") else { return nil }
+        return String(line[range.upperBound...].prefix { !$0.isWhitespace })
+    }
+}
