@@ -58,19 +58,26 @@ public struct KafkaConsumerConfig: Sendable {
     ///
     /// Default: `true`.
     public var reportsEndOfPartition: Bool
+    /// Static membership (`group.instance.id`): a member that restarts within the session timeout gets its
+    /// partitions back without a rebalance, and a new member with the same id replaces a dead one at once.
+    ///
+    /// Default: nil (dynamic membership).
+    public var groupInstanceID: String?
 
     public init(
         common: KafkaConfig = KafkaConfig(),
         groupID: String = "sluice",
         offsetReset: OffsetReset = .earliest,
         sessionTimeoutMilliseconds: Int = 10_000,
-        reportsEndOfPartition: Bool = true
+        reportsEndOfPartition: Bool = true,
+        groupInstanceID: String? = nil
     ) {
         self.common = common
         self.groupID = groupID
         self.offsetReset = offsetReset
         self.sessionTimeoutMilliseconds = sessionTimeoutMilliseconds
         self.reportsEndOfPartition = reportsEndOfPartition
+        self.groupInstanceID = groupInstanceID
     }
 
     /// Offsets are committed only by explicit calls; librdkafka prefetches up to a bounded queue.
@@ -89,7 +96,7 @@ public struct KafkaConsumerConfig: Sendable {
             ("queued.min.messages", "10000"),
             ("queued.max.messages.kbytes", "1024"),
             ("fetch.wait.max.ms", "50"),
-        ] + common.properties.sorted { $0.key < $1.key }
+        ] + (groupInstanceID.map { [("group.instance.id", $0)] } ?? []) + common.properties.sorted { $0.key < $1.key }
     }
 }
 

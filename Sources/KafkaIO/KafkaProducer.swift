@@ -34,7 +34,7 @@ public struct KafkaProducerRecord: Sendable {
 /// timeout, so run them on a dedicated thread, never on the Swift concurrency pool. Releasing the producer never
 /// blocks: records not delivered by then are discarded, so flush first.
 public final class KafkaProducer: Sendable {
-    private let client: RDKafkaClient
+    let client: RDKafkaClient
     private let logger: Logger
     private let deliveries: Deliveries
     /// Topics whose metadata was looked up by ``prepare(topic:timeout:)``; holding the handles keeps it known.

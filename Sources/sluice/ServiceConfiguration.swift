@@ -45,6 +45,7 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_MODE", defaultValue: "standalone", meaning: "standalone (one instance per group, local WAL) or distributed (N instances in one group, state sharded over Kafka)"),
         Variable(name: "SLUICE_SHARDS", defaultValue: "32", meaning: "distributed mode: state shards (partitions of <group>-partials and <group>-changelog); fixed for the life of the group's state"),
         Variable(name: "SLUICE_INSTANCE_ID", defaultValue: "the host name", meaning: "distributed mode: this instance's stable name, in logs and shard ownership records"),
+        Variable(name: "SLUICE_STATIC_MEMBERSHIP", defaultValue: "false", meaning: "distributed mode: static group membership (group.instance.id = SLUICE_INSTANCE_ID); a restart within the session timeout keeps its partitions without a rebalance"),
         Variable(name: "SLUICE_EXACTLY_ONCE", defaultValue: "false", meaning: "transactional output (not built yet: true is a start-up error)"),
         Variable(name: "SLUICE_MAX_RATE_PER_PARTITION", defaultValue: "0", meaning: "records/s per partition, 0 unlimited"),
         Variable(name: "SLUICE_MAX_BACKLOG_MB", defaultValue: "48", meaning: "received-but-unprocessed input above which the receiver stops taking records"),
@@ -85,6 +86,8 @@ struct ServiceConfiguration {
     /// Distributed mode (`SLUICE_MODE=distributed`): the shard count; nil in standalone mode.
     var shards: Int32?
     var instanceID: String
+    /// Distributed mode: static group membership with the instance id (`SLUICE_STATIC_MEMBERSHIP`).
+    var staticMembership: Bool
 
     /// Reads and validates every variable.
     ///
@@ -123,6 +126,7 @@ struct ServiceConfiguration {
         let shardCount = try reader.integer("SLUICE_SHARDS", range: 1...10_000)
         shards = mode == "distributed" ? Int32(shardCount) : nil
         instanceID = try reader.string("SLUICE_INSTANCE_ID") ?? ProcessInfo.processInfo.hostName
+        staticMembership = try reader.boolean("SLUICE_STATIC_MEMBERSHIP")
         if shards != nil, bootstrapServers == nil {
             throw ConfigurationError(variable: "SLUICE_MODE", value: mode, accepted: "standalone without KAFKA_BOOTSTRAP_SERVERS (the embedded broker serves one instance)")
         }
@@ -205,6 +209,7 @@ struct ServiceConfiguration {
             "SLUICE_MODE=\(shards == nil ? "standalone" : "distributed")",
             "SLUICE_SHARDS=\(shards.map(String.init) ?? Self.defaults["SLUICE_SHARDS"]!)",
             "SLUICE_INSTANCE_ID=\(instanceID)",
+            "SLUICE_STATIC_MEMBERSHIP=\(staticMembership)",
             "SLUICE_EXACTLY_ONCE=false",
             "SLUICE_MAX_RATE_PER_PARTITION=\(streaming.maxRatePerPartition)",
             "SLUICE_MAX_BACKLOG_MB=\(streaming.maxBacklogBytes >> 20)",

@@ -19,7 +19,7 @@ struct DistributedModeTests {
         let broker = try BrokerProcess(topics: Self.topics(group: group, inputPartitions: 6))
         let directory = TemporaryDirectory()
         let input = Input(chunks: 8, lines: 1_500, partitions: 6, seed: 14)
-        var runs = Runs(environment: Self.environment(broker: broker, group: group, directory: directory), directory: directory.path)
+        var runs = Runs(environment: Self.environment(broker: broker.bootstrap, group: group, directory: directory), directory: directory.path)
         var random = SplitMix64(seed: 14)
         for name in ["a", "b", "c"] { try runs.start(name) }
         for (index, chunk) in input.chunks.enumerated() {
@@ -47,7 +47,7 @@ struct DistributedModeTests {
             "during-restore:1", "in-revoke:1",
         ]
         let input = Input(chunks: points.count + 2, lines: 400, partitions: 4, seed: 15)
-        var environment = Self.environment(broker: broker, group: group, directory: directory)
+        var environment = Self.environment(broker: broker.bootstrap, group: group, directory: directory)
         environment["SLUICE_SESSION_TIMEOUT_MS"] = "3000"
         var runs = Runs(environment: environment, directory: directory.path)
         try runs.start("first")
@@ -64,13 +64,45 @@ struct DistributedModeTests {
         #expect(runs.logs.contains("cutting a planned batch again"), "no run cut a planned batch again")
     }
 
+    /// The internal topics are created through the admin API where the broker has it (Tansu), start-up is refused
+    /// naming the topic where it does not (the mock), and a shard count other than the topics' is refused naming
+    /// `SLUICE_SHARDS`: both with exit code 2.
+    @Test func internalTopicsAreCreatedOrTheRefusalNamesThem() throws {
+        let directory = TemporaryDirectory()
+        let outputs = ["lines": 2, "word-counts": 2, "word-counts-windowed": 2]
+        let tansu = try TansuProcess(topics: outputs)
+        let group = uniqueGroup()
+        var environment = Self.environment(broker: tansu.bootstrap, group: group, directory: directory)
+        environment["SLUICE_SHARDS"] = "4"
+        let first = try SluiceProcess(environment: environment, librdkafka: .bundled, logDirectory: directory.path)
+        #expect(first.waitForLog("shards acquired", timeout: .seconds(60)))
+        first.signal(SIGTERM)
+        let created = first.wait(timeout: .seconds(30))
+        #expect(created.exitCode == 0, "\(created.standardError.suffix(1500))")
+        for topic in ["\(group)-partials", "\(group)-changelog"] {
+            #expect(created.standardError.contains("kafka.topic=\(topic) [Streaming] internal topic created"), "\(topic) not created")
+        }
+        environment["SLUICE_SHARDS"] = "8"
+        environment["SLUICE_CHECKPOINT_DIR"] = directory.path + "/other"
+        let other = try SluiceProcess.run(environment, librdkafka: .bundled, logDirectory: directory.path)
+        #expect(other.exitCode == 2)
+        #expect(other.standardError.contains("SLUICE_SHARDS is 8 but \(group)-partials has 4 partitions"), "\(other.standardError.suffix(1500))")
+
+        let mock = try BrokerProcess(topics: outputs)
+        environment = Self.environment(broker: mock.bootstrap, group: group, directory: directory)
+        environment["SLUICE_CHECKPOINT_DIR"] = directory.path + "/mock"
+        let missing = try SluiceProcess.run(environment, logDirectory: directory.path)
+        #expect(missing.exitCode == 2)
+        #expect(missing.standardError.contains("internal topic \(group)-partials is missing and could not be created"), "\(missing.standardError.suffix(1500))")
+    }
+
     static func topics(group: String, inputPartitions: Int) -> [String: Int] {
         ["lines": inputPartitions, "word-counts": 4, "word-counts-windowed": 4, "\(group)-partials": shards, "\(group)-changelog": shards]
     }
 
-    static func environment(broker: BrokerProcess, group: String, directory: TemporaryDirectory) -> [String: String] {
+    static func environment(broker: String, group: String, directory: TemporaryDirectory) -> [String: String] {
         [
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_MODE": "distributed", "SLUICE_SHARDS": String(shards),
+            "KAFKA_BOOTSTRAP_SERVERS": broker, "SLUICE_MODE": "distributed", "SLUICE_SHARDS": String(shards),
             "SLUICE_GROUP_ID": group, "SLUICE_WINDOW_MS": "1000", "SLUICE_ALLOWED_LATENESS_MS": "3600000",
             "SLUICE_BATCH_INTERVAL_MS": "400", "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
         ]

@@ -11,6 +11,8 @@ public struct DistributedSetup: Sendable {
     public var shards: ShardMap
     /// This instance's stable name (`SLUICE_INSTANCE_ID`), in logs and ownership records.
     public var instanceID: String
+    /// Static membership in both groups, with the instance id as `group.instance.id` (`SLUICE_STATIC_MEMBERSHIP`).
+    public var staticMembership: Bool
     public var countsTopic: String
     public var windowsTopic: String
     public var window: WindowSpec
@@ -21,9 +23,12 @@ public struct DistributedSetup: Sendable {
     /// `<group>-shards`: the consumer group of stage 2 over the partials topic.
     public var shardGroupID: String
 
-    public init(groupID: String, shards: Int32, instanceID: String, job: WordCountJob.Configuration) throws(StreamEngineError) {
+    public init(
+        groupID: String, shards: Int32, instanceID: String, staticMembership: Bool = false, job: WordCountJob.Configuration
+    ) throws(StreamEngineError) {
         self.shards = ShardMap(count: shards)
         self.instanceID = instanceID
+        self.staticMembership = staticMembership
         countsTopic = job.countsTopic
         windowsTopic = job.windowsTopic
         window = try WindowSpec(length: job.windowLength, slide: job.slide, allowedLateness: job.allowedLateness)
@@ -60,20 +65,24 @@ public final class DistributedContext: StreamingRuntime {
                 reportWaiting: { reason in control.state.withLock { $0.failure = reason } },
                 isStoppingNow: { control.stopRequest == false })
         }
-        let consumer = { (group: String) in
+        let consumer = { (group: String, member: String?) in
             try KafkaConsumer(
-                config: KafkaConsumerConfig(common: configuration.kafka, groupID: group, sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds),
+                config: KafkaConsumerConfig(
+                    common: configuration.kafka, groupID: group, sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds,
+                    groupInstanceID: member),
                 logger: logger)
         }
+        let member = setup.staticMembership ? setup.instanceID : nil
         let producer = {
             try KafkaProducer(config: KafkaProducerConfig(common: configuration.kafka, deliveryTimeoutMilliseconds: 0), logger: logger)
         }
         let sourceProducer = try producer()
+        try InternalTopics.ensure(for: setup, producer: sourceProducer, logger: logger)
         sources = SourceStage(
-            consumer: try consumer(configuration.groupID), output: makeOutput(sourceProducer), setup: setup, configuration: configuration,
+            consumer: try consumer(configuration.groupID, member), output: makeOutput(sourceProducer), setup: setup, configuration: configuration,
             logger: logger, metrics: metrics, crashTrigger: crashTrigger)
         shards = ShardStage(
-            consumer: try consumer(setup.shardGroupID), restoreConsumer: try consumer("\(setup.shardGroupID)-restore"),
+            consumer: try consumer(setup.shardGroupID, member), restoreConsumer: try consumer("\(setup.shardGroupID)-restore", nil),
             output: makeOutput(try producer()), setup: setup, configuration: configuration, logger: logger, metrics: metrics,
             crashTrigger: crashTrigger)
         probe = BrokerProbe(producer: sourceProducer, bootstrapServers: configuration.kafka.bootstrapServers)

@@ -1,0 +1,61 @@
+import Foundation
+import KafkaIO
+import Logging
+
+/// The topics distributed mode owns, `<group>-partials` and `<group>-changelog` (compacted): one partition per
+/// shard each. At start-up they are created through the admin API when missing (Kafka Streams creates its internal
+/// topics the same way), and a count other than `SLUICE_SHARDS` is refused: words would move to other shards.
+enum InternalTopics {
+    /// What each internal topic must be.
+    static func expected(for setup: DistributedSetup) -> [KafkaNewTopic] {
+        [
+            KafkaNewTopic(name: setup.partialsTopic, partitions: setup.shards.count),
+            KafkaNewTopic(name: setup.changelogTopic, partitions: setup.shards.count, settings: ["cleanup.policy": "compact"]),
+        ]
+    }
+
+    /// Creates the missing internal topics and checks the partition counts of all of them.
+    ///
+    /// - Throws: ``StreamingError`` `.invalidConfiguration` (start-up refused) naming the topic when its partition
+    ///   count differs from the shard count, or when it is missing and could not be created.
+    static func ensure(for setup: DistributedSetup, producer: KafkaProducer, logger: Logger) throws {
+        let topics = expected(for: setup)
+        var counts = try producer.topicPartitionCounts(timeout: .seconds(10))
+        let missing = topics.filter { counts[$0.name] == nil }
+        if !missing.isEmpty {
+            let outcomes: [String: KafkaError?]
+            do {
+                outcomes = try producer.createTopics(missing, timeout: .seconds(10))
+            } catch {
+                throw refusal(missing[0], "is missing and could not be created (\(error))")
+            }
+            for topic in missing {
+                // Another instance may have created it a moment before.
+                if let failure = outcomes[topic.name] ?? nil, failure.codeName != "TOPIC_ALREADY_EXISTS" {
+                    throw refusal(topic, "is missing and could not be created (\(failure))")
+                }
+                logger.info("internal topic created", metadata: ["kafka.topic": "\(topic.name)", "kafka.partitions": "\(topic.partitions)"])
+            }
+            // A created topic shows in the metadata a moment later.
+            for _ in 0..<50 where missing.contains(where: { counts[$0.name] == nil }) {
+                Thread.sleep(forTimeInterval: 0.2)
+                counts = try producer.topicPartitionCounts(timeout: .seconds(10))
+            }
+        }
+        for topic in topics {
+            guard let count = counts[topic.name] else { throw refusal(topic, "was created but does not show in the metadata") }
+            guard count == Int(topic.partitions) else {
+                throw StreamingError(
+                    .invalidConfiguration,
+                    "SLUICE_SHARDS is \(topic.partitions) but \(topic.name) has \(count) partitions: the shard count is fixed for the life of the group's state (set SLUICE_SHARDS=\(count), or use a new SLUICE_GROUP_ID)")
+            }
+        }
+    }
+
+    private static func refusal(_ topic: KafkaNewTopic, _ what: String) -> StreamingError {
+        let settings = topic.settings.map { " --config \($0.key)=\($0.value)" }.joined()
+        return StreamingError(
+            .invalidConfiguration,
+            "internal topic \(topic.name) \(what): create it with kafka-topics.sh --create --topic \(topic.name) --partitions \(topic.partitions)\(settings)")
+    }
+}
