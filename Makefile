@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SWIFT_FLAGS ?= -Xswiftc -warnings-as-errors
 
-.PHONY: deps build release run test brokers page soak bench bench-state faults docker-build docker-up clean
+.PHONY: deps build release run test brokers page soak bench bench-state faults docker-build docker-up docker-up-distributed clean
 
 deps: ## Install what the build and the tests need and is missing (Debian/Ubuntu; as root, else prints the command).
 	scripts/deps.sh test
@@ -49,6 +49,9 @@ docker-build:
 
 docker-up:
 	docker compose -f docker/compose.yml up --build
+
+docker-up-distributed: ## As docker-up, plus three distributed-mode replicas in one group (pages on ports 9401-9403).
+	docker compose -f docker/compose.yml --profile distributed up --build
 
 clean:
 	rm -rf .build .build-brokers ./sluice-data

@@ -16,6 +16,10 @@ import Testing
                 "depends": sorted(doc["services"]["sluice"]["depends_on"]),
                 "dockerfile": doc["services"]["sluice"]["build"]["dockerfile"],
                 "mounts": sorted(v.split(":")[0] for name in ("prometheus", "grafana") for v in doc["services"][name]["volumes"]),
+                "replicas": {name: {"mode": s["environment"]["SLUICE_MODE"], "group": s["environment"]["SLUICE_GROUP_ID"],
+                                    "id": s["environment"]["SLUICE_INSTANCE_ID"], "profiles": s["profiles"],
+                                    "volume": s["volumes"][0].split(":")[0] in doc["volumes"]}
+                             for name, s in doc["services"].items() if name.startswith("sluice-")},
             }, sort_keys=True))
             """
         let process = Process()
@@ -28,7 +32,17 @@ import Testing
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
         let parsed = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        #expect(parsed["services"] as? [String] == ["create-topics", "grafana", "kafka", "prometheus", "sluice"])
+        #expect(parsed["services"] as? [String] == ["create-topics", "grafana", "kafka", "prometheus", "sluice", "sluice-1", "sluice-2", "sluice-3"])
+        // The distributed example: three replicas of one group, each with its own instance id and data volume, only
+        // with the `distributed` profile.
+        let replicas = try #require(parsed["replicas"] as? [String: [String: Any]])
+        #expect(Set(replicas.values.compactMap { $0["id"] as? String }) == ["sluice-1", "sluice-2", "sluice-3"])
+        for (name, replica) in replicas {
+            #expect(replica["mode"] as? String == "distributed", "\(name)")
+            #expect(replica["group"] as? String == "sluice-distributed", "\(name)")
+            #expect(replica["profiles"] as? [String] == ["distributed"], "\(name)")
+            #expect(replica["volume"] as? Bool == true, "\(name)")
+        }
         for mount in parsed["mounts"] as? [String] ?? [] {
             #expect(FileManager.default.fileExists(atPath: Self.root.appendingPathComponent("docker").appendingPathComponent(mount).path), "\(mount)")
         }
