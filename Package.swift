@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "StreamEngineTests", dependencies: ["StreamEngine", "SampleData"], swiftSettings: swiftSettings),
         .testTarget(
             name: "StreamingTests",
-            dependencies: ["Streaming", "KafkaIO", "Storage", "StreamEngine"],
+            dependencies: ["Streaming", "KafkaIO", "Storage", "StreamEngine", "SampleData"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "SluiceTests", dependencies: ["KafkaIO", "Storage", "StreamEngine", "Streaming", "SampleData"], swiftSettings: swiftSettings),

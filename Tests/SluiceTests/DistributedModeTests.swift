@@ -161,7 +161,7 @@ struct DistributedModeTests {
         var rebuilt: [String: Int64] = [:]
         var openWindows: [String] = []
         for shard in 0..<shards {
-            var state = ShardState(shard: Int32(shard), window: window)
+            var state = ShardState(shard: Int32(shard), window: window, expectedSources: [])
             _ = restorers[shard].build(into: &state)
             for (word, total) in state.totals {
                 #expect(map.shard(of: Array(word.utf8)) == Int32(shard), "\(word) in shard \(shard)")

@@ -26,6 +26,8 @@ final class ShardStage: @unchecked Sendable {
     private let crashTrigger: CrashTrigger?
     private let stopRequested = Atomic<Bool>(false)
     private var states: [Int32: ShardState] = [:]
+    /// Every partition of the input topics, read at start: each holds the shards' watermarks back until heard from.
+    private var inputPartitions: Set<KafkaPartition> = []
     let status = Mutex(StageStatus())
     /// The owned shards' totals and watermark, for queries and the status page.
     let totals = Mutex<(words: Int, watermark: Int64?)>((0, nil))
@@ -54,6 +56,7 @@ final class ShardStage: @unchecked Sendable {
             consumer.close()
             restoreConsumer.close()
         }
+        inputPartitions = Set(try consumer.partitions(of: configuration.inputTopics, timeout: .seconds(30)))
         try consumer.subscribe([setup.partialsTopic]) { [self] event in
             do {
                 try rebalance(event)
@@ -136,7 +139,7 @@ final class ShardStage: @unchecked Sendable {
         try restoreConsumer.assign([:])
         var republished = KafkaOutput.Batch()
         for shard in shards {
-            var state = ShardState(shard: shard, window: setup.window)
+            var state = ShardState(shard: shard, window: setup.window, expectedSources: inputPartitions)
             let republish = restorers[shard]!.build(into: &state)
             for (word, total) in republish.totals {
                 try output.send(WordCountJob.totalRecord(word: word, total: total, batchTime: republish.batchTime, topic: setup.countsTopic), in: &republished)

@@ -46,6 +46,11 @@ struct ShardState {
     private(set) var totals: [String: Int64] = [:]
     private(set) var windows: [Int64: [String: Int64]] = [:]
     private(set) var sources: [KafkaPartition: SourceProgress] = [:]
+    /// Every input partition: one that has sent neither a batch nor an idle marker holds the watermark back.
+    let expectedSources: Set<KafkaPartition>
+    /// Expected sources without a batch applied that reported themselves idle (kept in memory only: stage 1
+    /// repeats idle markers, so a restored shard learns them again).
+    private var idleUnseen: Set<KafkaPartition> = []
     private(set) var watermark: Int64?
     /// The last cycle number written to the changelog (committed or not).
     var cycle: Int64 = 0
@@ -60,9 +65,10 @@ struct ShardState {
     /// The partials partition's offset after the last record received.
     private(set) var nextOffset: Int64?
 
-    init(shard: Int32, window: WindowSpec) {
+    init(shard: Int32, window: WindowSpec, expectedSources: Set<KafkaPartition>) {
         self.shard = shard
         self.window = window
+        self.expectedSources = expectedSources
     }
 
     /// The partials offset to commit: never past the first partial of a batch whose marker has not come yet.
@@ -81,6 +87,11 @@ struct ShardState {
         case .marker(let marker):
             try apply(marker)
         case .idle(let batch):
+            guard sources[batch.source] != nil else {
+                idleUnseen.insert(batch.source)
+                advanceWatermark()
+                return
+            }
             guard var progress = sources[batch.source], progress.sequence == batch.sequence, !progress.isIdle else { return }
             progress.isIdle = true
             sources[batch.source] = progress
@@ -111,6 +122,7 @@ struct ShardState {
             add(partial)
         }
         pendingStarts[batch] = nil
+        idleUnseen.remove(batch.source)
         let previous = sources[batch.source]
         let eventTime = [previous?.eventTime, marker.maxEventTime].compactMap { $0 }.max()
         sources[batch.source] = SourceProgress(sequence: batch.sequence, end: marker.end, eventTime: eventTime, isIdle: false)
@@ -141,9 +153,10 @@ struct ShardState {
         }
     }
 
-    /// The shard's watermark: the least event time over the sources that are not idle, never going back; windows
-    /// that it closes move to ``Changes/closed``.
+    /// The shard's watermark: the least event time over the sources that are not idle, never going back, and none
+    /// while an expected source has not been heard from; windows that it closes move to ``Changes/closed``.
     private mutating func advanceWatermark() {
+        guard !expectedSources.contains(where: { sources[$0] == nil && !idleUnseen.contains($0) }) else { return }
         guard let least = sources.values.filter({ !$0.isIdle }).compactMap(\.eventTime).min(),
             least > watermark ?? .min
         else { return }

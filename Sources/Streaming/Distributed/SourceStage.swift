@@ -30,7 +30,8 @@ final class SourceStage: @unchecked Sendable {
         /// The last batch sent (for idle markers), and when.
         var lastSequence: Int64?
         var lastBatch = ContinuousClock.now
-        var idleSent = false
+        /// When the last idle marker went out; they repeat while the source stays idle.
+        var lastIdleMarker: ContinuousClock.Instant?
     }
 
     private let consumer: KafkaConsumer
@@ -94,11 +95,10 @@ final class SourceStage: @unchecked Sendable {
         switch event {
         case .message(let message):
             let partition = KafkaPartition(topic: message.topic, partition: message.partition)
-            guard var source = sources[partition] else { return }
-            if let plan = source.replay, message.offset >= plan.end {
-                try finishReplay(of: partition)
-                source = sources[partition]!
-            }
+            if let plan = sources[partition]?.replay, message.offset >= plan.end { try finishReplay(of: partition) }
+            // Taken out of the table while it is changed: a second reference would make every add copy the tally.
+            guard var source = sources.removeValue(forKey: partition) else { return }
+            defer { sources[partition] = source }
             if let next = source.next, message.offset < next { return }
             source.start = source.start ?? message.offset
             source.next = message.offset + 1
@@ -109,7 +109,6 @@ final class SourceStage: @unchecked Sendable {
                         key: message.key.map { Array($0) }, value: Array(message.value)),
                     reason: reason))
             }
-            sources[partition] = source
             metrics.recordsReceived.increment()
         case .endOfPartition(let partition, let nextOffset):
             guard let plan = sources[partition]?.replay, nextOffset >= plan.end else { return }
@@ -164,7 +163,7 @@ final class SourceStage: @unchecked Sendable {
         source.sequence = plan.sequence + 1
         source.lastSequence = plan.sequence
         source.lastBatch = .now
-        source.idleSent = false
+        source.lastIdleMarker = nil
         sources[partition] = source
     }
 
@@ -194,7 +193,7 @@ final class SourceStage: @unchecked Sendable {
             sources[partition]?.sequence = plan.sequence + 1
             sources[partition]?.lastSequence = plan.sequence
             sources[partition]?.lastBatch = .now
-            sources[partition]?.idleSent = false
+            sources[partition]?.lastIdleMarker = nil
         }
     }
 
@@ -241,19 +240,24 @@ final class SourceStage: @unchecked Sendable {
         }
     }
 
-    /// Tells every shard that a partition without input for ten batch intervals is idle, so that it stops holding
-    /// the shards' watermarks back (as an idle partition does in standalone mode).
+    /// Tells every shard, every ten batch intervals, that a partition read to its end without input for that long
+    /// is idle, so that it stops holding the shards' watermarks back (as an idle partition does in standalone mode).
+    /// A partition that never had a batch says so with sequence -1; a shard that already applied batches of it
+    /// ignores that. The markers repeat, so a shard restored elsewhere learns them again.
     private func sendIdleMarkers() throws {
         let idleAfter = Duration.milliseconds(10 * configuration.batchIntervalMilliseconds)
+        let lag = consumer.lag()
+        let now = ContinuousClock.now
         var sent = KafkaOutput.Batch()
         for (partition, source) in sources.sorted(by: { $0.key < $1.key })
-        where !source.idleSent && source.tally.isEmpty && source.replay == nil && ContinuousClock.now - source.lastBatch >= idleAfter {
-            guard let sequence = source.lastSequence else { continue }
-            let marker = ExchangeRecord.idle(SourceBatch(source: partition, sequence: sequence)).encoded()
+        where source.tally.isEmpty && source.replay == nil && lag[partition] == 0 && now - source.lastBatch >= idleAfter
+            && source.lastIdleMarker.map({ now - $0 >= idleAfter }) ?? true
+        {
+            let marker = ExchangeRecord.idle(SourceBatch(source: partition, sequence: source.lastSequence ?? -1)).encoded()
             for shard in 0..<setup.shards.count {
                 try output.send(OutputRecord(topic: setup.partialsTopic, key: marker.key, value: marker.value, partition: shard), in: &sent)
             }
-            sources[partition]?.idleSent = true
+            sources[partition]?.lastIdleMarker = now
         }
         try output.complete(sent)
     }

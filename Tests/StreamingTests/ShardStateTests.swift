@@ -1,0 +1,93 @@
+import KafkaIO
+import SampleData
+import StreamEngine
+import Testing
+
+@testable import Streaming
+
+/// Stage 2's apply rule and watermark, without Kafka.
+struct ShardStateTests {
+    static let p0 = KafkaPartition(topic: "lines", partition: 0)
+    static let p1 = KafkaPartition(topic: "lines", partition: 1)
+    static let window = try! WindowSpec(length: 1000, slide: 1000, allowedLateness: 0)
+
+    static func batch(_ source: KafkaPartition, _ sequence: Int64, start: Int64, end: Int64, words: [String: [Int64: Int64]], maxEventTime: Int64?)
+        -> [ExchangeRecord]
+    {
+        let id = SourceBatch(source: source, sequence: sequence)
+        let partials = words.sorted { $0.key < $1.key }.map { word, buckets in
+            ExchangeRecord.partial(Partial(batch: id, word: word, count: buckets.values.reduce(0, +), buckets: buckets))
+        }
+        return partials + [.marker(BatchMarker(batch: id, start: start, end: end, batchTime: 0, maxEventTime: maxEventTime))]
+    }
+
+    /// A source partition not heard from yet holds the watermark back: its records are not late when they come.
+    @Test func theWatermarkWaitsForEveryInputPartition() throws {
+        var state = ShardState(shard: 0, window: Self.window, expectedSources: [Self.p0, Self.p1])
+        var offset: Int64 = 0
+        for record in Self.batch(Self.p0, 1, start: 0, end: 10, words: ["a": [0: 1]], maxEventTime: 5_000) {
+            try state.receive(record, at: offset)
+            offset += 1
+        }
+        #expect(state.watermark == nil)
+        for record in Self.batch(Self.p1, 7, start: 0, end: 5, words: ["a": [1_000: 2]], maxEventTime: 1_500) {
+            try state.receive(record, at: offset)
+            offset += 1
+        }
+        #expect(state.watermark == 1_500)
+        #expect(state.lateWords == 0)
+        let changes = state.takeChanges()
+        #expect(changes.closed.map(\.count) == [1])
+        #expect(state.windows[1_000]?["a"] == 2)
+    }
+
+    /// An idle marker from a partition that never had a batch (sequence -1) releases the watermark.
+    @Test func anIdleNeverBatchedPartitionReleasesTheWatermark() throws {
+        var state = ShardState(shard: 0, window: Self.window, expectedSources: [Self.p0, Self.p1])
+        for (offset, record) in Self.batch(Self.p0, 1, start: 0, end: 10, words: ["a": [0: 1]], maxEventTime: 5_000).enumerated() {
+            try state.receive(record, at: Int64(offset))
+        }
+        #expect(state.watermark == nil)
+        try state.receive(.idle(SourceBatch(source: Self.p1, sequence: -1)), at: 10)
+        #expect(state.watermark == 5_000)
+    }
+
+    /// Random interleavings of three sources' batches, each batch delivered once or twice (a replay after a crash,
+    /// partials and marker again): the totals are the sums over distinct batches.
+    @Test func replayedBatchesAreAppliedOnce() throws {
+        var random = SplitMix64(seed: 3)
+        for _ in 0..<50 {
+            let sources = (0..<3).map { KafkaPartition(topic: "lines", partition: Int32($0)) }
+            var streams: [[ExchangeRecord]] = []
+            var expected: [String: Int64] = [:]
+            for source in sources {
+                var stream: [ExchangeRecord] = []
+                var start: Int64 = 0
+                for sequence in Int64(1)...5 {
+                    var words: [String: [Int64: Int64]] = [:]
+                    for _ in 0..<(1 + random.next() % 4) {
+                        let word = "w\(random.next() % 6)"
+                        let count = Int64(1 + random.next() % 3)
+                        words[word, default: [:]][0, default: 0] += count
+                        expected[word, default: 0] += count
+                    }
+                    let end = start + Int64(1 + random.next() % 9)
+                    let records = Self.batch(source, sequence, start: start, end: end, words: words, maxEventTime: nil)
+                    stream += records
+                    if random.next() % 2 == 0 { stream += records }
+                    start = end
+                }
+                streams.append(stream)
+            }
+            var state = ShardState(shard: 0, window: Self.window, expectedSources: Set(sources))
+            var offset: Int64 = 0
+            while streams.contains(where: { !$0.isEmpty }) {
+                let candidates = streams.indices.filter { !streams[$0].isEmpty }
+                let pick = candidates[Int(random.next() % UInt64(candidates.count))]
+                try state.receive(streams[pick].removeFirst(), at: offset)
+                offset += 1
+            }
+            #expect(state.totals == expected)
+        }
+    }
+}
