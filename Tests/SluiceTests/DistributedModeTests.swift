@@ -62,6 +62,8 @@ struct DistributedModeTests {
         try pythonProduce(input.chunks[points.count + 1], topic: "lines", bootstrap: broker.bootstrap)
         try Self.finish(input, runs: &runs, group: group, broker: broker)
         #expect(runs.logs.contains("cutting a planned batch again"), "no run cut a planned batch again")
+        // The crash runs share one data directory, as restarts of one pod: their restores start from its checkpoints.
+        #expect(runs.logs.contains("shard.checkpoint=cycle"), "no restore started from a local checkpoint")
     }
 
     /// The internal topics are created through the admin API where the broker has it (Tansu), start-up is refused
@@ -231,8 +233,10 @@ struct Runs {
     }
 
     mutating func start(_ name: String) throws {
+        // Each instance its own data directory, kept over its restarts, as a pod's volume.
         running[name] = try SluiceProcess(
-            environment: environment.merging(["SLUICE_INSTANCE_ID": name]) { $1 }, logDirectory: directory)
+            environment: environment.merging(["SLUICE_INSTANCE_ID": name, "SLUICE_CHECKPOINT_DIR": "\(directory)/data-\(name)"]) { $1 },
+            logDirectory: directory)
     }
 
     mutating func kill(_ name: String, restart: Bool) throws {

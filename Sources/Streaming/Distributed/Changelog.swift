@@ -57,7 +57,7 @@ enum Changelog {
         value.map(String.init) ?? "-"
     }
 
-    /// Rebuilds a shard state from its changelog partition, read from the start.
+    /// Rebuilds a shard state from its changelog partition, read from the start or from a local checkpoint on.
     struct Restorer {
         private struct Entry {
             var cycle: Int64
@@ -74,6 +74,21 @@ enum Changelog {
         private(set) var records = 0
 
         init() {}
+
+        /// Starts from a local checkpoint: its keys as of its committed cycle, which the records after its changelog
+        /// offset override.
+        init(checkpoint: ShardCheckpoint) {
+            for (word, total) in checkpoint.totals {
+                totals[word] = Entry(cycle: 0, old: total, new: total, closed: false)
+            }
+            for (start, words) in checkpoint.windows {
+                for (word, count) in words {
+                    windows[ShardState.WindowKey(start: start, word: word)] = Entry(cycle: 0, old: count, new: count, closed: false)
+                }
+            }
+            commit = (checkpoint.cycle, checkpoint.batchTime, checkpoint.watermark, checkpoint.sourceProgress)
+            newestCycle = checkpoint.cycle
+        }
 
         /// Takes the next record of the partition; a nil value is a deletion.
         mutating func add(key: [UInt8], value: [UInt8]?) throws(StreamingError) {

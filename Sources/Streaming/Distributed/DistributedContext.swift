@@ -1,6 +1,7 @@
 import Foundation
 import KafkaIO
 import Logging
+import Storage
 import StreamEngine
 import Synchronization
 
@@ -49,9 +50,12 @@ public final class DistributedContext: StreamingRuntime {
     private let control = ContextControl()
     private let probe: BrokerProbe
     private let logger: Logger
+    /// One process per data directory (the shard checkpoints), as in standalone mode.
+    private let lock: DirectoryLock
 
     public init(configuration: StreamingConfiguration, setup: DistributedSetup, logger: Logger, crashTrigger: CrashTrigger? = nil) throws {
         try configuration.validate()
+        lock = try DirectoryLock(directory: configuration.checkpointDirectory)
         var logger = logger
         logger[metadataKey: "instance.id"] = "\(setup.instanceID)"
         self.logger = logger

@@ -10,9 +10,11 @@ import Synchronization
 /// (``ShardState``), and every batch interval writes a cycle: changelog records, then the commit record, then the
 /// counts and closed windows, then the partials offsets (never past a batch still waiting for its marker).
 ///
-/// A shard given to this instance is first restored from its changelog partition (``Changelog/Restorer``) and what
-/// its last committed cycle published is published again (it may not have been delivered); a shard taken away is
-/// written out in a last cycle and dropped. Ownership changes are logged with the time, for audits.
+/// A shard given to this instance is first restored (``Changelog/Restorer``): from its local checkpoint if there is
+/// one, then the changelog records after it, or else from the whole changelog partition; what its last committed
+/// cycle published is published again (it may not have been delivered). A shard taken away is written out in a last
+/// cycle, checkpointed and dropped. Checkpoints are written at most every ``checkpointInterval`` per shard, and on
+/// release. Ownership changes are logged with the time, for audits.
 ///
 /// - Important: ``run()`` runs on a dedicated thread; polls, commits and rebalance callbacks all happen there.
 final class ShardStage: @unchecked Sendable {
@@ -26,6 +28,10 @@ final class ShardStage: @unchecked Sendable {
     private let crashTrigger: CrashTrigger?
     private let stopRequested = Atomic<Bool>(false)
     private var states: [Int32: ShardState] = [:]
+    private let checkpoints: ShardCheckpoints
+    /// The cycle and time of each owned shard's last checkpoint.
+    private var checkpointed: [Int32: (cycle: Int64, at: ContinuousClock.Instant)] = [:]
+    static let checkpointInterval = Duration.seconds(30)
     /// Every partition of the input topics, read at start: each holds the shards' watermarks back until heard from.
     private var inputPartitions: Set<KafkaPartition> = []
     let status = Mutex(StageStatus())
@@ -44,6 +50,7 @@ final class ShardStage: @unchecked Sendable {
         self.logger = logger
         self.metrics = metrics
         self.crashTrigger = crashTrigger
+        checkpoints = ShardCheckpoints(directory: configuration.checkpointDirectory)
     }
 
     func requestStop() {
@@ -81,12 +88,14 @@ final class ShardStage: @unchecked Sendable {
             status.withLock { $0.lastPoll = .now }
             if ContinuousClock.now >= nextCycle {
                 try writeCycle(of: Array(states.keys))
+                try writeCheckpoints(of: Array(states.keys), due: .now - Self.checkpointInterval)
                 status.withLock { $0.lastWork = .now }
                 nextCycle = .now + interval
             }
         }
         if let failure = status.withLock({ $0.failure }) { throw StreamingError(.output, failure) }
         try writeCycle(of: Array(states.keys))
+        try writeCheckpoints(of: Array(states.keys), due: .now)
     }
 
     private func rebalance(_ event: KafkaRebalance) throws {
@@ -102,7 +111,11 @@ final class ShardStage: @unchecked Sendable {
             CrashPoint.reach(.inRevoke, armed: crashTrigger)
             let shards = partitions.filter { $0.topic == setup.partialsTopic }.map(\.partition).sorted()
             try writeCycle(of: shards)
-            for shard in shards { states[shard] = nil }
+            try writeCheckpoints(of: shards, due: .now)
+            for shard in shards {
+                states[shard] = nil
+                checkpointed[shard] = nil
+            }
             logger.info("shards released", metadata: [
                 "shard.ids": "\(shards.map(String.init).joined(separator: ","))", "instance.id": "\(setup.instanceID)",
                 "at_ms": "\(WallClock.milliseconds())",
@@ -112,15 +125,27 @@ final class ShardStage: @unchecked Sendable {
         publishTotals()
     }
 
-    /// Rebuilds the shards from their changelog partitions, read to their ends, and publishes again what each one's
-    /// last committed cycle published.
+    /// Rebuilds the shards from their local checkpoints and the changelog records after them (or the whole changelog
+    /// partition), read to their ends, and publishes again what each one's last committed cycle published.
     private func restore(_ shards: [Int32]) throws {
         guard !shards.isEmpty else { return }
-        var restorers = Dictionary(uniqueKeysWithValues: shards.map { ($0, Changelog.Restorer()) })
+        var restorers: [Int32: Changelog.Restorer] = [:]
+        var starts: [KafkaPartition: Int64] = [:]
+        for shard in shards {
+            let partition = KafkaPartition(topic: setup.changelogTopic, partition: shard)
+            let (checkpoint, reason) = usableCheckpoint(of: shard, in: partition)
+            restorers[shard] = checkpoint.map { Changelog.Restorer(checkpoint: $0) } ?? Changelog.Restorer()
+            starts[partition] = checkpoint?.changelogOffset ?? -2  // -2: from the beginning
+            if let checkpoint { checkpointed[shard] = (checkpoint.cycle, .now) }
+            if let reason {
+                logger.warning("shard checkpoint passed over: restoring from the whole changelog", metadata: [
+                    "shard.id": "\(shard)", "reason": "\(reason)",
+                ])
+            }
+        }
         var open = Set(shards)
-        try restoreConsumer.assign(Dictionary(uniqueKeysWithValues: shards.map {
-            (KafkaPartition(topic: setup.changelogTopic, partition: $0), Int64(-2))  // from the beginning
-        }))
+        try restoreConsumer.assign(starts)
+        CrashPoint.reach(.duringRestore, armed: crashTrigger)
         let deadline = ContinuousClock.now + .seconds(300)
         while !open.isEmpty {
             guard ContinuousClock.now < deadline else {
@@ -130,7 +155,6 @@ final class ShardStage: @unchecked Sendable {
                 switch event {
                 case .message(let message):
                     try restorers[message.partition]?.add(key: message.key.map { Array($0) } ?? [], value: Array(message.value))
-                    if restorers[message.partition]?.records == 1 { CrashPoint.reach(.duringRestore, armed: crashTrigger) }
                 case .endOfPartition(let partition, _):
                     open.remove(partition.partition)
                 }
@@ -151,10 +175,44 @@ final class ShardStage: @unchecked Sendable {
             states[shard] = state
             logger.info("shard restored", metadata: [
                 "shard.id": "\(shard)", "changelog.records": "\(restorers[shard]!.records)", "shard.words": "\(state.totals.count)",
-                "shard.cycle": "\(state.cycle)",
+                "shard.cycle": "\(state.cycle)", "shard.checkpoint": "\(checkpointed[shard].map { "cycle \($0.cycle)" } ?? "none")",
             ])
         }
         try output.complete(republished)
+    }
+
+    /// The shard's local checkpoint if it can be used, or why not (nil, nil: there is none).
+    private func usableCheckpoint(of shard: Int32, in partition: KafkaPartition) -> (ShardCheckpoint?, String?) {
+        let checkpoint: ShardCheckpoint?
+        do {
+            checkpoint = try checkpoints.load(shard)
+        } catch {
+            return (nil, "unreadable: \(error)")
+        }
+        guard let checkpoint else { return (nil, nil) }
+        guard let (low, high) = try? restoreConsumer.watermarks(of: partition, timeout: .seconds(30)) else {
+            return (nil, "the changelog's offsets could not be read")
+        }
+        // Outside the partition: the topic was recreated, or compaction removed records the checkpoint did not see.
+        guard (low...high).contains(checkpoint.changelogOffset) else {
+            return (nil, "its changelog offset \(checkpoint.changelogOffset) is outside \(low)..<\(high)")
+        }
+        return (checkpoint, nil)
+    }
+
+    /// Checkpoints each given shard that changed since its last checkpoint, if that one is older than `due`: its
+    /// state (its last cycle is written and committed) with the changelog partition's end, which lies above every
+    /// record of its cycles.
+    private func writeCheckpoints(of shards: [Int32], due: ContinuousClock.Instant) throws {
+        for shard in shards.sorted() {
+            guard let state = states[shard], state.changes.isEmpty, state.cycle > checkpointed[shard]?.cycle ?? 0,
+                checkpointed[shard].map({ $0.at <= due }) ?? true
+            else { continue }
+            let end = try restoreConsumer.watermarks(
+                of: KafkaPartition(topic: setup.changelogTopic, partition: shard), timeout: .seconds(30)).high
+            try checkpoints.write(ShardCheckpoint(of: state, changelogOffset: end), shard: shard)
+            checkpointed[shard] = (state.cycle, .now)
+        }
     }
 
     /// Writes a cycle of the given shards: changelog records, commit records, output, then the partials offsets.
