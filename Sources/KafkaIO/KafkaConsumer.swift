@@ -395,9 +395,16 @@ public final class KafkaConsumer: Sendable {
         return result
     }
 
-    /// The consumer group metadata, for ``KafkaProducer/sendOffsetsToTransaction(_:consumer:timeout:)``.
-    func groupMetadata() -> RDKafkaGroupMetadata {
-        RDKafkaGroupMetadata(rd_kafka_consumer_group_metadata(client.handle))
+    /// The consumer group metadata, for ``KafkaProducer/sendOffsetsToTransaction(_:consumer:timeout:)``, fetched
+    /// fresh (it carries the group generation that fences zombies).
+    ///
+    /// - Throws: A ``KafkaError`` when librdkafka has none (a consumer without a group).
+    func groupMetadata() throws -> RDKafkaGroupMetadata {
+        let pointer: OpaquePointer? = rd_kafka_consumer_group_metadata(client.handle)
+        guard let pointer else {
+            throw KafkaError(kind: .invalidArgument, message: "the consumer has no group metadata (no group.id)")
+        }
+        return RDKafkaGroupMetadata(pointer)
     }
 
     /// Leaves the group (the revoke callback runs first) and stops the consumer. Idempotent.

@@ -36,13 +36,19 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     public var isFatal: Bool
     /// The operation may succeed if retried.
     public var isRetriable: Bool
+    /// A transactional call failed in a way that leaves the current transaction only one way out: abort it
+    /// (librdkafka's `rd_kafka_error_txn_requires_abort`).
+    public var requiresAbort: Bool
 
-    public init(kind: Kind, code: Int32 = 0, message: String, isFatal: Bool = false, isRetriable: Bool = false) {
+    public init(
+        kind: Kind, code: Int32 = 0, message: String, isFatal: Bool = false, isRetriable: Bool = false, requiresAbort: Bool = false
+    ) {
         self.kind = kind
         self.code = code
         self.message = message
         self.isFatal = isFatal
         self.isRetriable = isRetriable
+        self.requiresAbort = requiresAbort
     }
 
     /// librdkafka's name for the code, such as `_TRANSPORT` or `UNKNOWN_TOPIC_OR_PART`.
@@ -73,7 +79,8 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
             code: rd_kafka_error_code(error).rawValue,
             message: "\(context): \(String(cString: rd_kafka_error_string(error)))",
             isFatal: rd_kafka_error_is_fatal(error) != 0,
-            isRetriable: rd_kafka_error_is_retriable(error) != 0
+            isRetriable: rd_kafka_error_is_retriable(error) != 0,
+            requiresAbort: rd_kafka_error_txn_requires_abort(error) != 0
         )
     }
 }

@@ -1,4 +1,6 @@
 import CRdKafka
+import Dispatch
+import Foundation
 import Logging
 import Synchronization
 
@@ -234,24 +236,48 @@ public final class KafkaProducer: Sendable {
     }
 
     /// Adds the consumer's "next to read" offsets to the current transaction, so they commit with its records.
+    ///
+    /// librdkafka can ignore this call's timeout while the group coordinator is down (#5456), so the call runs on
+    /// its own thread under a watchdog: past `timeout` and a grace of as long again, it is reported as a fatal
+    /// error (the caller must end the process; the blocked call cannot be taken back).
     public func sendOffsetsToTransaction(_ offsets: [KafkaPartition: Int64], consumer: KafkaConsumer, timeout: Duration) throws {
-        let list = RDKafkaPartitionList(offsets)
-        let metadata = consumer.groupMetadata()
-        if let error = rd_kafka_send_offsets_to_transaction(client.handle, list.pointer, metadata.pointer, timeout.milliseconds) {
-            throw KafkaError.consuming(error, "send offsets to transaction")
+        let outcome = Mutex<(any Error)??>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let call = Thread { [client] in
+            let result: (any Error)?
+            do {
+                let list = RDKafkaPartitionList(offsets)
+                let metadata = try consumer.groupMetadata()
+                let error = rd_kafka_send_offsets_to_transaction(client.handle, list.pointer, metadata.pointer, timeout.milliseconds)
+                result = error.map { KafkaError.consuming($0, "send offsets to transaction") }
+            } catch {
+                result = error
+            }
+            outcome.withLock { $0 = .some(result) }
+            done.signal()
         }
+        call.name = "sluice-send-offsets"
+        call.start()
+        guard done.wait(timeout: .now() + .milliseconds(Int(2 * timeout.milliseconds))) == .success else {
+            throw KafkaError(
+                kind: .timedOut, message: "send offsets to transaction did not return within twice its timeout of \(timeout)",
+                isFatal: true)
+        }
+        if let error = outcome.withLock({ $0 }) ?? nil { throw error }
     }
 
-    /// Flushes and commits the current transaction.
-    public func commitTransaction(timeout: Duration) throws {
-        if let error = rd_kafka_commit_transaction(client.handle, timeout.milliseconds) {
+    /// Flushes and commits the current transaction, however long that takes (librdkafka asks for an infinite
+    /// timeout here: a bounded one can leave its transaction state out of step).
+    public func commitTransaction() throws {
+        if let error = rd_kafka_commit_transaction(client.handle, -1) {
             throw KafkaError.consuming(error, "commit transaction")
         }
     }
 
-    /// Aborts the current transaction: its records are never visible to `read_committed` consumers.
-    public func abortTransaction(timeout: Duration) throws {
-        if let error = rd_kafka_abort_transaction(client.handle, timeout.milliseconds) {
+    /// Aborts the current transaction: its records are never visible to `read_committed` consumers. Infinite
+    /// timeout, as for the commit.
+    public func abortTransaction() throws {
+        if let error = rd_kafka_abort_transaction(client.handle, -1) {
             throw KafkaError.consuming(error, "abort transaction")
         }
     }

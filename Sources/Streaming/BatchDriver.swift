@@ -24,6 +24,8 @@ final class BatchDriver: @unchecked Sendable {
     private let tracker: ReceivedBlockTracker
     private let checkpointer: Checkpointer
     private let output: KafkaOutput
+    /// Exactly-once output: each batch's output in a transaction with its progress; nil: at-least-once.
+    private let transactions: BatchTransactions?
     private let receiver: ReliableReceiver
     private let consumer: KafkaConsumer
     private let control: ContextControl
@@ -42,7 +44,7 @@ final class BatchDriver: @unchecked Sendable {
     init(
         graph: StreamGraph, plan: RecoveryPlan, checkpoint: DriverCheckpoint?, staleLog: StaleLog?,
         configuration: StreamingConfiguration, tracker: ReceivedBlockTracker, checkpointer: Checkpointer,
-        output: KafkaOutput, receiver: ReliableReceiver, consumer: KafkaConsumer, control: ContextControl,
+        output: KafkaOutput, transactions: BatchTransactions?, receiver: ReliableReceiver, consumer: KafkaConsumer, control: ContextControl,
         history: BatchHistory, metrics: StreamingMetrics, logger: Logger, crashTrigger: CrashTrigger?
     ) {
         self.graph = graph
@@ -52,6 +54,7 @@ final class BatchDriver: @unchecked Sendable {
         self.tracker = tracker
         self.checkpointer = checkpointer
         self.output = output
+        self.transactions = transactions
         self.receiver = receiver
         self.consumer = consumer
         self.control = control
@@ -134,7 +137,9 @@ final class BatchDriver: @unchecked Sendable {
                 if configuration.stopsAtEnd, receiver.status.withLock({ $0.reachedEnd }) {
                     // The checkpoint above keeps the open windows and the real watermark, so a later run over new
                     // input completes them (and emits them again, with their final counts).
+                    try transactions?.begin()
                     try output.emit(graph.flushWindows().records)
+                    try transactions?.commit(batchTime: time)
                 }
                 return
             case .stop:
@@ -172,16 +177,33 @@ final class BatchDriver: @unchecked Sendable {
         offsets.advance(past: blocks)
         // The graph takes the blocks, so that each can be released as soon as it has been read, and hands over each
         // output record as it is made, so that a batch never holds all of them.
+        // With exactly-once output, a batch that a committed transaction holds re-applies its state only, and a
+        // transaction starts with a batch's first output record: a batch without output commits none.
+        let emits = transactions?.emits(batchTime: time) ?? true
+        var inTransaction = false
         var sent = KafkaOutput.Batch()
         var sendError: (any Error)?
-        let result = graph.runBatch(time: time, blocks: blocks, assigned: assigned) { [output] record in
-            guard sendError == nil else { return }
-            do { try output.send(record, in: &sent) } catch { sendError = error }
+        let result = graph.runBatch(time: time, blocks: blocks, assigned: assigned) { [output, transactions] record in
+            guard emits, sendError == nil else { return }
+            do {
+                if !inTransaction, let transactions {
+                    try transactions.begin()
+                    inTransaction = true
+                }
+                try output.send(record, in: &sent)
+            } catch { sendError = error }
         }
         if let sendError { throw sendError }
-        try output.complete(sent)
-        try output.divertMalformed(result.malformed)
-        CrashPoint.reach(.afterOutputFlush, armed: crashTrigger)
+        if emits {
+            if !inTransaction, !result.malformed.isEmpty, output.deadLetterTopic != nil, let transactions {
+                try transactions.begin()
+                inTransaction = true
+            }
+            try output.complete(sent)
+            try output.divertMalformed(result.malformed)
+            CrashPoint.reach(.afterOutputFlush, armed: crashTrigger)
+            if inTransaction { try transactions?.commit(batchTime: time) }
+        }
         lastBatchTime = time
         self.offsets = offsets
         if let coverage { checkpointer.coverage = coverage }

@@ -13,6 +13,10 @@ public enum CrashPoint: String, Sendable, CaseIterable {
     case afterCheckpoint = "after-checkpoint"
     /// With the log off: after the checkpoint that retires a log left by a run with it on, before its deletion.
     case afterStaleLogRetired = "after-stale-log-retired"
+    /// Exactly-once output: after a batch's progress record is sent, before its transaction commits.
+    case beforeTransactionCommit = "before-txn-commit"
+    /// Exactly-once output: after a batch's transaction committed, before its checkpoint.
+    case afterTransactionCommit = "after-txn-commit"
     /// Distributed mode: after the batch plans are committed, before any partial is sent.
     case afterPlanCommit = "after-plan-commit"
     /// Distributed mode: after some of a batch's partials are queued, before its markers.

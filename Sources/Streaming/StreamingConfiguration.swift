@@ -80,6 +80,16 @@ public struct StreamingConfiguration: Sendable {
     ///
     /// Default: none.
     public var stateSettings: [String: String]
+    /// Each batch's output in one Kafka transaction with its progress (``BatchTransactions``); needs the
+    /// write-ahead log.
+    ///
+    /// Default: `false`.
+    public var isExactlyOnce: Bool
+    /// Static group membership (`group.instance.id`): a restart within the session timeout keeps the partitions,
+    /// and replaces a killed member at once.
+    ///
+    /// Default: nil (dynamic membership).
+    public var groupInstanceID: String?
 
     public init(
         kafka: KafkaConfig = KafkaConfig(),
@@ -98,7 +108,9 @@ public struct StreamingConfiguration: Sendable {
         deadLetterTopic: String? = nil,
         sessionTimeoutMilliseconds: Int = 10_000,
         maxEventTimeAheadMilliseconds: Int64 = 3_600_000,
-        stateSettings: [String: String] = [:]
+        stateSettings: [String: String] = [:],
+        isExactlyOnce: Bool = false,
+        groupInstanceID: String? = nil
     ) {
         self.kafka = kafka
         self.inputTopics = inputTopics
@@ -117,6 +129,8 @@ public struct StreamingConfiguration: Sendable {
         self.sessionTimeoutMilliseconds = sessionTimeoutMilliseconds
         self.maxEventTimeAheadMilliseconds = maxEventTimeAheadMilliseconds
         self.stateSettings = stateSettings
+        self.isExactlyOnce = isExactlyOnce
+        self.groupInstanceID = groupInstanceID
     }
 
     /// Checks the values that the runtime divides by or sizes with.
@@ -138,5 +152,8 @@ public struct StreamingConfiguration: Sendable {
             throw StreamingError(.invalidConfiguration, "maxEventTimeAheadMilliseconds must not be negative")
         }
         guard !inputTopics.isEmpty else { throw StreamingError(.invalidConfiguration, "inputTopics is empty") }
+        guard !isExactlyOnce || isWriteAheadLogEnabled else {
+            throw StreamingError(.invalidConfiguration, "exactly-once output needs the write-ahead log: replays must cut the same batches")
+        }
     }
 }

@@ -90,9 +90,16 @@ public final class StreamingContext: Sendable {
             reportWaiting: { reason in control.state.withLock { $0.failure = reason } },
             isStoppingNow: { control.stopRequest == false }
         )
+        var transactions: BatchTransactions?
+        if configuration.isExactlyOnce {
+            let batchTransactions = BatchTransactions(
+                producer: producer, groupID: configuration.groupID, metrics: metrics, logger: logger, crashTrigger: crashTrigger)
+            try batchTransactions.recover(configuration: configuration, logger: logger)
+            transactions = batchTransactions
+        }
         let driver = BatchDriver(
             graph: graph, plan: restored.plan, checkpoint: restored.checkpoint, staleLog: restored.staleLog,
-            configuration: configuration, tracker: tracker, checkpointer: checkpointer, output: output,
+            configuration: configuration, tracker: tracker, checkpointer: checkpointer, output: output, transactions: transactions,
             receiver: receiver, consumer: consumer, control: control, history: history, metrics: metrics, logger: logger,
             crashTrigger: crashTrigger
         )
@@ -106,14 +113,17 @@ public final class StreamingContext: Sendable {
         let consumer = try KafkaConsumer(
             config: KafkaConsumerConfig(
                 common: configuration.kafka, groupID: configuration.groupID,
-                sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds
+                sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds, groupInstanceID: configuration.groupInstanceID
             ),
             logger: logger
         )
         // Output waits out a broker outage of any length (reported by `status`), never a restart loop: a record that
         // librdkafka gave up on would stop the service, and every restart would replay the same batch.
         let producer = try KafkaProducer(
-            config: KafkaProducerConfig(common: configuration.kafka, deliveryTimeoutMilliseconds: 0), logger: logger)
+            config: configuration.isExactlyOnce
+                ? BatchTransactions.producerConfig(configuration)
+                : KafkaProducerConfig(common: configuration.kafka, deliveryTimeoutMilliseconds: 0),
+            logger: logger)
         return (consumer, producer)
     }
 

@@ -26,6 +26,9 @@ struct StreamingMetrics: Sendable {
     let consumerErrors = Counter(label: "sluice_consumer_errors_total")
     let offsetResets = Counter(label: "sluice_offset_resets_total")
     let offsetGapsRefetched = Counter(label: "sluice_offset_gaps_refetched_total")
+    let transactionsCommitted = Counter(label: "sluice_transactions_committed_total")
+    let transactionsAborted = Counter(label: "sluice_transactions_aborted_total")
+    let transactionCommitDuration = Timer(label: "sluice_transaction_commit_duration_seconds", preferredDisplayUnit: .seconds)
 
     /// The consumer lag of one partition, in records.
     func lag(topic: String, partition: Int32) -> Gauge {

@@ -44,9 +44,9 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_WAL_SKIP_CORRUPT", defaultValue: "false", meaning: "skip (and lose) a corrupt middle part of the WAL instead of refusing to start"),
         Variable(name: "SLUICE_MODE", defaultValue: "standalone", meaning: "standalone (one instance per group, local WAL) or distributed (N instances in one group, state sharded over Kafka)"),
         Variable(name: "SLUICE_SHARDS", defaultValue: "32", meaning: "distributed mode: state shards (partitions of <group>-partials and <group>-changelog); fixed for the life of the group's state"),
-        Variable(name: "SLUICE_INSTANCE_ID", defaultValue: "the host name", meaning: "distributed mode: this instance's stable name, in logs and shard ownership records"),
-        Variable(name: "SLUICE_STATIC_MEMBERSHIP", defaultValue: "false", meaning: "distributed mode: static group membership (group.instance.id = SLUICE_INSTANCE_ID); a restart within the session timeout keeps its partitions without a rebalance"),
-        Variable(name: "SLUICE_EXACTLY_ONCE", defaultValue: "false", meaning: "transactional output (not built yet: true is a start-up error)"),
+        Variable(name: "SLUICE_INSTANCE_ID", defaultValue: "the host name", meaning: "this instance's stable name: in logs and shard ownership records, and its group.instance.id with static membership"),
+        Variable(name: "SLUICE_STATIC_MEMBERSHIP", defaultValue: "false", meaning: "static group membership (group.instance.id = SLUICE_INSTANCE_ID): a restart within the session timeout keeps its partitions without a rebalance, and replaces a killed member at once"),
+        Variable(name: "SLUICE_EXACTLY_ONCE", defaultValue: "false", meaning: "standalone mode: each batch's output in one Kafka transaction with its progress (read_committed readers see each batch once); needs the WAL and a broker with transactions"),
         Variable(name: "SLUICE_MAX_RATE_PER_PARTITION", defaultValue: "0", meaning: "records/s per partition, 0 unlimited"),
         Variable(name: "SLUICE_MAX_BACKLOG_MB", defaultValue: "48", meaning: "received-but-unprocessed input above which the receiver stops taking records"),
         Variable(name: "SLUICE_STOP_AT_END", defaultValue: "false (true with the embedded broker)", meaning: "process the input present at start-up, flush windows, checkpoint, commit, exit 0"),
@@ -116,12 +116,7 @@ struct ServiceConfiguration {
                 accepted: "at least SLUICE_WINDOW_MS / \(Self.maximumWindowsPerRecord) (\(windowMilliseconds / Int64(Self.maximumWindowsPerRecord))): each record is counted in every window that holds it")
         }
         allowedLatenessMilliseconds = Int64(try reader.integer("SLUICE_ALLOWED_LATENESS_MS", range: 0...Int(Int32.max)))
-        if try reader.boolean("SLUICE_EXACTLY_ONCE") {
-            throw ConfigurationError(
-                variable: "SLUICE_EXACTLY_ONCE", value: "true",
-                accepted: "false: transactional output is not built yet (output is at-least-once with idempotent keyed records)"
-            )
-        }
+        let exactlyOnce = try reader.boolean("SLUICE_EXACTLY_ONCE")
         let mode = try reader.choice("SLUICE_MODE", among: ["standalone", "distributed"])
         let shardCount = try reader.integer("SLUICE_SHARDS", range: 1...10_000)
         shards = mode == "distributed" ? Int32(shardCount) : nil
@@ -176,6 +171,22 @@ struct ServiceConfiguration {
             sessionTimeoutMilliseconds: try reader.integer("SLUICE_SESSION_TIMEOUT_MS", range: 1000...3_600_000),
             maxEventTimeAheadMilliseconds: Int64(try reader.integer("SLUICE_MAX_EVENT_AHEAD_MS", range: 0...Int(Int64.max / 2)))
         )
+        if staticMembership { streaming.groupInstanceID = instanceID }
+        if exactlyOnce {
+            guard bootstrapServers != nil else {
+                throw ConfigurationError(
+                    variable: "SLUICE_EXACTLY_ONCE", value: "true",
+                    accepted: "false without KAFKA_BOOTSTRAP_SERVERS (the embedded broker's transactions are not real)")
+            }
+            guard mode == "standalone" else {
+                throw ConfigurationError(
+                    variable: "SLUICE_EXACTLY_ONCE", value: "true", accepted: "false in distributed mode (transactions are built for standalone mode only)")
+            }
+            guard streaming.isWriteAheadLogEnabled else {
+                throw ConfigurationError(variable: "SLUICE_WAL", value: "false", accepted: "true with SLUICE_EXACTLY_ONCE (replays must cut the same batches)")
+            }
+            streaming.isExactlyOnce = true
+        }
         for output in [countsTopic, windowsTopic] + [streaming.deadLetterTopic].compactMap({ $0 }) where inputTopics.contains(output) {
             let variable = output == countsTopic ? "SLUICE_COUNTS_TOPIC" : output == windowsTopic ? "SLUICE_WINDOWS_TOPIC" : "SLUICE_DEAD_LETTER_TOPIC"
             throw ConfigurationError(variable: variable, value: output, accepted: "a topic that is not an input topic (it would feed its own output back)")
@@ -210,7 +221,7 @@ struct ServiceConfiguration {
             "SLUICE_SHARDS=\(shards.map(String.init) ?? Self.defaults["SLUICE_SHARDS"]!)",
             "SLUICE_INSTANCE_ID=\(instanceID)",
             "SLUICE_STATIC_MEMBERSHIP=\(staticMembership)",
-            "SLUICE_EXACTLY_ONCE=false",
+            "SLUICE_EXACTLY_ONCE=\(streaming.isExactlyOnce)",
             "SLUICE_MAX_RATE_PER_PARTITION=\(streaming.maxRatePerPartition)",
             "SLUICE_MAX_BACKLOG_MB=\(streaming.maxBacklogBytes >> 20)",
             "SLUICE_STOP_AT_END=\(streaming.stopsAtEnd)",

@@ -96,8 +96,7 @@ enum Sluice {
             if let shards = configuration.shards {
                 try checkReachable(streamingConfiguration.kafka, logger: logger)
                 let setup = try DistributedSetup(
-                    groupID: streamingConfiguration.groupID, shards: shards, instanceID: configuration.instanceID,
-                    staticMembership: configuration.staticMembership, job: job)
+                    groupID: streamingConfiguration.groupID, shards: shards, instanceID: configuration.instanceID, job: job)
                 let context = try DistributedContext(
                     configuration: streamingConfiguration, setup: setup, logger: logger, crashTrigger: configuration.crashTrigger)
                 // State queries answer from the standalone state only (the shards' totals are spread over the group).

@@ -113,9 +113,9 @@ struct KafkaErrorTests {
         try producer.initTransactions(timeout: .seconds(10))
         try producer.beginTransaction()
         try producer.send(KafkaProducerRecord(topic: topic, value: [1]))
-        try producer.commitTransaction(timeout: .seconds(10))
+        try producer.commitTransaction()
         try producer.beginTransaction()
         try producer.send(KafkaProducerRecord(topic: topic, value: [2]))
-        try producer.abortTransaction(timeout: .seconds(10))
+        try producer.abortTransaction()
     }
 }

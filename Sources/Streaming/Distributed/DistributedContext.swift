@@ -12,8 +12,6 @@ public struct DistributedSetup: Sendable {
     public var shards: ShardMap
     /// This instance's stable name (`SLUICE_INSTANCE_ID`), in logs and ownership records.
     public var instanceID: String
-    /// Static membership in both groups, with the instance id as `group.instance.id` (`SLUICE_STATIC_MEMBERSHIP`).
-    public var staticMembership: Bool
     public var countsTopic: String
     public var windowsTopic: String
     public var window: WindowSpec
@@ -24,12 +22,9 @@ public struct DistributedSetup: Sendable {
     /// `<group>-shards`: the consumer group of stage 2 over the partials topic.
     public var shardGroupID: String
 
-    public init(
-        groupID: String, shards: Int32, instanceID: String, staticMembership: Bool = false, job: WordCountJob.Configuration
-    ) throws(StreamEngineError) {
+    public init(groupID: String, shards: Int32, instanceID: String, job: WordCountJob.Configuration) throws(StreamEngineError) {
         self.shards = ShardMap(count: shards)
         self.instanceID = instanceID
-        self.staticMembership = staticMembership
         countsTopic = job.countsTopic
         windowsTopic = job.windowsTopic
         window = try WindowSpec(length: job.windowLength, slide: job.slide, allowedLateness: job.allowedLateness)
@@ -76,17 +71,19 @@ public final class DistributedContext: StreamingRuntime {
                     groupInstanceID: member),
                 logger: logger)
         }
-        let member = setup.staticMembership ? setup.instanceID : nil
+        // Static membership: the same instance id in both groups (they are different groups).
         let producer = {
             try KafkaProducer(config: KafkaProducerConfig(common: configuration.kafka, deliveryTimeoutMilliseconds: 0), logger: logger)
         }
         let sourceProducer = try producer()
-        try InternalTopics.ensure(for: setup, producer: sourceProducer, logger: logger)
+        try InternalTopics.ensure(InternalTopics.distributed(setup), producer: sourceProducer, logger: logger) { topic, count in
+            "SLUICE_SHARDS is \(topic.partitions) but \(topic.name) has \(count) partitions: the shard count is fixed for the life of the group's state (set SLUICE_SHARDS=\(count), or use a new SLUICE_GROUP_ID)"
+        }
         sources = SourceStage(
-            consumer: try consumer(configuration.groupID, member), output: makeOutput(sourceProducer), setup: setup, configuration: configuration,
+            consumer: try consumer(configuration.groupID, configuration.groupInstanceID), output: makeOutput(sourceProducer), setup: setup, configuration: configuration,
             logger: logger, metrics: metrics, crashTrigger: crashTrigger)
         shards = ShardStage(
-            consumer: try consumer(setup.shardGroupID, member), restoreConsumer: try consumer("\(setup.shardGroupID)-restore", nil),
+            consumer: try consumer(setup.shardGroupID, configuration.groupInstanceID), restoreConsumer: try consumer("\(setup.shardGroupID)-restore", nil),
             output: makeOutput(try producer()), setup: setup, configuration: configuration, logger: logger, metrics: metrics,
             crashTrigger: crashTrigger)
         probe = BrokerProbe(producer: sourceProducer, bootstrapServers: configuration.kafka.bootstrapServers)

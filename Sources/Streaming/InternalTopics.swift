@@ -2,24 +2,30 @@ import Foundation
 import KafkaIO
 import Logging
 
-/// The topics distributed mode owns, `<group>-partials` and `<group>-changelog` (compacted): one partition per
-/// shard each. At start-up they are created through the admin API when missing (Kafka Streams creates its internal
-/// topics the same way), and a count other than `SLUICE_SHARDS` is refused: words would move to other shards.
+/// The topics sluice owns beside the user's: in distributed mode `<group>-partials` and `<group>-changelog`
+/// (compacted), one partition per shard each; with exactly-once output `<group>-progress` (compacted, one
+/// partition). At start-up they are created through the admin API when missing (Kafka Streams creates its internal
+/// topics the same way), and a partition count other than the one needed is refused.
 enum InternalTopics {
-    /// What each internal topic must be.
-    static func expected(for setup: DistributedSetup) -> [KafkaNewTopic] {
+    /// The internal topics of distributed mode.
+    static func distributed(_ setup: DistributedSetup) -> [KafkaNewTopic] {
         [
             KafkaNewTopic(name: setup.partialsTopic, partitions: setup.shards.count),
             KafkaNewTopic(name: setup.changelogTopic, partitions: setup.shards.count, settings: ["cleanup.policy": "compact"]),
         ]
     }
 
-    /// Creates the missing internal topics and checks the partition counts of all of them.
+    /// Creates the missing topics and checks the partition counts of all of them.
     ///
+    /// - Parameter mismatch: The refusal for a topic that has another partition count than it needs.
     /// - Throws: ``StreamingError`` `.invalidConfiguration` (start-up refused) naming the topic when its partition
-    ///   count differs from the shard count, or when it is missing and could not be created.
-    static func ensure(for setup: DistributedSetup, producer: KafkaProducer, logger: Logger) throws {
-        let topics = expected(for: setup)
+    ///   count differs, or when it is missing and could not be created.
+    static func ensure(
+        _ topics: [KafkaNewTopic], producer: KafkaProducer, logger: Logger,
+        mismatch: (_ topic: KafkaNewTopic, _ partitions: Int) -> String = { topic, count in
+            "\(topic.name) has \(count) partitions where sluice needs \(topic.partitions): delete it, or use a new SLUICE_GROUP_ID"
+        }
+    ) throws {
         var counts = try producer.topicPartitionCounts(timeout: .seconds(10))
         let missing = topics.filter { counts[$0.name] == nil }
         if !missing.isEmpty {
@@ -44,11 +50,7 @@ enum InternalTopics {
         }
         for topic in topics {
             guard let count = counts[topic.name] else { throw refusal(topic, "was created but does not show in the metadata") }
-            guard count == Int(topic.partitions) else {
-                throw StreamingError(
-                    .invalidConfiguration,
-                    "SLUICE_SHARDS is \(topic.partitions) but \(topic.name) has \(count) partitions: the shard count is fixed for the life of the group's state (set SLUICE_SHARDS=\(count), or use a new SLUICE_GROUP_ID)")
-            }
+            guard count == Int(topic.partitions) else { throw StreamingError(.invalidConfiguration, mismatch(topic, count)) }
         }
     }
 

@@ -1,0 +1,129 @@
+import Foundation
+import Glibc
+import SampleData
+import Testing
+
+/// noida-db, an independent Kafka-protocol broker that writes transaction markers, hides aborted records from
+/// read_committed readers and fences a second producer with the same transactional id (measured; librdkafka's
+/// mock does none of these, and Tansu delivers aborted records). Fetched by `scripts/test-brokers.sh`.
+final class NoidaProcess: TestBroker {
+    let process = Process()
+    let bootstrap: String
+    private let directory = TemporaryDirectory()
+
+    init(topics: [String: Int]) throws {
+        let noida = brokerTools.appendingPathComponent("noida-db")
+        guard FileManager.default.isExecutableFile(atPath: noida.path) else {
+            throw TestFailure("\(noida.path) is missing: run scripts/test-brokers.sh (make test does)")
+        }
+        let port = try freePort()
+        bootstrap = "127.0.0.1:\(port)"
+        process.executableURL = noida
+        process.arguments = ["start", "--only", "kafka", "--kafka-port", String(port), "--data-dir", directory.path + "/noida"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        try createTopics(topics)
+    }
+
+    /// Creates the topics with Python's admin client, retrying while the broker starts.
+    private func createTopics(_ topics: [String: Int]) throws {
+        let script = """
+            import sys, time
+            from confluent_kafka.admin import AdminClient, NewTopic
+            admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+            wanted = {name: int(count) for name, count in (item.split(":") for item in sys.argv[2:])}
+            deadline = time.time() + 20
+            while True:
+                try:
+                    existing = admin.list_topics(timeout=2).topics
+                    missing = [NewTopic(name, count) for name, count in wanted.items() if name not in existing]
+                    for future in admin.create_topics(missing).values() if missing else []:
+                        future.result(10)
+                    break
+                except Exception:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.2)
+            """
+        let result = try runTool(
+            brokerTools.appendingPathComponent("venv/bin/python").path,
+            ["-c", script, bootstrap] + topics.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" })
+        guard result.status == 0 else { throw TestFailure("noida-db: topics not created: \(result.output)") }
+    }
+
+    deinit {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}
+
+/// Exactly-once output (`SLUICE_EXACTLY_ONCE`, standalone mode) on noida-db, read as a read_committed consumer
+/// reads it.
+@Suite(.serialized) struct ExactlyOnceTests {
+    /// kill -9 inside the transaction (after the output is produced, after the progress record, after the commit
+    /// before the checkpoint), each restart on the same data directory, then a run to the end of input: every
+    /// (word, batch) appears once in the counts topic, every (window, word) once in the windows topic, and the
+    /// totals and window counts are exact.
+    @Test func aReadCommittedReaderSeesEachBatchOnceThroughKills() throws {
+        let broker = try NoidaProcess(topics: ["lines": 2, "word-counts": 2, "word-counts-windowed": 2])
+        let directory = TemporaryDirectory()
+        let points = ["after-output-flush:1", "before-txn-commit:1", "after-txn-commit:1"]
+        let input = Input(chunks: points.count + 1, lines: 300, partitions: 2, seed: 21)
+        let environment = [
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_EXACTLY_ONCE": "true", "SLUICE_STATIC_MEMBERSHIP": "true",
+            "SLUICE_INSTANCE_ID": "one", "SLUICE_GROUP_ID": uniqueGroup(), "SLUICE_WINDOW_MS": "1000",
+            "SLUICE_ALLOWED_LATENESS_MS": "3600000", "SLUICE_BATCH_INTERVAL_MS": "300", "SLUICE_SESSION_TIMEOUT_MS": "6000",
+            "SLUICE_CHECKPOINT_DIR": directory.path + "/data", "SLUICE_HTTP_PORT": "0",
+        ]
+        for (index, point) in points.enumerated() {
+            let process = try SluiceProcess(environment: environment.merging(["SLUICE_TEST_CRASH_AT": point]) { $1 }, logDirectory: directory.path)
+            try pythonProduce(input.chunks[index], topic: "lines", bootstrap: broker.bootstrap)
+            let result = process.wait(timeout: .seconds(60))
+            #expect(result.wasKilled && !result.timedOut, "\(point) was never reached: \(result.standardError.suffix(3000))")
+        }
+        try pythonProduce(input.chunks[points.count], topic: "lines", bootstrap: broker.bootstrap)
+        let last = try SluiceProcess.run(environment.merging(["SLUICE_STOP_AT_END": "true"]) { $1 }, logDirectory: directory.path)
+        #expect(last.exitCode == 0, "\(last.standardError.suffix(1500))")
+
+        var seen: Set<String> = []
+        var duplicates: [String] = []
+        var totals: [String: Int64] = [:]
+        for (key, value) in try committedRecords(topic: "word-counts", bootstrap: broker.bootstrap) {
+            let batch = value.firstMatch(of: /"batch_time":(\d+)/).map { String($0.1) } ?? "?"
+            if !seen.insert("\(key)|\(batch)").inserted { duplicates.append("\(key)@\(batch)") }
+            totals[key] = countField(value)
+        }
+        #expect(duplicates.isEmpty, "\(duplicates.count) (word, batch) pairs seen twice, e.g. \(duplicates.prefix(5))")
+        BrokerMatrixTests.check(totals, input.words)
+        var windows: [String: Int64] = [:]
+        var windowDuplicates = 0
+        for (key, value) in try committedRecords(topic: "word-counts-windowed", bootstrap: broker.bootstrap) {
+            let start = value.firstMatch(of: /"window_start":(\d+)/).map { String($0.1) } ?? "?"
+            if windows.updateValue(countField(value) ?? -1, forKey: "\(start)|\(key)") != nil { windowDuplicates += 1 }
+        }
+        #expect(windowDuplicates == 0, "\(windowDuplicates) (window, word) pairs seen twice")
+        #expect(windows == input.windows, "\(windows.count) windows of \(input.windows.count)")
+    }
+
+    /// Exactly-once output needs the WAL (replays must cut the same batches) and is built for standalone mode only:
+    /// either contradiction stops start-up with exit 2 naming the variable.
+    @Test(arguments: [("SLUICE_WAL", "false", "SLUICE_WAL"), ("SLUICE_MODE", "distributed", "SLUICE_EXACTLY_ONCE")])
+    func contradictorySettingsAreRefused(variable: String, value: String, named: String) throws {
+        let directory = TemporaryDirectory()
+        let result = try SluiceProcess.run(
+            ["KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "SLUICE_EXACTLY_ONCE": "true", variable: value, "SLUICE_CHECKPOINT_DIR": directory.path + "/data"],
+            logDirectory: directory.path, timeout: .seconds(30))
+        #expect(result.exitCode == 2)
+        #expect(result.standardError.contains(named), "\(result.standardError)")
+    }
+
+    /// Every record of a topic as a read_committed consumer reads it (key, value), in partition order.
+    func committedRecords(topic: String, bootstrap: String) throws -> [(String, String)] {
+        let output = try kcat(["-C", "-b", bootstrap, "-t", topic, "-X", "isolation.level=read_committed", "-e", "-q", "-f", "%k\t%s\n"])
+        return output.split(separator: "\n").map { line in
+            let parts = line.split(separator: "\t", maxSplits: 1)
+            return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
+        }
+    }
+}
