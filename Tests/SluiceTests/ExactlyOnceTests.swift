@@ -106,6 +106,42 @@ final class NoidaProcess: TestBroker {
         #expect(windows == input.windows, "\(windows.count) windows of \(input.windows.count)")
     }
 
+    /// A second process that takes the transactional id (the group) fences the running one: its next commit fails
+    /// with `_FENCED`, it exits non-zero, and no batch it started after the fence is visible to a read_committed
+    /// reader.
+    @Test func aSecondProducerWithTheTransactionalIDFencesTheFirst() throws {
+        let broker = try NoidaProcess(topics: ["lines": 2, "word-counts": 2, "word-counts-windowed": 2])
+        let directory = TemporaryDirectory()
+        let group = uniqueGroup()
+        let input = Input(chunks: 1, lines: 3_000, partitions: 2, seed: 22)
+        try pythonProduce(input.chunks[0], topic: "lines", bootstrap: broker.bootstrap)
+        let first = try SluiceProcess(
+            environment: [
+                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_EXACTLY_ONCE": "true", "SLUICE_GROUP_ID": group,
+                "SLUICE_BATCH_INTERVAL_MS": "200", "SLUICE_MAX_RATE_PER_PARTITION": "300", "SLUICE_HTTP_PORT": "0",
+                "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            ], logDirectory: directory.path)
+        #expect(first.waitForLog("earlier transactions fenced", timeout: .seconds(30)))
+        Thread.sleep(forTimeInterval: 2)
+        let fence = try runTool(brokerTools.appendingPathComponent("venv/bin/python").path, ["-c", """
+            import sys, time
+            from confluent_kafka import Producer
+            producer = Producer({"bootstrap.servers": sys.argv[1], "transactional.id": sys.argv[2]})
+            producer.init_transactions(30)
+            print(int(time.time() * 1000))
+            """, broker.bootstrap, group])
+        #expect(fence.status == 0, "\(fence.output)")
+        let fencedAt = try #require(Int64(fence.output.split(separator: "\n").last ?? ""))
+        let result = first.wait(timeout: .seconds(60))
+        #expect(result.exitCode != 0 && !result.timedOut)
+        #expect(result.standardError.contains("_FENCED"), "\(result.standardError.suffix(1500))")
+        let late = try committedRecords(topic: "word-counts", bootstrap: broker.bootstrap).filter { _, value in
+            (value.firstMatch(of: /"batch_time":(\d+)/).flatMap { Int64($0.1) } ?? 0) > fencedAt
+        }
+        #expect(late.isEmpty, "\(late.count) records of batches after the fence are visible")
+        #expect(try !committedRecords(topic: "word-counts", bootstrap: broker.bootstrap).isEmpty, "nothing committed before the fence")
+    }
+
     /// Exactly-once output needs the WAL (replays must cut the same batches) and is built for standalone mode only:
     /// either contradiction stops start-up with exit 2 naming the variable.
     @Test(arguments: [("SLUICE_WAL", "false", "SLUICE_WAL"), ("SLUICE_MODE", "distributed", "SLUICE_EXACTLY_ONCE")])
