@@ -62,19 +62,21 @@ final class NoidaProcess: TestBroker {
 /// reads it.
 @Suite(.serialized) struct ExactlyOnceTests {
     /// kill -9 inside the transaction (after the output is produced, after the progress record, after the commit
-    /// before the checkpoint), each restart on the same data directory, then a run to the end of input: every
+    /// before the checkpoint), then at seeded random moments under rate-limited input (`SLUICE_TEST_SEED` repeats a
+    /// run), each restart on the same data directory, then a run to the end of input: every
     /// (word, batch) appears once in the counts topic, every (window, word) once in the windows topic, and the
     /// totals and window counts are exact.
     @Test func aReadCommittedReaderSeesEachBatchOnceThroughKills() throws {
         let broker = try NoidaProcess(topics: ["lines": 2, "word-counts": 2, "word-counts-windowed": 2])
         let directory = TemporaryDirectory()
         let points = ["after-output-flush:1", "before-txn-commit:1", "after-txn-commit:1"]
-        let input = Input(chunks: points.count + 1, lines: 300, partitions: 2, seed: 21)
+        let randomKills = 3
+        let input = Input(chunks: points.count + randomKills + 1, lines: 600, partitions: 2, seed: 21)
         let environment = [
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_EXACTLY_ONCE": "true", "SLUICE_STATIC_MEMBERSHIP": "true",
             "SLUICE_INSTANCE_ID": "one", "SLUICE_GROUP_ID": uniqueGroup(), "SLUICE_WINDOW_MS": "1000",
             "SLUICE_ALLOWED_LATENESS_MS": "3600000", "SLUICE_BATCH_INTERVAL_MS": "300", "SLUICE_SESSION_TIMEOUT_MS": "6000",
-            "SLUICE_CHECKPOINT_DIR": directory.path + "/data", "SLUICE_HTTP_PORT": "0",
+            "SLUICE_CHECKPOINT_DIR": directory.path + "/data", "SLUICE_HTTP_PORT": "0", "SLUICE_MAX_RATE_PER_PARTITION": "400",
         ]
         for (index, point) in points.enumerated() {
             let process = try SluiceProcess(environment: environment.merging(["SLUICE_TEST_CRASH_AT": point]) { $1 }, logDirectory: directory.path)
@@ -82,7 +84,17 @@ final class NoidaProcess: TestBroker {
             let result = process.wait(timeout: .seconds(60))
             #expect(result.wasKilled && !result.timedOut, "\(point) was never reached: \(result.standardError.suffix(3000))")
         }
-        try pythonProduce(input.chunks[points.count], topic: "lines", bootstrap: broker.bootstrap)
+        let seed = ProcessInfo.processInfo.environment["SLUICE_TEST_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...99_999)
+        print("ExactlyOnceTests random kills: seed \(seed) (set SLUICE_TEST_SEED to repeat)")
+        var random = SplitMix64(seed: seed)
+        for index in points.count..<(points.count + randomKills) {
+            let process = try SluiceProcess(environment: environment, logDirectory: directory.path)
+            try pythonProduce(input.chunks[index], topic: "lines", bootstrap: broker.bootstrap)
+            Thread.sleep(forTimeInterval: 0.3 + Double(random.next() % 1700) / 1000)
+            process.signal(SIGKILL)
+            _ = process.wait(timeout: .seconds(10))
+        }
+        try pythonProduce(input.chunks[points.count + randomKills], topic: "lines", bootstrap: broker.bootstrap)
         let last = try SluiceProcess.run(environment.merging(["SLUICE_STOP_AT_END": "true"]) { $1 }, logDirectory: directory.path)
         #expect(last.exitCode == 0, "\(last.standardError.suffix(1500))")
 
