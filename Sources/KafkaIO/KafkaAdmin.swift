@@ -21,12 +21,12 @@ extension KafkaProducer {
     /// - Throws: A ``KafkaError`` when the request as a whole failed or no answer came within `timeout` (a broker
     ///   without the admin API answers so).
     public func createTopics(_ topics: [KafkaNewTopic], timeout: Duration) throws -> [String: KafkaError?] {
-        var errorText = [CChar](repeating: 0, count: 512)
+        var errorBuffer = [CChar].errorBuffer()
         var handles: [OpaquePointer?] = []
         defer { for handle in handles { rd_kafka_NewTopic_destroy(handle) } }
         for topic in topics {
-            guard let handle = rd_kafka_NewTopic_new(topic.name, topic.partitions, -1, &errorText, errorText.count) else {
-                throw KafkaError(kind: .invalidArgument, message: "topic \(topic.name): \(String(decoding: errorText.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
+            guard let handle = rd_kafka_NewTopic_new(topic.name, topic.partitions, -1, &errorBuffer, errorBuffer.count) else {
+                throw KafkaError(kind: .invalidArgument, message: "topic \(topic.name): \(errorBuffer.errorText)")
             }
             handles.append(handle)
             for (name, value) in topic.settings.sorted(by: { $0.key < $1.key }) {
@@ -37,7 +37,7 @@ extension KafkaProducer {
         let queue = RDKafkaChild(rd_kafka_queue_new(client.handle), of: client, destroy: rd_kafka_queue_destroy)
         let options = rd_kafka_AdminOptions_new(client.handle, RD_KAFKA_ADMIN_OP_CREATETOPICS)
         defer { rd_kafka_AdminOptions_destroy(options) }
-        _ = rd_kafka_AdminOptions_set_request_timeout(options, Int32(timeout.milliseconds), &errorText, errorText.count)
+        _ = rd_kafka_AdminOptions_set_request_timeout(options, Int32(timeout.milliseconds), &errorBuffer, errorBuffer.count)
         handles.withUnsafeMutableBufferPointer { buffer in
             rd_kafka_CreateTopics(client.handle, buffer.baseAddress, buffer.count, options, queue.pointer)
         }

@@ -241,7 +241,7 @@ public final class KafkaProducer: Sendable {
     /// its own thread under a watchdog: past `timeout` and a grace of as long again, it is reported as a fatal
     /// error (the caller must end the process; the blocked call cannot be taken back).
     public func sendOffsetsToTransaction(_ offsets: [KafkaPartition: Int64], consumer: KafkaConsumer, timeout: Duration) throws {
-        let outcome = Mutex<(any Error)??>(nil)
+        let outcome = Mutex<(any Error)?>(nil)
         let done = DispatchSemaphore(value: 0)
         let call = Thread { [client] in
             let result: (any Error)?
@@ -253,7 +253,7 @@ public final class KafkaProducer: Sendable {
             } catch {
                 result = error
             }
-            outcome.withLock { $0 = .some(result) }
+            outcome.withLock { $0 = result }
             done.signal()
         }
         call.name = "sluice-send-offsets"
@@ -263,7 +263,7 @@ public final class KafkaProducer: Sendable {
                 kind: .timedOut, message: "send offsets to transaction did not return within twice its timeout of \(timeout)",
                 isFatal: true)
         }
-        if let error = outcome.withLock({ $0 }) ?? nil { throw error }
+        if let error = outcome.withLock({ $0 }) { throw error }
     }
 
     /// Flushes and commits the current transaction, however long that takes (librdkafka asks for an infinite

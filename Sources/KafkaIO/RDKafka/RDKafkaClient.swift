@@ -102,13 +102,12 @@ final class RDKafkaClient: @unchecked Sendable {
         guard let conf = rd_kafka_conf_new() else {
             throw KafkaError(kind: .configuration, message: "rd_kafka_conf_new failed")
         }
-        var errorText = [CChar](repeating: 0, count: 512)
+        var errorBuffer = [CChar].errorBuffer()
         for (name, value) in properties {
-            let result = rd_kafka_conf_set(conf, name, value, &errorText, errorText.count)
+            let result = rd_kafka_conf_set(conf, name, value, &errorBuffer, errorBuffer.count)
             if result != RD_KAFKA_CONF_OK {
                 rd_kafka_conf_destroy(conf)
-                let text = String(decoding: errorText.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                throw KafkaError(kind: .configuration, message: "property '\(name)': \(text)")
+                throw KafkaError(kind: .configuration, message: "property '\(name)': \(errorBuffer.errorText)")
             }
         }
         let callbacks = RDKafkaCallbacks(logger: logger)
@@ -122,12 +121,11 @@ final class RDKafkaClient: @unchecked Sendable {
         if withRebalance {
             rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback)
         }
-        guard let handle = rd_kafka_new(type, conf, &errorText, errorText.count) else {
+        guard let handle = rd_kafka_new(type, conf, &errorBuffer, errorBuffer.count) else {
             // On failure the configuration still belongs to us.
             rd_kafka_conf_destroy(conf)
             Unmanaged<RDKafkaCallbacks>.fromOpaque(opaque).release()
-            let text = String(decoding: errorText.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            throw KafkaError(kind: .configuration, message: "rd_kafka_new failed: \(text)")
+            throw KafkaError(kind: .configuration, message: "rd_kafka_new failed: \(errorBuffer.errorText)")
         }
         self.handle = handle
         self.callbacks = callbacks
@@ -179,5 +177,17 @@ extension Duration {
         let (seconds, attoseconds) = components
         let total = seconds * 1000 + attoseconds / 1_000_000_000_000_000
         return Int32(clamping: total)
+    }
+}
+
+extension [CChar] {
+    /// A buffer for the error text librdkafka writes into (`errstr`, `errstr_size`).
+    static func errorBuffer() -> [CChar] {
+        [CChar](repeating: 0, count: 512)
+    }
+
+    /// The NUL-terminated text librdkafka wrote into an ``errorBuffer()``.
+    var errorText: String {
+        String(decoding: prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
