@@ -181,24 +181,23 @@ final class BatchDriver: @unchecked Sendable {
         // transaction starts with a batch's first output record: a batch without output commits none.
         let emits = transactions?.emits(batchTime: time) ?? true
         var inTransaction = false
+        func openTransaction() throws {
+            guard !inTransaction, let transactions else { return }
+            try transactions.begin()
+            inTransaction = true
+        }
         var sent = KafkaOutput.Batch()
         var sendError: (any Error)?
-        let result = graph.runBatch(time: time, blocks: blocks, assigned: assigned) { [output, transactions] record in
+        let result = graph.runBatch(time: time, blocks: blocks, assigned: assigned) { [output] record in
             guard emits, sendError == nil else { return }
             do {
-                if !inTransaction, let transactions {
-                    try transactions.begin()
-                    inTransaction = true
-                }
+                try openTransaction()
                 try output.send(record, in: &sent)
             } catch { sendError = error }
         }
         if let sendError { throw sendError }
         if emits {
-            if !inTransaction, !result.malformed.isEmpty, output.deadLetterTopic != nil, let transactions {
-                try transactions.begin()
-                inTransaction = true
-            }
+            if !result.malformed.isEmpty, output.deadLetterTopic != nil { try openTransaction() }
             try output.complete(sent)
             try output.divertMalformed(result.malformed)
             CrashPoint.reach(.afterOutputFlush, armed: crashTrigger)

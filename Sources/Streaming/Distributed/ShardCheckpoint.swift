@@ -9,13 +9,11 @@ import Storage
 /// It is only a cache: the changelog stays the source of truth. A checkpoint whose offset lies outside the
 /// changelog partition (the topic was recreated, or compacted past it) is passed over for a full restore.
 struct ShardCheckpoint: Codable, Equatable {
+    /// One source partition's progress (a list: JSON objects take only string keys).
     struct Source: Codable, Equatable {
         var topic: String
         var partition: Int32
-        var sequence: Int64
-        var end: Int64
-        var eventTime: Int64?
-        var isIdle: Bool
+        var progress: ShardState.SourceProgress
     }
 
     /// The changelog partition's end when the checkpoint was taken: every record of its cycles lies below it.
@@ -34,20 +32,15 @@ struct ShardCheckpoint: Codable, Equatable {
         cycle = state.cycle
         batchTime = state.batchTime
         watermark = state.watermark
-        sources = state.sources.sorted { $0.key < $1.key }.map { partition, progress in
-            Source(
-                topic: partition.topic, partition: partition.partition, sequence: progress.sequence, end: progress.end,
-                eventTime: progress.eventTime, isIdle: progress.isIdle)
+        sources = state.sources.sorted { $0.key < $1.key }.map {
+            Source(topic: $0.key.topic, partition: $0.key.partition, progress: $0.value)
         }
         totals = state.totals
         windows = state.windows
     }
 
     var sourceProgress: [KafkaPartition: ShardState.SourceProgress] {
-        Dictionary(uniqueKeysWithValues: sources.map {
-            (KafkaPartition(topic: $0.topic, partition: $0.partition),
-             ShardState.SourceProgress(sequence: $0.sequence, end: $0.end, eventTime: $0.eventTime, isIdle: $0.isIdle))
-        })
+        Dictionary(uniqueKeysWithValues: sources.map { (KafkaPartition(topic: $0.topic, partition: $0.partition), $0.progress) })
     }
 
     func encoded() throws -> [UInt8] {

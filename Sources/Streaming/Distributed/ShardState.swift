@@ -10,7 +10,7 @@ import StreamEngine
 /// ended, or skips a sequence number, is an error (input was lost or its offsets were reset).
 struct ShardState {
     /// How far one source is applied.
-    struct SourceProgress: Equatable, Sendable {
+    struct SourceProgress: Codable, Equatable, Sendable {
         var sequence: Int64
         /// The input offset after the last applied batch.
         var end: Int64
