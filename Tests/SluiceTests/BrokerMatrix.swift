@@ -48,26 +48,18 @@ enum BrokerKind: String, CustomStringConvertible, Sendable {
 /// newest batch's base offset + 1 (so `SLUICE_STOP_AT_END` cannot find the end: tests wait for the known output
 /// instead), and a join takes half the session timeout.
 final class TansuProcess: TestBroker {
-    let process = Process()
+    let process: Process
     let bootstrap: String
 
     init(topics: [String: Int]) throws {
-        let tansu = brokerTools.appendingPathComponent("tansu")
-        guard FileManager.default.isExecutableFile(atPath: tansu.path) else {
-            throw TestFailure("\(tansu.path) is missing: run scripts/test-brokers.sh (make test does)")
+        (process, bootstrap) = try startBrokerTool("tansu") { bootstrap in
+            [
+                "broker", "--listener-url", "tcp://\(bootstrap)", "--advertised-listener-url", "tcp://\(bootstrap)",
+                "--storage-engine", "memory://tansu/",
+            ]
         }
-        let port = try freePort()
-        bootstrap = "127.0.0.1:\(port)"
-        process.executableURL = tansu
-        process.arguments = [
-            "broker", "--listener-url", "tcp://\(bootstrap)", "--advertised-listener-url", "tcp://\(bootstrap)",
-            "--storage-engine", "memory://tansu/",
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
         for (topic, partitions) in topics.sorted(by: { $0.key < $1.key }) {
-            try createTopic(topic, partitions: partitions, tansu: tansu)
+            try createTopic(topic, partitions: partitions, tansu: brokerTools.appendingPathComponent("tansu"))
         }
     }
 
@@ -92,6 +84,23 @@ final class TansuProcess: TestBroker {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
+}
+
+/// Starts a broker program of `scripts/test-brokers.sh` on a free 127.0.0.1 port, its output discarded; `arguments`
+/// get the bootstrap address (`127.0.0.1:PORT`).
+func startBrokerTool(_ name: String, arguments: (_ bootstrap: String) -> [String]) throws -> (Process, bootstrap: String) {
+    let tool = brokerTools.appendingPathComponent(name)
+    guard FileManager.default.isExecutableFile(atPath: tool.path) else {
+        throw TestFailure("\(tool.path) is missing: run scripts/test-brokers.sh (make test does)")
+    }
+    let bootstrap = "127.0.0.1:\(try freePort())"
+    let process = Process()
+    process.executableURL = tool
+    process.arguments = arguments(bootstrap)
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    return (process, bootstrap)
 }
 
 /// Produces records with Python's confluent-kafka (librdkafka 2.16), which every broker of the matrix accepts.

@@ -7,22 +7,15 @@ import Testing
 /// read_committed readers and fences a second producer with the same transactional id (measured; librdkafka's
 /// mock does none of these, and Tansu delivers aborted records). Fetched by `scripts/test-brokers.sh`.
 final class NoidaProcess: TestBroker {
-    let process = Process()
+    let process: Process
     let bootstrap: String
     private let directory = TemporaryDirectory()
 
     init(topics: [String: Int]) throws {
-        let noida = brokerTools.appendingPathComponent("noida-db")
-        guard FileManager.default.isExecutableFile(atPath: noida.path) else {
-            throw TestFailure("\(noida.path) is missing: run scripts/test-brokers.sh (make test does)")
+        let data = directory.path + "/noida"
+        (process, bootstrap) = try startBrokerTool("noida-db") { bootstrap in
+            ["start", "--only", "kafka", "--kafka-port", String(bootstrap.split(separator: ":").last!), "--data-dir", data]
         }
-        let port = try freePort()
-        bootstrap = "127.0.0.1:\(port)"
-        process.executableURL = noida
-        process.arguments = ["start", "--only", "kafka", "--kafka-port", String(port), "--data-dir", directory.path + "/noida"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
         try createTopics(topics)
     }
 
