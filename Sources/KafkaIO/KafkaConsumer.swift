@@ -232,10 +232,7 @@ public final class KafkaConsumer: Sendable {
     /// the partitions it names, for whichever member owns them next (``committedEntries(_:timeout:)``).
     public func commit(_ offsets: [KafkaPartition: Int64], metadata: [KafkaPartition: String]) throws {
         guard !offsets.isEmpty else { return }
-        let list = RDKafkaPartitionList(capacity: offsets.count)
-        for (partition, offset) in offsets.sorted(by: { $0.key < $1.key }) {
-            list.add(partition, offset: offset, metadata: metadata[partition])
-        }
+        let list = RDKafkaPartitionList(offsets, metadata: metadata)
         let err = rd_kafka_commit(client.handle, list.pointer, 0)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET else {
             throw KafkaError.rdkafka(err, "commit \(offsets.count) partition offsets")
@@ -395,7 +392,13 @@ public final class KafkaConsumer: Sendable {
         return result
     }
 
-    /// The consumer group metadata, for ``KafkaProducer/sendOffsetsToTransaction(_:consumer:timeout:)``, fetched
+    /// Whether the group took the assignment away without a revoke in time (a session timeout, a fenced member):
+    /// asked in a revoke callback, the partitions may already be someone else's, so nothing may be committed for them.
+    public var isAssignmentLost: Bool {
+        rd_kafka_assignment_lost(client.handle) != 0
+    }
+
+    /// The consumer group metadata, for ``KafkaProducer/sendOffsetsToTransaction(_:metadata:consumer:timeout:)``, fetched
     /// fresh (it carries the group generation that fences zombies).
     ///
     /// - Throws: A ``KafkaError`` when librdkafka has none (a consumer without a group).

@@ -80,8 +80,8 @@ public struct StreamingConfiguration: Sendable {
     ///
     /// Default: none.
     public var stateSettings: [String: String]
-    /// Each batch's output in one Kafka transaction with its progress (``BatchTransactions``); needs the
-    /// write-ahead log.
+    /// Each batch's output in one Kafka transaction with its progress: in standalone mode ``BatchTransactions``
+    /// (needs the write-ahead log), in distributed mode ``StageTransactions``.
     ///
     /// Default: `false`.
     public var isExactlyOnce: Bool
@@ -152,8 +152,5 @@ public struct StreamingConfiguration: Sendable {
             throw StreamingError(.invalidConfiguration, "maxEventTimeAheadMilliseconds must not be negative")
         }
         guard !inputTopics.isEmpty else { throw StreamingError(.invalidConfiguration, "inputTopics is empty") }
-        guard !isExactlyOnce || isWriteAheadLogEnabled else {
-            throw StreamingError(.invalidConfiguration, "exactly-once output needs the write-ahead log: replays must cut the same batches")
-        }
     }
 }

@@ -57,6 +57,9 @@ public final class StreamingContext: Sendable {
         setup: (StreamGraph) throws -> Void
     ) throws -> StreamingContext {
         try configuration.validate()
+        guard !configuration.isExactlyOnce || configuration.isWriteAheadLogEnabled else {
+            throw StreamingError(.invalidConfiguration, "exactly-once output needs the write-ahead log: replays must cut the same batches")
+        }
         let graph = StreamGraph(
             idleAfterMilliseconds: 10 * Int64(configuration.batchIntervalMilliseconds),
             maxEventTimeAheadMilliseconds: configuration.maxEventTimeAheadMilliseconds)

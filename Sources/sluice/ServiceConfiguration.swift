@@ -46,7 +46,7 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_SHARDS", defaultValue: "32", meaning: "distributed mode: state shards (partitions of <group>-partials and <group>-changelog); fixed for the life of the group's state"),
         Variable(name: "SLUICE_INSTANCE_ID", defaultValue: "the host name", meaning: "this instance's stable name: in logs and shard ownership records, and its group.instance.id with static membership"),
         Variable(name: "SLUICE_STATIC_MEMBERSHIP", defaultValue: "false", meaning: "static group membership (group.instance.id = SLUICE_INSTANCE_ID): a restart within the session timeout keeps its partitions without a rebalance, and replaces a killed member at once"),
-        Variable(name: "SLUICE_EXACTLY_ONCE", defaultValue: "false", meaning: "standalone mode: each batch's output in one Kafka transaction with its progress (read_committed readers see each batch once); needs the WAL and a broker with transactions"),
+        Variable(name: "SLUICE_EXACTLY_ONCE", defaultValue: "false", meaning: "each batch's output in one Kafka transaction with its progress (read_committed readers see each batch once); needs a broker with transactions, and the WAL in standalone mode"),
         Variable(name: "SLUICE_MAX_RATE_PER_PARTITION", defaultValue: "0", meaning: "records/s per partition, 0 unlimited"),
         Variable(name: "SLUICE_MAX_BACKLOG_MB", defaultValue: "48", meaning: "received-but-unprocessed input above which the receiver stops taking records"),
         Variable(name: "SLUICE_STOP_AT_END", defaultValue: "false (true with the embedded broker)", meaning: "process the input present at start-up, flush windows, checkpoint, commit, exit 0"),
@@ -178,11 +178,8 @@ struct ServiceConfiguration {
                     variable: "SLUICE_EXACTLY_ONCE", value: "true",
                     accepted: "false without KAFKA_BOOTSTRAP_SERVERS (the embedded broker's transactions are not real)")
             }
-            guard mode == "standalone" else {
-                throw ConfigurationError(
-                    variable: "SLUICE_EXACTLY_ONCE", value: "true", accepted: "false in distributed mode (transactions are built for standalone mode only)")
-            }
-            guard streaming.isWriteAheadLogEnabled else {
+            // Distributed mode needs no log: the partials topic is its log, and a transaction covers each step.
+            guard streaming.isWriteAheadLogEnabled || mode == "distributed" else {
                 throw ConfigurationError(variable: "SLUICE_WAL", value: "false", accepted: "true with SLUICE_EXACTLY_ONCE (replays must cut the same batches)")
             }
             streaming.isExactlyOnce = true

@@ -12,11 +12,12 @@ final class RDKafkaPartitionList {
         pointer = rd_kafka_topic_partition_list_new(Int32(max(capacity, 1)))
     }
 
-    /// A list with each partition set to the given offset (`RD_KAFKA_OFFSET_INVALID` means "none").
-    convenience init(_ offsets: [KafkaPartition: Int64]) {
+    /// A list with each partition set to the given offset (`RD_KAFKA_OFFSET_INVALID` means "none"), and commit
+    /// metadata where `metadata` names the partition.
+    convenience init(_ offsets: [KafkaPartition: Int64], metadata: [KafkaPartition: String] = [:]) {
         self.init(capacity: offsets.count)
         for (partition, offset) in offsets.sorted(by: { $0.key < $1.key }) {
-            add(partition, offset: offset)
+            add(partition, offset: offset, metadata: metadata[partition])
         }
     }
 

@@ -72,20 +72,30 @@ public final class DistributedContext: StreamingRuntime {
                 logger: logger)
         }
         // Static membership: the same instance id in both groups (they are different groups).
-        let producer = {
-            try KafkaProducer(config: KafkaProducerConfig(common: configuration.kafka, deliveryTimeoutMilliseconds: 0), logger: logger)
+        let sourceConsumer = try consumer(configuration.groupID, configuration.groupInstanceID)
+        let shardConsumer = try consumer(setup.shardGroupID, configuration.groupInstanceID)
+        // With exactly-once output each stage has its own transactional producer (a transaction is one thread's).
+        let producer = { (stage: String, consumer: KafkaConsumer) throws -> (KafkaProducer, StageTransactions?) in
+            guard configuration.isExactlyOnce else {
+                return (try KafkaProducer(config: KafkaProducerConfig(common: configuration.kafka, deliveryTimeoutMilliseconds: 0), logger: logger), nil)
+            }
+            let id = StageTransactions.transactionalID(setup: setup, groupID: configuration.groupID, stage: stage)
+            let producer = try KafkaProducer(config: StageTransactions.producerConfig(configuration, transactionalID: id), logger: logger)
+            return (producer, StageTransactions(
+                producer: producer, consumer: consumer, transactionalID: id, metrics: metrics, logger: logger, crashTrigger: crashTrigger))
         }
-        let sourceProducer = try producer()
+        let (sourceProducer, sourceTransactions) = try producer("sources", sourceConsumer)
+        let (shardProducer, shardTransactions) = try producer("shards", shardConsumer)
         try InternalTopics.ensure(InternalTopics.distributed(setup), producer: sourceProducer, logger: logger) { topic, count in
             "SLUICE_SHARDS is \(topic.partitions) but \(topic.name) has \(count) partitions: the shard count is fixed for the life of the group's state (set SLUICE_SHARDS=\(count), or use a new SLUICE_GROUP_ID)"
         }
         sources = SourceStage(
-            consumer: try consumer(configuration.groupID, configuration.groupInstanceID), output: makeOutput(sourceProducer), setup: setup, configuration: configuration,
-            logger: logger, metrics: metrics, crashTrigger: crashTrigger)
+            consumer: sourceConsumer, output: makeOutput(sourceProducer), setup: setup, configuration: configuration,
+            logger: logger, metrics: metrics, crashTrigger: crashTrigger, transactions: sourceTransactions)
         shards = ShardStage(
-            consumer: try consumer(setup.shardGroupID, configuration.groupInstanceID), restoreConsumer: try consumer("\(setup.shardGroupID)-restore", nil),
-            output: makeOutput(try producer()), setup: setup, configuration: configuration, logger: logger, metrics: metrics,
-            crashTrigger: crashTrigger)
+            consumer: shardConsumer, restoreConsumer: try consumer("\(setup.shardGroupID)-restore", nil),
+            output: makeOutput(shardProducer), setup: setup, configuration: configuration, logger: logger, metrics: metrics,
+            crashTrigger: crashTrigger, transactions: shardTransactions)
         probe = BrokerProbe(producer: sourceProducer, bootstrapServers: configuration.kafka.bootstrapServers)
     }
 

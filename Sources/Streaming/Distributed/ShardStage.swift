@@ -16,6 +16,11 @@ import Synchronization
 /// cycle, checkpointed and dropped. Checkpoints are written at most every ``checkpointInterval`` per shard, and on
 /// release. Ownership changes are logged with the time, for audits.
 ///
+/// With exactly-once output (``StageTransactions``), a cycle's changelog records, counts and windows go in one
+/// transaction with the partials offsets; read_committed readers (the restore among them) see whole cycles only, so
+/// a restore publishes nothing again. An aborted cycle reloads its shards (checkpoint and changelog) and rewinds
+/// their partials to the committed offsets. Checkpoints are written only after a commit.
+///
 /// - Important: ``run()`` runs on a dedicated thread; polls, commits and rebalance callbacks all happen there.
 final class ShardStage: @unchecked Sendable {
     private let consumer: KafkaConsumer
@@ -26,6 +31,8 @@ final class ShardStage: @unchecked Sendable {
     private let logger: Logger
     private let metrics: StreamingMetrics
     private let crashTrigger: CrashTrigger?
+    /// Exactly-once output; nil: at-least-once (a restore publishes the last committed cycle again).
+    private let transactions: StageTransactions?
     private let stopRequested = Atomic<Bool>(false)
     private var states: [Int32: ShardState] = [:]
     private let checkpoints: ShardCheckpoints
@@ -40,8 +47,10 @@ final class ShardStage: @unchecked Sendable {
 
     init(
         consumer: KafkaConsumer, restoreConsumer: KafkaConsumer, output: KafkaOutput, setup: DistributedSetup,
-        configuration: StreamingConfiguration, logger: Logger, metrics: StreamingMetrics, crashTrigger: CrashTrigger?
+        configuration: StreamingConfiguration, logger: Logger, metrics: StreamingMetrics, crashTrigger: CrashTrigger?,
+        transactions: StageTransactions?
     ) {
+        self.transactions = transactions
         self.consumer = consumer
         self.restoreConsumer = restoreConsumer
         self.output = output
@@ -63,6 +72,7 @@ final class ShardStage: @unchecked Sendable {
             consumer.close()
             restoreConsumer.close()
         }
+        try transactions?.initialize()
         inputPartitions = Set(try consumer.partitions(of: configuration.inputTopics, timeout: .seconds(30)))
         try consumer.subscribe([setup.partialsTopic]) { [self] event in
             do {
@@ -110,8 +120,15 @@ final class ShardStage: @unchecked Sendable {
         case .revoked(let partitions):
             CrashPoint.reach(.inRevoke, armed: crashTrigger)
             let shards = partitions.filter { $0.topic == setup.partialsTopic }.map(\.partition).sorted()
-            try writeCycle(of: shards)
-            try writeCheckpoints(of: shards, due: .now)
+            if consumer.isAssignmentLost {
+                // Already someone else's: the next owner restores the last committed cycle and applies the rest.
+                logger.warning("shards lost: their uncommitted changes are dropped", metadata: [
+                    "shard.ids": "\(shards.map(String.init).joined(separator: ","))",
+                ])
+            } else {
+                try writeCycle(of: shards)
+                try writeCheckpoints(of: shards, due: .now)
+            }
             for shard in shards {
                 states[shard] = nil
                 checkpointed[shard] = nil
@@ -164,7 +181,9 @@ final class ShardStage: @unchecked Sendable {
         var republished = KafkaOutput.Batch()
         for shard in shards {
             var state = ShardState(shard: shard, window: setup.window, expectedSources: inputPartitions)
-            let republish = restorers[shard]!.build(into: &state)
+            var republish = restorers[shard]!.build(into: &state)
+            // A committed cycle's output committed with it.
+            if transactions != nil { republish = .init(batchTime: republish.batchTime, totals: [], closedWindows: []) }
             for (word, total) in republish.totals {
                 try output.send(WordCountJob.totalRecord(word: word, total: total, batchTime: republish.batchTime, topic: setup.countsTopic), in: &republished)
             }
@@ -215,8 +234,38 @@ final class ShardStage: @unchecked Sendable {
         }
     }
 
-    /// Writes a cycle of the given shards: changelog records, commit records, output, then the partials offsets.
+    /// Writes a cycle of the given shards: changelog records, commit records, output, then the partials offsets; with
+    /// exactly-once output all in one transaction.
     private func writeCycle(of shards: [Int32]) throws {
+        var offsets: [KafkaPartition: Int64] = [:]
+        for shard in shards {
+            if let offset = states[shard]?.committableOffset {
+                offsets[KafkaPartition(topic: setup.partialsTopic, partition: shard)] = offset
+            }
+        }
+        var written: [Int32] = []
+        if let transactions {
+            guard try transactions.run(offsets: offsets, { try produceCycle(of: shards, written: &written) }) == .committed else {
+                try reload(written)
+                return
+            }
+        } else {
+            try produceCycle(of: shards, written: &written)
+            do {
+                try metrics.commitDuration.measure { try consumer.commit(offsets) }
+            } catch {
+                // The changelog holds the state: partials read again are skipped as applied.
+                metrics.commitFailures.increment()
+                logger.warning("offset commit failed", metadata: ["stream.commit": "partials", "kafka.error": "\(error)"])
+            }
+        }
+        CrashPoint.reach(.afterShardCommit, armed: crashTrigger)
+        if !written.isEmpty { publishTotals() }
+    }
+
+    /// Produces a cycle of the shards that changed, adding each to `written` as its changes are taken: changelog
+    /// records, then (once delivered) commit records, then counts and closed windows.
+    private func produceCycle(of shards: [Int32], written: inout [Int32]) throws {
         var cycles: [(shard: Int32, cycle: Int64, batchTime: Int64, changes: ShardState.Changes)] = []
         var changelog = KafkaOutput.Batch()
         for shard in shards.sorted() {
@@ -225,6 +274,7 @@ final class ShardStage: @unchecked Sendable {
             let cycle = state.cycle + 1
             state.cycle = cycle
             states[shard] = state
+            written.append(shard)
             for record in Changelog.records(of: changes, state: state, cycle: cycle, topic: setup.changelogTopic) {
                 try output.send(record, in: &changelog)
             }
@@ -251,21 +301,16 @@ final class ShardStage: @unchecked Sendable {
             }
         }
         try output.complete(published)
-        var offsets: [KafkaPartition: Int64] = [:]
-        for shard in shards {
-            if let offset = states[shard]?.committableOffset {
-                offsets[KafkaPartition(topic: setup.partialsTopic, partition: shard)] = offset
-            }
-        }
-        do {
-            try metrics.commitDuration.measure { try consumer.commit(offsets) }
-        } catch {
-            // The changelog holds the state: partials read again are skipped as applied.
-            metrics.commitFailures.increment()
-            logger.warning("offset commit failed", metadata: ["stream.commit": "partials", "kafka.error": "\(error)"])
-        }
-        CrashPoint.reach(.afterShardCommit, armed: crashTrigger)
-        if !cycles.isEmpty { publishTotals() }
+    }
+
+    /// After an aborted cycle: the shards as of their last committed cycle (checkpoint and changelog), their
+    /// partials read again from the committed offsets (what the restored state applied already is skipped).
+    private func reload(_ shards: [Int32]) throws {
+        for shard in shards { checkpointed[shard] = nil }
+        try restore(shards)
+        let partitions = shards.map { KafkaPartition(topic: setup.partialsTopic, partition: $0) }
+        let committed = try consumer.committed(partitions, timeout: .seconds(30))
+        try consumer.seek(Dictionary(uniqueKeysWithValues: partitions.map { ($0, committed[$0] ?? -2) }))  // -2: from the beginning
     }
 
     private func publishTotals() {

@@ -15,6 +15,10 @@ import Synchronization
 /// time) is committed as metadata with its start offset, so whichever instance owns the partition next cuts exactly
 /// the same batch again (``BatchPlan``).
 ///
+/// With exactly-once output (``StageTransactions``), a tick's partials and markers go in one transaction with the
+/// batches' end offsets and plans, and no plan is committed before: an aborted transaction left nothing visible, so
+/// the stage rewinds to the committed offsets and cuts the batches again, with the same sequence numbers.
+///
 /// - Important: ``run()`` runs on a dedicated thread; polls, commits and rebalance callbacks all happen there.
 final class SourceStage: @unchecked Sendable {
     /// One owned input partition.
@@ -41,14 +45,17 @@ final class SourceStage: @unchecked Sendable {
     private let logger: Logger
     private let metrics: StreamingMetrics
     private let crashTrigger: CrashTrigger?
+    /// Exactly-once output; nil: at-least-once (plans committed before, ends after the partials are delivered).
+    private let transactions: StageTransactions?
     private let stopRequested = Atomic<Bool>(false)
     private var sources: [KafkaPartition: Source] = [:]
     let status = Mutex(StageStatus())
 
     init(
         consumer: KafkaConsumer, output: KafkaOutput, setup: DistributedSetup, configuration: StreamingConfiguration,
-        logger: Logger, metrics: StreamingMetrics, crashTrigger: CrashTrigger?
+        logger: Logger, metrics: StreamingMetrics, crashTrigger: CrashTrigger?, transactions: StageTransactions?
     ) {
+        self.transactions = transactions
         self.consumer = consumer
         self.output = output
         self.setup = setup
@@ -65,6 +72,7 @@ final class SourceStage: @unchecked Sendable {
     /// Receives and sends batches until ``requestStop()``; then sends what it took and leaves the group.
     func run() throws {
         defer { consumer.close() }
+        try transactions?.initialize()
         try consumer.subscribe(configuration.inputTopics) { [self] event in
             do {
                 try rebalance(event)
@@ -145,8 +153,15 @@ final class SourceStage: @unchecked Sendable {
             }
             status.withLock { $0.owned = sources.keys.sorted() }
         case .revoked(let partitions):
-            // Finish the work taken so far, so that the next owner starts after it.
-            try sendBatches(of: partitions.filter { sources[$0]?.replay == nil })
+            if consumer.isAssignmentLost {
+                // Already someone else's: what was taken since the last commit is dropped, the next owner takes it.
+                logger.warning("input partitions lost: their uncommitted batches are left to the next owner", metadata: [
+                    "kafka.partitions": "\(partitions.sorted())",
+                ])
+            } else {
+                // Finish the work taken so far, so that the next owner starts after it.
+                try sendBatches(of: partitions.filter { sources[$0]?.replay == nil })
+            }
             for partition in partitions { sources[partition] = nil }
             status.withLock { $0.owned = sources.keys.sorted() }
         }
@@ -155,7 +170,7 @@ final class SourceStage: @unchecked Sendable {
     /// Sends a planned batch whose records are all taken, and commits its end.
     private func finishReplay(of partition: KafkaPartition) throws {
         guard var source = sources[partition], let plan = source.replay, let start = source.start else { return }
-        try send([(partition, start, plan, source.tally)])
+        guard try send([(partition, start, plan, source.tally)]) else { return }
         source.replay = nil
         source.tally = BatchTally()
         source.start = plan.end
@@ -178,15 +193,17 @@ final class SourceStage: @unchecked Sendable {
             batches.append((partition, start, BatchPlan(sequence: source.sequence, end: next, batchTime: batchTime), source.tally))
         }
         guard !batches.isEmpty else { return }
-        // A batch is sent only once its plan is committed: a next owner must cut exactly the batch that shards may
-        // have applied. Without the plan, nothing is sent; the records are taken again (here at the next tick, or
-        // by the next owner from the committed offset).
-        guard commit(
-            Dictionary(uniqueKeysWithValues: batches.map { ($0.0, $0.1) }),
-            metadata: Dictionary(uniqueKeysWithValues: batches.map { ($0.0, $0.2.metadata) }), what: "batch plans")
-        else { return }
-        CrashPoint.reach(.afterPlanCommit, armed: crashTrigger)
-        try send(batches)
+        // At least once, a batch is sent only once its plan is committed: a next owner must cut exactly the batch
+        // that shards may have applied. Without the plan, nothing is sent; the records are taken again (here at the
+        // next tick, or by the next owner from the committed offset).
+        if transactions == nil {
+            guard commit(
+                Dictionary(uniqueKeysWithValues: batches.map { ($0.0, $0.1) }),
+                metadata: Dictionary(uniqueKeysWithValues: batches.map { ($0.0, $0.2.metadata) }), what: "batch plans")
+            else { return }
+            CrashPoint.reach(.afterPlanCommit, armed: crashTrigger)
+        }
+        guard try send(batches) else { return }
         for (partition, _, plan, _) in batches {
             sources[partition]?.tally = BatchTally()
             sources[partition]?.start = plan.end
@@ -197,8 +214,41 @@ final class SourceStage: @unchecked Sendable {
         }
     }
 
-    /// Sends the partials and markers of planned batches, waits for their delivery, then commits their ends.
-    private func send(_ batches: [(partition: KafkaPartition, start: Int64, plan: BatchPlan, tally: BatchTally)]) throws {
+    /// Sends the partials and markers of planned batches and commits their ends: after their delivery, or in their
+    /// transaction. Whether the batches are done; false after an aborted transaction, once the partitions are
+    /// rewound to their committed offsets.
+    private func send(_ batches: [(partition: KafkaPartition, start: Int64, plan: BatchPlan, tally: BatchTally)]) throws -> Bool {
+        let ends = Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.end) })
+        let plans = Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.metadata) })
+        if let transactions {
+            guard try transactions.run(offsets: ends, metadata: plans, { try produce(batches) }) == .committed else {
+                try rewind(batches.map(\.partition))
+                return false
+            }
+        } else {
+            try produce(batches)
+            // Failing, the plans stay committed: the next owner cuts the same batches again, and the shards skip them.
+            _ = commit(ends, metadata: plans, what: "batch ends")
+        }
+        metrics.batchesCompleted.increment(by: batches.count)
+        return true
+    }
+
+    /// Takes the records of the given partitions again from their committed offsets (the open batches' starts).
+    private func rewind(_ partitions: [KafkaPartition]) throws {
+        var offsets: [KafkaPartition: Int64] = [:]
+        for partition in partitions {
+            guard let start = sources[partition]?.start else { continue }
+            sources[partition]?.tally = BatchTally()
+            sources[partition]?.next = start
+            offsets[partition] = start
+        }
+        try consumer.seek(offsets)
+    }
+
+    /// Produces the partials and markers of planned batches, and their malformed records to the dead-letter topic,
+    /// and waits for their delivery.
+    private func produce(_ batches: [(partition: KafkaPartition, start: Int64, plan: BatchPlan, tally: BatchTally)]) throws {
         var sent = KafkaOutput.Batch()
         var malformed: [MalformedRecord] = []
         for (partition, start, plan, tally) in batches {
@@ -221,11 +271,6 @@ final class SourceStage: @unchecked Sendable {
         try output.complete(sent)
         try output.divertMalformed(malformed)
         CrashPoint.reach(.afterPartials, armed: crashTrigger)
-        // Failing, the plans stay committed: the next owner cuts the same batches again, and the shards skip them.
-        _ = commit(
-            Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.end) }),
-            metadata: Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.metadata) }), what: "batch ends")
-        metrics.batchesCompleted.increment(by: batches.count)
     }
 
     /// Commits, timed; a failure (for example a rebalance under way) is counted and logged. Whether it succeeded.
@@ -248,18 +293,28 @@ final class SourceStage: @unchecked Sendable {
         let idleAfter = Duration.milliseconds(10 * configuration.batchIntervalMilliseconds)
         let lag = consumer.lag()
         let now = ContinuousClock.now
-        var sent = KafkaOutput.Batch()
-        for (partition, source) in sources.sorted(by: { $0.key < $1.key })
-        where source.tally.isEmpty && source.replay == nil && lag[partition] == 0 && now - source.lastBatch >= idleAfter
-            && source.lastIdleMarker.map({ now - $0 >= idleAfter }) ?? true
-        {
-            let marker = ExchangeRecord.idle(SourceBatch(source: partition, sequence: source.lastSequence ?? -1)).encoded()
-            for shard in 0..<setup.shards.count {
-                try output.send(OutputRecord(topic: setup.partialsTopic, key: marker.key, value: marker.value, partition: shard), in: &sent)
-            }
-            sources[partition]?.lastIdleMarker = now
+        let idle = sources.filter { partition, source in
+            source.tally.isEmpty && source.replay == nil && lag[partition] == 0 && now - source.lastBatch >= idleAfter
+                && source.lastIdleMarker.map({ now - $0 >= idleAfter }) ?? true
         }
-        try output.complete(sent)
+        guard !idle.isEmpty else { return }
+        let produce = { [self] in
+            var sent = KafkaOutput.Batch()
+            for (partition, source) in idle.sorted(by: { $0.key < $1.key }) {
+                let marker = ExchangeRecord.idle(SourceBatch(source: partition, sequence: source.lastSequence ?? -1)).encoded()
+                for shard in 0..<setup.shards.count {
+                    try output.send(OutputRecord(topic: setup.partialsTopic, key: marker.key, value: marker.value, partition: shard), in: &sent)
+                }
+            }
+            try output.complete(sent)
+        }
+        if let transactions {
+            // Aborted, they are sent again at the next tick.
+            guard try transactions.run(offsets: [:], produce) == .committed else { return }
+        } else {
+            try produce()
+        }
+        for partition in idle.keys { sources[partition]?.lastIdleMarker = now }
     }
 }
 
