@@ -112,7 +112,7 @@ struct DistributedModeTests {
 
     /// Waits for the exact totals, closes every window with sentinels, checks them, stops every instance (exit 0),
     /// then checks shard ownership, monotone totals and the changelog rebuild.
-    static func finish(_ input: Input, runs: inout Runs, group: String, broker: BrokerProcess) throws {
+    static func finish(_ input: Input, runs: inout Runs, group: String, broker: any TestBroker) throws {
         let totals = try BrokerMatrixTests.awaitTotals(input.words, broker: broker, librdkafka: .system, timeout: .seconds(150))
         BrokerMatrixTests.check(totals, input.words)
         // Sentinels two hours on close every window (an hour of lateness keeps records of sources that paused in
@@ -232,11 +232,20 @@ struct Runs {
         self.directory = directory
     }
 
-    mutating func start(_ name: String) throws {
+    /// Starts an instance, armed to kill itself at a crash point (`POINT:COUNT`) if one is given.
+    mutating func start(_ name: String, crashingAt point: String? = nil) throws {
         // Each instance its own data directory, kept over its restarts, as a pod's volume.
-        running[name] = try SluiceProcess(
-            environment: environment.merging(["SLUICE_INSTANCE_ID": name, "SLUICE_CHECKPOINT_DIR": "\(directory)/data-\(name)"]) { $1 },
-            logDirectory: directory)
+        var environment = environment.merging(["SLUICE_INSTANCE_ID": name, "SLUICE_CHECKPOINT_DIR": "\(directory)/data-\(name)"]) { $1 }
+        if let point { environment["SLUICE_TEST_CRASH_AT"] = point }
+        running[name] = try SluiceProcess(environment: environment, logDirectory: directory)
+    }
+
+    /// Waits for an instance armed with a crash point to kill itself; whether it did.
+    mutating func awaitCrash(_ name: String, timeout: Duration) -> ProcessResult? {
+        guard let process = running.removeValue(forKey: name) else { return nil }
+        let result = process.wait(timeout: timeout)
+        finished.append((name, result, StreamingClock.now))
+        return result
     }
 
     mutating func kill(_ name: String, restart: Bool) throws {

@@ -91,30 +91,63 @@ final class NoidaProcess: TestBroker {
         let last = try SluiceProcess.run(environment.merging(["SLUICE_STOP_AT_END": "true"]) { $1 }, logDirectory: directory.path)
         #expect(last.exitCode == 0, "\(last.standardError.suffix(1500))")
 
-        var seen: Set<String> = []
-        var duplicates: [String] = []
-        var totals: [String: Int64] = [:]
-        for (key, value) in try committedRecords(topic: "word-counts", bootstrap: broker.bootstrap) {
-            let batch = value.firstMatch(of: /"batch_time":(\d+)/).map { String($0.1) } ?? "?"
-            if !seen.insert("\(key)|\(batch)").inserted { duplicates.append("\(key)@\(batch)") }
-            totals[key] = countField(value)
-        }
-        #expect(duplicates.isEmpty, "\(duplicates.count) (word, batch) pairs seen twice, e.g. \(duplicates.prefix(5))")
-        BrokerMatrixTests.check(totals, input.words)
-        var windows: [String: Int64] = [:]
-        var windowDuplicates = 0
-        for (key, value) in try committedRecords(topic: "word-counts-windowed", bootstrap: broker.bootstrap) {
-            let start = value.firstMatch(of: /"window_start":(\d+)/).map { String($0.1) } ?? "?"
-            if windows.updateValue(countField(value) ?? -1, forKey: "\(start)|\(key)") != nil { windowDuplicates += 1 }
-        }
-        #expect(windowDuplicates == 0, "\(windowDuplicates) (window, word) pairs seen twice")
-        #expect(windows == input.windows, "\(windows.count) windows of \(input.windows.count)")
+        try checkOnce(input, bootstrap: broker.bootstrap, countsKey: "batch_time")
     }
 
-    /// A second process that takes the transactional id (the group) fences the running one: its next commit fails
-    /// with `_FENCED`, it exits non-zero, and no batch it started after the fence is visible to a read_committed
-    /// reader.
-    @Test func aSecondProducerWithTheTransactionalIDFencesTheFirst() throws {
+    /// Three distributed instances with exactly-once output on one group: each armed in turn to kill itself inside
+    /// a transaction (stage 1 after its partials are produced, stage 2 amid its changelog records, after the offsets
+    /// are sent, after the commit before the checkpoint), then killed at seeded random moments, each restarted with
+    /// its instance id and data directory (static membership: noida-db evicts a killed member only after 300 s).
+    /// A read_committed reader sees each (word, total) once, each (window, word) once, and exact totals; shards never
+    /// had two owners and the changelog rebuilds the state.
+    @Test func distributedInstancesEmitEachCycleOnceThroughKills() throws {
+        let group = uniqueGroup()
+        let broker = try NoidaProcess(topics: ["lines": 4, "word-counts": 4, "word-counts-windowed": 4])
+        let directory = TemporaryDirectory()
+        let rounds = [["a": "after-partials:1", "b": "mid-changelog:3", "c": "before-txn-commit:4"], ["a": "after-txn-commit:3"]]
+        let randomKills = 3
+        let input = Input(chunks: 2 * rounds.count + randomKills + 1, lines: 400, partitions: 4, seed: 23)
+        var environment = DistributedModeTests.environment(broker: broker.bootstrap, group: group, directory: directory)
+        environment.merge([
+            "SLUICE_EXACTLY_ONCE": "true", "SLUICE_STATIC_MEMBERSHIP": "true", "SLUICE_SESSION_TIMEOUT_MS": "6000",
+            "SLUICE_BATCH_INTERVAL_MS": "300", "SLUICE_MAX_RATE_PER_PARTITION": "400",
+        ]) { $1 }
+        var runs = Runs(environment: environment, directory: directory.path)
+        var chunk = 0
+        for name in ["a", "b", "c"] { try runs.start(name, crashingAt: rounds[0][name]) }
+        for (index, round) in rounds.enumerated() {
+            for _ in 0..<2 {
+                try pythonProduce(input.chunks[chunk], topic: "lines", bootstrap: broker.bootstrap)
+                chunk += 1
+            }
+            // Each instance that crashed restarts at once, armed for the next round if that names it.
+            for (name, point) in round.sorted(by: { $0.key < $1.key }) {
+                let result = runs.awaitCrash(name, timeout: .seconds(60))
+                #expect(result?.wasKilled == true && result?.timedOut == false, "\(name) never reached \(point): \(result?.standardError.suffix(2000) ?? "")")
+                try runs.start(name, crashingAt: index + 1 < rounds.count ? rounds[index + 1][name] : nil)
+            }
+        }
+        let seed = ProcessInfo.processInfo.environment["SLUICE_TEST_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...99_999)
+        print("ExactlyOnceTests distributed random kills: seed \(seed) (set SLUICE_TEST_SEED to repeat)")
+        var random = SplitMix64(seed: seed)
+        for _ in 0..<randomKills {
+            try pythonProduce(input.chunks[chunk], topic: "lines", bootstrap: broker.bootstrap)
+            chunk += 1
+            Thread.sleep(forTimeInterval: 0.3 + Double(random.next() % 1700) / 1000)
+            try runs.kill(["a", "b", "c"][Int(random.next() % 3)], restart: true)
+        }
+        try pythonProduce(input.chunks[chunk], topic: "lines", bootstrap: broker.bootstrap)
+        try DistributedModeTests.finish(input, runs: &runs, group: group, broker: broker)
+        // Every total a cycle publishes is new (a word is published only when its count grew): a (word, total) seen
+        // twice is a cycle published twice.
+        try checkOnce(input, bootstrap: broker.bootstrap, countsKey: "count", ignoring: "sentinel")
+    }
+
+    /// A second process that takes the transactional id (standalone: the group; distributed: the instance's stage 2
+    /// in its first incarnation, `<group>-<instance>-shards-0`) fences the running one: its next commit fails with `_FENCED`, it exits non-zero,
+    /// and no batch it started after the fence is visible to a read_committed reader.
+    @Test(arguments: ["standalone", "distributed"])
+    func aSecondProducerWithTheTransactionalIDFencesTheFirst(mode: String) throws {
         let broker = try NoidaProcess(topics: ["lines": 2, "word-counts": 2, "word-counts-windowed": 2])
         let directory = TemporaryDirectory()
         let group = uniqueGroup()
@@ -124,9 +157,9 @@ final class NoidaProcess: TestBroker {
             environment: [
                 "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_EXACTLY_ONCE": "true", "SLUICE_GROUP_ID": group,
                 "SLUICE_BATCH_INTERVAL_MS": "200", "SLUICE_MAX_RATE_PER_PARTITION": "300", "SLUICE_HTTP_PORT": "0",
-                "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+                "SLUICE_CHECKPOINT_DIR": directory.path + "/data", "SLUICE_MODE": mode, "SLUICE_SHARDS": "4", "SLUICE_INSTANCE_ID": "one",
             ], logDirectory: directory.path)
-        #expect(first.waitForLog("earlier transactions fenced", timeout: .seconds(30)))
+        #expect(first.waitForLog(mode == "standalone" ? "earlier transactions fenced" : "shards acquired", timeout: .seconds(30)))
         Thread.sleep(forTimeInterval: 2)
         let fence = try runTool(brokerTools.appendingPathComponent("venv/bin/python").path, ["-c", """
             import sys, time
@@ -134,7 +167,7 @@ final class NoidaProcess: TestBroker {
             producer = Producer({"bootstrap.servers": sys.argv[1], "transactional.id": sys.argv[2]})
             producer.init_transactions(30)
             print(int(time.time() * 1000))
-            """, broker.bootstrap, group])
+            """, broker.bootstrap, mode == "standalone" ? group : "\(group)-one-shards-0"])
         #expect(fence.status == 0, "\(fence.output)")
         let fencedAt = try #require(Int64(fence.output.split(separator: "\n").last ?? ""))
         let result = first.wait(timeout: .seconds(60))
@@ -147,16 +180,41 @@ final class NoidaProcess: TestBroker {
         #expect(try !committedRecords(topic: "word-counts", bootstrap: broker.bootstrap).isEmpty, "nothing committed before the fence")
     }
 
-    /// Exactly-once output needs the WAL (replays must cut the same batches) and is built for standalone mode only:
+    /// Exactly-once output in standalone mode needs the WAL (replays must cut the same batches), and a real broker:
     /// either contradiction stops start-up with exit 2 naming the variable.
-    @Test(arguments: [("SLUICE_WAL", "false", "SLUICE_WAL"), ("SLUICE_MODE", "distributed", "SLUICE_EXACTLY_ONCE")])
-    func contradictorySettingsAreRefused(variable: String, value: String, named: String) throws {
+    @Test(arguments: [
+        (["KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "SLUICE_WAL": "false"], "SLUICE_WAL"), ([:], "SLUICE_EXACTLY_ONCE"),
+    ])
+    func contradictorySettingsAreRefused(environment: [String: String], named: String) throws {
         let directory = TemporaryDirectory()
         let result = try SluiceProcess.run(
-            ["KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "SLUICE_EXACTLY_ONCE": "true", variable: value, "SLUICE_CHECKPOINT_DIR": directory.path + "/data"],
+            environment.merging(["SLUICE_EXACTLY_ONCE": "true", "SLUICE_CHECKPOINT_DIR": directory.path + "/data"]) { $1 },
             logDirectory: directory.path, timeout: .seconds(30))
         #expect(result.exitCode == 2)
         #expect(result.standardError.contains(named), "\(result.standardError)")
+    }
+
+    /// What a read_committed reader sees: each (word, `countsKey` field) once in the counts topic, the totals exact,
+    /// and each (window, word) once in the windows topic, with the exact counts (records of `ignoring` aside).
+    func checkOnce(_ input: Input, bootstrap: String, countsKey: String, ignoring ignored: String? = nil) throws {
+        var seen: Set<String> = []
+        var duplicates: [String] = []
+        var totals: [String: Int64] = [:]
+        for (key, value) in try committedRecords(topic: "word-counts", bootstrap: bootstrap) where key != ignored {
+            let field = value.firstMatch(of: try Regex("\"\(countsKey)\":(\\d+)")).map { String($0.output[1].substring ?? "") } ?? "?"
+            if !seen.insert("\(key)|\(field)").inserted { duplicates.append("\(key)@\(field)") }
+            totals[key] = countField(value)
+        }
+        #expect(duplicates.isEmpty, "\(duplicates.count) (word, \(countsKey)) pairs seen twice, e.g. \(duplicates.prefix(5))")
+        BrokerMatrixTests.check(totals, input.words)
+        var windows: [String: Int64] = [:]
+        var windowDuplicates = 0
+        for (key, value) in try committedRecords(topic: "word-counts-windowed", bootstrap: bootstrap) where key != ignored {
+            let start = value.firstMatch(of: /"window_start":(\d+)/).map { String($0.1) } ?? "?"
+            if windows.updateValue(countField(value) ?? -1, forKey: "\(start)|\(key)") != nil { windowDuplicates += 1 }
+        }
+        #expect(windowDuplicates == 0, "\(windowDuplicates) (window, word) pairs seen twice")
+        #expect(windows == input.windows, "\(windows.count) windows of \(input.windows.count)")
     }
 
     /// Every record of a topic as a read_committed consumer reads it (key, value), in partition order.

@@ -79,10 +79,12 @@ public final class DistributedContext: StreamingRuntime {
             guard configuration.isExactlyOnce else {
                 return (try KafkaProducer(config: KafkaProducerConfig(common: configuration.kafka, deliveryTimeoutMilliseconds: 0), logger: logger), nil)
             }
-            let id = StageTransactions.transactionalID(setup: setup, groupID: configuration.groupID, stage: stage)
-            let producer = try KafkaProducer(config: StageTransactions.producerConfig(configuration, transactionalID: id), logger: logger)
+            let incarnation = try StageTransactions.Incarnation(
+                groupID: configuration.groupID, setup: setup, stage: stage, directory: configuration.checkpointDirectory)
+            let producer = try KafkaProducer(
+                config: StageTransactions.producerConfig(configuration, transactionalID: incarnation.transactionalID), logger: logger)
             return (producer, StageTransactions(
-                producer: producer, consumer: consumer, transactionalID: id, metrics: metrics, logger: logger, crashTrigger: crashTrigger))
+                producer: producer, consumer: consumer, incarnation: incarnation, metrics: metrics, logger: logger, crashTrigger: crashTrigger))
         }
         let (sourceProducer, sourceTransactions) = try producer("sources", sourceConsumer)
         let (shardProducer, shardTransactions) = try producer("shards", shardConsumer)

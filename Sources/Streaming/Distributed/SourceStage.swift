@@ -72,7 +72,7 @@ final class SourceStage: @unchecked Sendable {
     /// Receives and sends batches until ``requestStop()``; then sends what it took and leaves the group.
     func run() throws {
         defer { consumer.close() }
-        try transactions?.initialize()
+        try transactions?.initialize(configuration: configuration)
         try consumer.subscribe(configuration.inputTopics) { [self] event in
             do {
                 try rebalance(event)
