@@ -102,7 +102,7 @@ class Run:
     """The instances of one configuration, each started through its own launcher (for honest peak RSS)."""
 
     def __init__(self, launchers: list[bench.Launcher], binary: Path, bootstrap: str, name: str, topic: str,
-                 distributed: bool, work: Path):
+                 distributed: bool, work: Path, extra_env: dict[str, str] | None = None):
         self.name, self.group = name, f"bench-{name}-{os.getpid()}"
         self.counts, self.windows = f"counts-{name}", f"windows-{name}"
         self.pids: list[Path] = []
@@ -118,6 +118,7 @@ class Run:
                 "SLUICE_CHECKPOINT_DIR": str(work / f"data-{name}-{index}"), "SLUICE_INSTANCE_ID": f"{name}-{index}",
                 "SLUICE_MODE": "distributed" if distributed else "standalone",
             })
+            env.update(extra_env or {})
             pid = work / f"{name}-{index}.pid"
             self.pids.append(pid)
             # The shell writes its pid and becomes sluice (exec keeps the pid), so that the run can be stopped.
@@ -232,11 +233,12 @@ def send_sentinels(bootstrap: str, topic: str, timestamp_ms: int) -> None:
 
 
 def run_configuration(launchers: list[bench.Launcher], binary: Path, bootstrap: str, name: str, distributed: bool,
-                      offsets: Offsets, truth: dict[str, int], work: Path) -> Result:
-    baseline = Run(launchers, binary, bootstrap, f"{name}-tiny", bench.TINY_TOPIC, distributed, work)
+                      offsets: Offsets, truth: dict[str, int], work: Path,
+                      extra_env: dict[str, str] | None = None) -> Result:
+    baseline = Run(launchers, binary, bootstrap, f"{name}-tiny", bench.TINY_TOPIC, distributed, work, extra_env)
     baseline_s = baseline.await_quiescence(offsets, bench.TINY_TOPIC)
     baseline.stop()
-    run = Run(launchers, binary, bootstrap, name, bench.INPUT_TOPIC, distributed, work)
+    run = Run(launchers, binary, bootstrap, name, bench.INPUT_TOPIC, distributed, work, extra_env)
     wall_s = run.await_quiescence(offsets, bench.INPUT_TOPIC)
     verified = verify(bootstrap, run, bench.INPUT_TOPIC, truth, work)
     latency_ms = probe_latency(bootstrap, run, bench.INPUT_TOPIC, work)

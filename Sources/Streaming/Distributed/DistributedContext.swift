@@ -117,6 +117,8 @@ public final class DistributedContext: StreamingRuntime {
                 let result = Result { try stage() }
                 if case .failure(let error) = result {
                     logger.error("a stage stopped on an error", metadata: ["stage": "\(name)", "stream.error": "\(error)"])
+                    // Reported by /healthz while the other stage finishes (a fenced producer names `_FENCED` here).
+                    control.state.withLock { $0.failure = $0.failure ?? "\(name): \(error)" }
                     // One stage failing stops the other: the instance leaves both groups and exits.
                     sources.requestStop()
                     shards.requestStop()

@@ -114,10 +114,10 @@ final class ShardStage: @unchecked Sendable {
         switch event {
         case .assigned(let partitions):
             let shards = partitions.filter { $0.topic == setup.partialsTopic }.map(\.partition).sorted()
-            // The committed offsets before the restore: a cycle committed in between is in the restored state (its
-            // partials read again are skipped as applied); read after it, such a cycle's partials would be skipped
-            // unapplied.
-            startOffsets = try consumer.committed(partitions, timeout: .seconds(30))
+            // With transactions, the committed offsets before the restore: a cycle committed in between is in the
+            // restored state (its partials read again are skipped as applied); read after it, such a cycle's
+            // partials would be skipped unapplied. (At least once, offsets follow the delivered changelog.)
+            if transactions != nil { startOffsets = try consumer.committed(partitions, timeout: .seconds(30)) }
             try restore(shards)
             logger.info("shards acquired", metadata: [
                 "shard.ids": "\(shards.map(String.init).joined(separator: ","))", "instance.id": "\(setup.instanceID)",
@@ -179,8 +179,7 @@ final class ShardStage: @unchecked Sendable {
                 switch event {
                 case .message(let message):
                     try restorers[message.partition]?.add(key: message.key.map { Array($0) } ?? [], value: Array(message.value))
-                case .endOfPartition(let partition, let next):
-                    guard try endsRestore(of: partition, at: next) else { break }
+                case .endOfPartition(let partition, _):
                     open.remove(partition.partition)
                 }
             }
@@ -206,20 +205,6 @@ final class ShardStage: @unchecked Sendable {
             ])
         }
         try output.complete(republished)
-    }
-
-    /// Whether a restore read to `next` has all of the changelog partition. With transactions, the end that
-    /// read_committed reaches (the last stable offset) lies before a transaction an earlier owner left open (killed,
-    /// or fenced while it wrote): its outcome, a commit or an abort by the broker, is waited for, so that no committed
-    /// cycle is missed. This stage's own producer has none open during a restore.
-    private func endsRestore(of partition: KafkaPartition, at next: Int64) throws -> Bool {
-        guard transactions != nil else { return true }
-        let high = try restoreConsumer.watermarks(of: partition, timeout: .seconds(30)).high
-        guard next < high else { return true }
-        logger.info("restore waits for an open transaction on the changelog", metadata: [
-            "kafka.partition": "\(partition)", "kafka.stable_offset": "\(next)", "kafka.high_watermark": "\(high)",
-        ])
-        return false
     }
 
     /// The shard's local checkpoint if it can be used, or why not (nil, nil: there is none).

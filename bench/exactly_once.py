@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Exactly-once output on versus off, standalone and distributed (one instance), in one run on noida-db.
+
+``make bench`` runs it after distributed.py. librdkafka's mock has no transactions (nor CreateTopics for the
+internal topics), so this runs on noida-db 0.2.3 (fetched by ``scripts/test-brokers.sh``), in its own process,
+loaded with the same deterministic corpus as bench.py (``--lines``, 16 partitions, lz4). Each configuration runs
+with a fresh group and fresh output topics, timed and verified exactly as in distributed.py (wall time to output
+quiescence, minus the same over one line per partition; output read back by kcat, which reads read_committed).
+
+Usage: ``.build-brokers/venv/bin/python bench/exactly_once.py [--lines N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402
+import distributed  # noqa: E402
+
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+NOIDA = bench.REPO / ".build-brokers" / "noida-db"
+
+
+class Noida:
+    """noida-db serving Kafka on a free 127.0.0.1 port, with the given topics created."""
+
+    def __init__(self, topics: dict[str, int], work: Path):
+        if not NOIDA.exists():
+            raise bench.BenchError(f"{NOIDA} is missing: run scripts/test-brokers.sh")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.bootstrap = f"127.0.0.1:{port}"
+        self._log = open(work / "noida.log", "wb")
+        self.process = subprocess.Popen(
+            [str(NOIDA), "start", "--only", "kafka", "--kafka-port", str(port), "--data-dir", str(work / "noida")],
+            stdout=self._log, stderr=subprocess.STDOUT)
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        deadline = time.time() + 30
+        while True:
+            try:
+                existing = admin.list_topics(timeout=2).topics
+                missing = [NewTopic(name, count) for name, count in topics.items() if name not in existing]
+                for future in admin.create_topics(missing).values() if missing else []:
+                    future.result(10)
+                return
+            except Exception as error:  # noqa: BLE001 (the broker is still starting)
+                if time.time() > deadline:
+                    self.stop()
+                    raise bench.BenchError(f"noida-db did not create the topics: {error}")
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self._log.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--bin-dir", type=Path, default=bench.REPO / ".build" / "release")
+    args = parser.parse_args()
+    binary = args.bin_dir / "sluice"
+    launchers = [bench.Launcher()]  # before the corpus: see bench.LAUNCHER
+    configurations = [
+        (f"{mode}-eos-{state}", mode == "distributed", {"SLUICE_EXACTLY_ONCE": str(state == "on").lower()})
+        for mode in ("standalone", "distributed") for state in ("off", "on")
+    ]
+    load_at_start = os.getloadavg()
+    partitions = distributed.PARTITIONS
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-eos-") as directory:
+        work = Path(directory)
+        corpus = bench.generate_corpus(work / "lines.txt", args.lines, args.seed)
+        topics = {bench.INPUT_TOPIC: partitions, bench.TINY_TOPIC: partitions}
+        for name, _, _ in configurations:
+            for suffix in ("", "-tiny"):
+                topics[f"counts-{name}{suffix}"] = partitions
+                topics[f"windows-{name}{suffix}"] = partitions
+        broker = Noida(topics, work)
+        offsets = distributed.Offsets(broker.bootstrap)
+        try:
+            loading = time.perf_counter()
+            bench.load_lines(broker.bootstrap, bench.INPUT_TOPIC, corpus.path, partitions, work)
+            print(f"exactly-once bench: corpus loaded in {time.perf_counter() - loading:.1f} s", flush=True)
+            tiny = work / "tiny.txt"
+            tiny.write_text("".join(f"tiny line {p}\n" for p in range(partitions)))
+            bench.load_lines(broker.bootstrap, bench.TINY_TOPIC, tiny, partitions, work)
+            results = []
+            for name, is_distributed, env in configurations:
+                print(f"exactly-once bench: {name} ...", flush=True)
+                results.append(distributed.run_configuration(
+                    launchers, binary, broker.bootstrap, name, is_distributed, offsets, corpus.truth, work, env))
+        finally:
+            offsets.close()
+            broker.stop()
+            for launcher in launchers:
+                launcher.close()
+    header = ["configuration", "wall s", "baseline s", "marginal s", "M words/s", "x EOS off", "CPU s",
+              "peak RSS MB", "latency ms (median of 5)", "output"]
+    rows = []
+    for index, r in enumerate(results):
+        off = results[index - index % 2]
+        marginal, off_marginal = r.wall_s - r.baseline_s, off.wall_s - off.baseline_s
+        rows.append([r.name, f"{r.wall_s:.2f}", f"{r.baseline_s:.2f}", f"{marginal:.2f}",
+                     f"{corpus.words / marginal / 1e6:.2f}" if marginal > 0 else "-",
+                     f"{marginal / off_marginal:.2f}" if off_marginal > 0 else "-", f"{r.cpu_s:.1f}",
+                     f"{r.rss_mb[0]:.0f}", f"{r.latency_ms:.0f}", r.verified])
+    table = [header, ["---"] * len(header)] + rows
+    text = "\n".join("| " + " | ".join(row) + " |" for row in table)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    output = "\n".join([
+        f"# Exactly-once output on versus off ({datetime.datetime.now().isoformat(timespec='seconds')})", "",
+        f"{args.lines:,} lines, {corpus.words:,} words; {partitions} input partitions, {distributed.SHARDS} shards in "
+        f"distributed mode (one instance); noida-db 0.2.3 in its own process; CPU: {cpu}, {os.cpu_count()} cores; "
+        f"load at start {load_at_start[0]:.2f}; revision {bench.git_revision()}; python {platform.python_version()}.",
+        "", text, "",
+        "wall, baseline and marginal as in distributed-latest.md; x EOS off: marginal time against the same mode with "
+        "exactly-once off. Output read back by kcat (read_committed).",
+    ]) + "\n"
+    print(output)
+    bench.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (bench.RESULTS_DIR / "exactly-once-latest.md").write_text(output)
+    return 0 if all(r.verified.startswith("exact") for r in results) else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except bench.BenchError as error:
+        print(f"exactly-once bench: {error}", file=sys.stderr)
+        sys.exit(1)
