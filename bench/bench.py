@@ -81,6 +81,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -645,15 +646,35 @@ def git_revision() -> str:
         return "unknown"
 
 
-def machine_info(load_at_start: tuple[float, float, float], sluice: Path) -> list[tuple[str, str]]:
-    cpu_model = "unknown"
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return "unknown"
+
+
+def publish(file_name: str, text: str) -> None:
+    """Prints a result table and writes it to ``bench/results/<file_name>``."""
+    print(text)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / file_name).write_text(text)
+
+
+def exit_with(main: Callable[[], int], what: str) -> None:
+    """Runs a benchmark's ``main`` as the program, a ``BenchError`` reported as ``what: error`` with exit code 1."""
+    try:
+        sys.exit(main())
+    except BenchError as error:
+        print(f"{what}: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def machine_info(load_at_start: tuple[float, float, float], sluice: Path) -> list[tuple[str, str]]:
+    cpu = cpu_model()
     kcat_version = "unknown"
     try:
         kcat_version = next((l.strip() for l in run_checked(["kcat", "-V"], timeout_s=10, what="kcat -V").splitlines()
@@ -665,7 +686,7 @@ def machine_info(load_at_start: tuple[float, float, float], sluice: Path) -> lis
         ("git revision (work tree when run)", git_revision()),
         ("sluice binary", f"{sluice} (built {datetime.datetime.fromtimestamp(sluice.stat().st_mtime).astimezone().isoformat(timespec='seconds')})"),
         ("nproc", str(os.cpu_count())),
-        ("cpu", cpu_model),
+        ("cpu", cpu),
         ("kernel", platform.release()),
         ("load average at start (1/5/15 min)", " / ".join(f"{x:.2f}" for x in load_at_start)),
         ("kcat", kcat_version),

@@ -302,7 +302,7 @@ def main() -> int:
                      f"{r.cpu_s:.1f}", "/".join(f"{m:.0f}" for m in r.rss_mb), f"{r.latency_ms:.0f}", r.verified])
     table = [header, ["---"] * len(header)] + rows
     text = "\n".join("| " + " | ".join(row) + " |" for row in table)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = bench.cpu_model()
     notes = [
         f"# Distributed mode against standalone ({datetime.datetime.now().isoformat(timespec='seconds')})", "",
         f"{args.lines:,} lines, {corpus.words:,} words, {len(corpus.truth):,} distinct; {PARTITIONS} input partitions, "
@@ -314,15 +314,9 @@ def main() -> int:
         "every instance of the run, including the idle seconds while it was verified and probed.",
     ]
     output = "\n".join(notes) + "\n"
-    print(output)
-    bench.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (bench.RESULTS_DIR / "distributed-latest.md").write_text(output)
+    bench.publish("distributed-latest.md", output)
     return 0 if all(r.verified.startswith("exact") for r in results) else 1
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except bench.BenchError as error:
-        print(f"distributed bench: {error}", file=sys.stderr)
-        sys.exit(1)
+    bench.exit_with(main, "distributed bench")

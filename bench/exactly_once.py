@@ -120,7 +120,7 @@ def main() -> int:
                      f"{r.rss_mb[0]:.0f}", f"{r.latency_ms:.0f}", r.verified])
     table = [header, ["---"] * len(header)] + rows
     text = "\n".join("| " + " | ".join(row) + " |" for row in table)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = bench.cpu_model()
     output = "\n".join([
         f"# Exactly-once output on versus off ({datetime.datetime.now().isoformat(timespec='seconds')})", "",
         f"{args.lines:,} lines, {corpus.words:,} words; {partitions} input partitions, {distributed.SHARDS} shards in "
@@ -130,15 +130,9 @@ def main() -> int:
         "wall, baseline and marginal as in distributed-latest.md; x EOS off: marginal time against the same mode with "
         "exactly-once off. Output read back by kcat (read_committed).",
     ]) + "\n"
-    print(output)
-    bench.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (bench.RESULTS_DIR / "exactly-once-latest.md").write_text(output)
+    bench.publish("exactly-once-latest.md", output)
     return 0 if all(r.verified.startswith("exact") for r in results) else 1
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except bench.BenchError as error:
-        print(f"exactly-once bench: {error}", file=sys.stderr)
-        sys.exit(1)
+    bench.exit_with(main, "exactly-once bench")
