@@ -124,7 +124,9 @@ final class BatchDriver: @unchecked Sendable {
             let receiverStatus = receiver.status.withLock { $0 }
             let observed = BatchSchedule.Observation(
                 stopRequest: control.stopRequest, reachedEnd: receiverStatus.reachedEnd,
-                receiverFailure: receiverStatus.failure
+                receiverFailure: receiverStatus.failure,
+                // Held input with nothing left unallocated: the receiver has not yet seen the last batch take it.
+                isBacklogFull: receiverStatus.isInputHeld && tracker.backlogBytes > 0
             )
             switch schedule.next(now: WallClock.milliseconds(), observed: observed) {
             case .wait(let milliseconds):

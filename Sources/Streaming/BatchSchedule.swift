@@ -1,8 +1,10 @@
 /// When the batch thread runs the next batch and when it stops: the batch loop's state machine.
 ///
 /// Pure: the driver passes the wall clock and what it observed, and performs the action returned. Batch times are
-/// multiples of the interval and strictly increasing, even when the wall clock steps back; a wait is never longer
-/// than one interval.
+/// strictly increasing, even when the wall clock steps back, and multiples of the interval, except that a full
+/// backlog starts a batch at once, at the current time: the interval bounds how long a record waits to be batched,
+/// never the rate (as Structured Streaming starts the next micro-batch at once when it is behind). A batch that
+/// overran its interval is followed at once too. A wait is never longer than one interval.
 struct BatchSchedule {
     /// What the driver saw since the last call.
     struct Observation: Equatable {
@@ -12,6 +14,8 @@ struct BatchSchedule {
         var reachedEnd = false
         /// The receiver failed (it cannot store or commit).
         var receiverFailure: String?
+        /// The receiver holds input: its backlog is over the bound, so a full batch is waiting.
+        var isBacklogFull = false
     }
 
     enum Action: Equatable {
@@ -30,15 +34,17 @@ struct BatchSchedule {
     private enum Phase: Equatable {
         /// The next call waits for the batch time.
         case waiting
-        /// The wait is over: the next call runs the batch unless something was observed.
-        case due
+        /// Waiting until `at` (wall clock): from then on the next call runs the batch unless something was observed.
+        case due(at: Int64)
         case finished
     }
 
     let interval: Int64
     let stopsAtEnd: Bool
-    /// The time of the next batch.
+    /// The time of the next batch on an interval boundary.
     private(set) var nextTime: Int64
+    /// The time of the last batch run.
+    private var lastTime: Int64
     private var phase = Phase.waiting
 
     /// Starts one interval after `lastBatchTime` (the checkpoint's or the last replayed batch), and never before
@@ -47,6 +53,7 @@ struct BatchSchedule {
         precondition(interval > 0, "the batch interval is validated by StreamingConfiguration")
         self.interval = interval
         self.stopsAtEnd = stopsAtEnd
+        lastTime = lastBatchTime
         nextTime = max(lastBatchTime + interval, (now / interval + 1) * interval)
     }
 
@@ -60,13 +67,36 @@ struct BatchSchedule {
             phase = .finished
             return graceful ? .finish(time: nextTime) : .stop
         }
-        if phase == .waiting {
-            phase = .due
-            return .wait(milliseconds: min(max(nextTime - now, 0), interval))
+        switch phase {
+        case .waiting:
+            if let early = earlyBatch(now: now, observed: observed) { return early }
+            let wait = min(max(nextTime - now, 0), interval)
+            phase = .due(at: now + wait)
+            return .wait(milliseconds: wait)
+        case .due(let at) where now < at:
+            // Woken before the boundary (the backlog filled up).
+            if let early = earlyBatch(now: now, observed: observed) {
+                phase = .waiting
+                return early
+            }
+            return .wait(milliseconds: min(at - now, interval))
+        case .finished:
+            return .stop
+        case .due:
+            phase = .waiting
+            let time = nextTime
+            lastTime = time
+            nextTime = max(nextTime + interval, (now / interval) * interval)
+            return .runBatch(time: time)
         }
-        phase = .waiting
-        let time = nextTime
-        nextTime = max(nextTime + interval, (now / interval) * interval)
+    }
+
+    /// A batch at the current time when the backlog is full and the next boundary is still ahead.
+    private mutating func earlyBatch(now: Int64, observed: Observation) -> Action? {
+        guard observed.isBacklogFull else { return nil }
+        let time = max(lastTime + 1, now)
+        guard time < nextTime else { return nil }
+        lastTime = time
         return .runBatch(time: time)
     }
 }

@@ -7,6 +7,8 @@ struct ReceiverStatus: Sendable {
     var assigned: [KafkaPartition] = []
     var failure: String?
     var reachedEnd = false
+    /// Input is held: the backlog is over its bound.
+    var isInputHeld = false
 }
 
 /// State owned by the receiving thread.

@@ -108,5 +108,10 @@ extension ReliableReceiver {
 
     func reportFlow() {
         metrics.pausedPartitions.record(loop.flow.pausedCount(assigned: loop.assigned.count))
+        let held = loop.flow.isInputHeld
+        guard status.withLock({ $0.isInputHeld }) != held else { return }
+        status.withLock { $0.isInputHeld = held }
+        // A full backlog starts the next batch at once (``BatchSchedule``).
+        if held { onStatusChange() }
     }
 }

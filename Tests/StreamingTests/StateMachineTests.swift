@@ -32,10 +32,30 @@ import Testing
         #expect(schedule.next(now: 7_000, observed: Observation()) == .runBatch(time: 14_000))
     }
 
+    /// A full backlog waits for no boundary: the batch runs at once at the current time, batch times stay strictly
+    /// increasing, and the boundary batch follows as usual.
+    @Test func aFullBacklogStartsTheBatchAtOnce() {
+        var schedule = BatchSchedule(interval: 1_000, lastBatchTime: 0, now: 10_400, stopsAtEnd: false)
+        let full = Observation(isBacklogFull: true)
+        #expect(schedule.next(now: 10_400, observed: Observation()) == .wait(milliseconds: 600))
+        // Woken by the receiver 100 ms into the wait.
+        #expect(schedule.next(now: 10_500, observed: full) == .runBatch(time: 10_500))
+        #expect(schedule.next(now: 10_500, observed: full) == .runBatch(time: 10_501))
+        #expect(schedule.next(now: 10_700, observed: Observation()) == .wait(milliseconds: 300))
+        #expect(schedule.next(now: 10_800, observed: Observation()) == .wait(milliseconds: 200))
+        #expect(schedule.next(now: 11_000, observed: Observation()) == .runBatch(time: 11_000))
+        // At or past the boundary, the boundary batch is the one that runs.
+        #expect(schedule.next(now: 12_000, observed: full) == .wait(milliseconds: 0))
+        #expect(schedule.next(now: 12_000, observed: full) == .runBatch(time: 12_000))
+        // The wall clock steps back: still after the last batch.
+        #expect(schedule.next(now: 9_000, observed: full) == .runBatch(time: 12_001))
+    }
+
     @Test func aRestartContinuesAfterTheLastBatchTime() {
         var schedule = BatchSchedule(interval: 1_000, lastBatchTime: 50_000, now: 10_000, stopsAtEnd: false)
-        _ = schedule.next(now: 10_000, observed: Observation())
-        #expect(schedule.next(now: 10_000, observed: Observation()) == .runBatch(time: 51_000))
+        // The clock is behind the checkpoint's batch time: the wait is one interval, then the batch runs.
+        #expect(schedule.next(now: 10_000, observed: Observation()) == .wait(milliseconds: 1_000))
+        #expect(schedule.next(now: 11_000, observed: Observation()) == .runBatch(time: 51_000))
     }
 
     @Test func stopsFailuresAndTheEndOfInputEndTheLoop() {
