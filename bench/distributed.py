@@ -232,6 +232,16 @@ def send_sentinels(bootstrap: str, topic: str, timestamp_ms: int) -> None:
     producer.flush(30)
 
 
+def run_topics(names: list[str]) -> dict[str, int]:
+    """The input topics, and the counts and windows topics of each configuration's run and baseline."""
+    topics = {bench.INPUT_TOPIC: PARTITIONS, bench.TINY_TOPIC: PARTITIONS}
+    for name in names:
+        for suffix in ("", "-tiny"):
+            topics[f"counts-{name}{suffix}"] = PARTITIONS
+            topics[f"windows-{name}{suffix}"] = PARTITIONS
+    return topics
+
+
 def run_configuration(launchers: list[bench.Launcher], binary: Path, bootstrap: str, name: str, distributed: bool,
                       offsets: Offsets, truth: dict[str, int], work: Path,
                       extra_env: dict[str, str] | None = None) -> Result:
@@ -262,15 +272,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sluice-bench-distributed-") as directory:
         work = Path(directory)
         corpus = bench.generate_corpus(work / "lines.txt", args.lines, args.seed)
-        topics = {bench.INPUT_TOPIC: PARTITIONS, bench.TINY_TOPIC: PARTITIONS}
+        topics = run_topics([name for name, _, _ in configurations])
         for name, distributed, _ in configurations:
-            for suffix in ("", "-tiny"):
-                topics[f"counts-{name}{suffix}"] = PARTITIONS
-                topics[f"windows-{name}{suffix}"] = PARTITIONS
-                if distributed:
-                    group = f"bench-{name}{suffix}-{os.getpid()}"
-                    topics[f"{group}-partials"] = SHARDS
-                    topics[f"{group}-changelog"] = SHARDS
+            for suffix in ("", "-tiny") if distributed else ():
+                group = f"bench-{name}{suffix}-{os.getpid()}"
+                topics[f"{group}-partials"] = SHARDS
+                topics[f"{group}-changelog"] = SHARDS
         broker = bench.Broker(broker_binary, topics, work / "broker.log")
         offsets = Offsets(broker.bootstrap)
         try:

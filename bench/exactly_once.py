@@ -84,12 +84,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sluice-bench-eos-") as directory:
         work = Path(directory)
         corpus = bench.generate_corpus(work / "lines.txt", args.lines, args.seed)
-        topics = {bench.INPUT_TOPIC: partitions, bench.TINY_TOPIC: partitions}
-        for name, _, _ in configurations:
-            for suffix in ("", "-tiny"):
-                topics[f"counts-{name}{suffix}"] = partitions
-                topics[f"windows-{name}{suffix}"] = partitions
-        broker = Noida(topics, work)
+        broker = Noida(distributed.run_topics([name for name, _, _ in configurations]), work)
         offsets = distributed.Offsets(broker.bootstrap)
         try:
             loading = time.perf_counter()
