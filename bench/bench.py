@@ -375,7 +375,7 @@ KCAT_CONSUMER_OPTIONS = ["-X", "fetch.wait.max.ms=10", "-X", "fetch.error.backof
 KCAT_REPEATS = 3  # kcat runs are short: the fastest of a few is the least disturbed by the shared machine
 
 
-def load_lines(bootstrap: str, topic: str, corpus: Path, partitions: int, work: Path) -> None:
+def load_lines(bootstrap: str, topic: str, corpus: Path, partitions: int, work: Path, compression: str = "lz4") -> None:
     """Produces line i of ``corpus`` to partition i % ``partitions`` of ``topic``.
 
     Explicit round-robin, one ``kcat -P -p N`` per partition: kcat's default (sticky) partitioner
@@ -391,7 +391,7 @@ def load_lines(bootstrap: str, topic: str, corpus: Path, partitions: int, work: 
         for out in outs:
             out.close()
     for p, path in enumerate(files):
-        run_checked(["kcat", "-P", "-b", bootstrap, "-t", topic, "-p", str(p), "-z", "lz4",
+        run_checked(["kcat", "-P", "-b", bootstrap, "-t", topic, "-p", str(p), "-z", compression,
                      "-X", "batch.num.messages=10000", "-X", "linger.ms=50", "-l", str(path)],
                     timeout_s=KCAT_TIMEOUT_S, what=f"loading partition {p} with kcat -P")
         path.unlink()
@@ -508,11 +508,12 @@ class Row:
         return None if self.baseline is None else self.measurement.wall_s - self.baseline.wall_s
 
 
-def run_kcat(launcher: Launcher, bootstrap: str, topic: str, log: Path) -> Measurement:
-    """The fastest of KCAT_REPEATS runs of kcat reading ``topic`` to /dev/null."""
+def run_kcat(launcher: Launcher, bootstrap: str, topic: str, log: Path,
+             options: list[str] = KCAT_CONSUMER_OPTIONS) -> Measurement:
+    """The fastest of KCAT_REPEATS runs of kcat reading ``topic`` to /dev/null, with the given fetch options."""
     best: Measurement | None = None
     for _ in range(KCAT_REPEATS):
-        m = launcher.run(["kcat", "-C", "-b", bootstrap, "-t", topic, *KCAT_CONSUMER_OPTIONS,
+        m = launcher.run(["kcat", "-C", "-b", bootstrap, "-t", topic, *options,
                           "-e", "-q", "-o", "beginning", "-f", "%s\n"],
                          timeout_s=KCAT_TIMEOUT_S, stdout=None, stderr=log)
         if m.exit_code != 0:
@@ -596,14 +597,18 @@ def fmt_rate(count: int, seconds: float | None) -> str:
 
 def table(rows: list[Row], corpus: Corpus) -> list[list[str]]:
     kcat_marginal = next((r.marginal_s for r in rows if r.name == "kcat"), None)
+    default_marginal = next((r.marginal_s for r in rows if r.name == "kcat default fetch"), None)
     header = ["run", "wall s", "marginal s", "records/s", "words/s (marginal)", "x kcat (marginal)",
-              "peak RSS MB", "RSS by quarter MB", "CPU s", "verified"]
+              "x kcat default fetch", "peak RSS MB", "RSS by quarter MB", "CPU s", "CPU s per M words (marginal)",
+              "verified"]
     body = [header]
+
+    def ratio(marginal: float | None, reference: float | None) -> str:
+        return "-" if marginal is None or not reference or reference <= 0 else f"{marginal / reference:.2f}"
+
     for r in rows:
         m, marginal = r.measurement, r.marginal_s
-        ratio = "-"
-        if marginal is not None and kcat_marginal and kcat_marginal > 0:
-            ratio = f"{marginal / kcat_marginal:.2f}"
+        cpu_per_m = "-" if r.baseline is None else f"{(m.cpu_s - r.baseline.cpu_s) / (corpus.words / 1e6):.3f}"
         verified = "-" if r.verified is None else ("yes" if r.verified.ok else "NO")
         body.append([
             r.name,
@@ -611,10 +616,12 @@ def table(rows: list[Row], corpus: Corpus) -> list[list[str]]:
             "-" if marginal is None else f"{marginal:.2f}",
             fmt_rate(corpus.lines, marginal),
             fmt_rate(corpus.words, marginal),
-            ratio,
+            ratio(marginal, kcat_marginal),
+            ratio(marginal, default_marginal),
             f"{m.max_rss_mb:.0f}",
             m.rss_by_quarter(),
             f"{m.cpu_s:.2f}",
+            cpu_per_m,
             verified,
         ])
     return body
@@ -704,6 +711,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
     parser.add_argument("--partitions", type=int, default=16,
                         help="partitions of every topic (default 16; the mock keeps only 5 MiB per partition)")
+    parser.add_argument("--compression", default="lz4", choices=["lz4", "none"],
+                        help="compression of the loaded input (default lz4)")
     parser.add_argument("--skip-wal-off", action="store_true", help="skip the run with SLUICE_WAL=false")
     parser.add_argument("--repeats", type=int, default=5,
                         help="sluice runs per configuration; the median wall time is reported (default 5)")
@@ -746,7 +755,7 @@ def main() -> int:
         print(f"broker at {broker.bootstrap} ({args.partitions} partitions per topic)", flush=True)
 
         started = time.perf_counter()
-        load_lines(broker.bootstrap, INPUT_TOPIC, corpus.path, args.partitions, work)
+        load_lines(broker.bootstrap, INPUT_TOPIC, corpus.path, args.partitions, work, args.compression)
         marks = watermarks(broker.bootstrap, INPUT_TOPIC, args.partitions)
         retained = sum(high - low for low, high in marks)
         print(f"loaded in {time.perf_counter() - started:.1f} s; watermarks hold {retained:,} records; "
@@ -775,6 +784,10 @@ def main() -> int:
         rows.append(Row("kcat (empty topic)", kcat_empty))
         rows.append(Row(f"kcat ({args.partitions}-line baseline)", kcat_tiny))
         rows.append(Row("kcat", kcat_full, baseline=kcat_tiny))
+        # As a new user runs it: librdkafka's default fetch waits.
+        kcat_default_tiny = run_kcat(launcher, broker.bootstrap, TINY_TOPIC, work / "kcat-default-tiny.log", [])
+        kcat_default = run_kcat(launcher, broker.bootstrap, INPUT_TOPIC, work / "kcat-default.log", [])
+        rows.append(Row("kcat default fetch", kcat_default, baseline=kcat_default_tiny))
 
         print("timing sluice over the empty topic ...", flush=True)
         sluice_empty = run_sluice(launcher, sluice, broker.bootstrap, "empty", EMPTY_TOPIC, True, work, args.timeout,
@@ -839,7 +852,8 @@ def write_results(body: list[list[str]], notes: list[str], mismatches: list[str]
         "100 ms) in each quarter of the run's wall time: flat numbers mean memory does not grow with the input.",
         "",
         f"kcat: `kcat -C -e -q -o beginning -f '%s\\n' {' '.join(KCAT_CONSUMER_OPTIONS)}` to /dev/null, fastest of "
-        f"{KCAT_REPEATS} runs (the two options remove 0.5-1.5 s of idle fetch waits, in 0.5 s steps, from every run). "
+        f"{KCAT_REPEATS} runs (the two options remove 0.5-1.5 s of idle fetch waits, in 0.5 s steps, from every run); "
+        "kcat default fetch: the same without the two options, as a new user runs it. "
         f"sluice: the median (by wall time) of {args.repeats} runs for the baseline and for each configuration, "
         "every run verified; default fetch settings. Its wall time includes waiting for its batch boundaries "
         "(`SLUICE_BATCH_INTERVAL_MS`, default 1000): where the group join leaves a run between two boundaries "
@@ -853,7 +867,7 @@ def write_results(body: list[list[str]], notes: list[str], mismatches: list[str]
         f"{len(corpus.truth):,} distinct words; seed {args.seed}; Zipf s = {ZIPF_S} over {VOCABULARY_SIZE:,} words, "
         f"{WORDS_PER_LINE[0]}-{WORDS_PER_LINE[1]} words a line, mixed case",
         f"- topic `{INPUT_TOPIC}`: {args.partitions} partitions, line i to partition i mod {args.partitions}, "
-        f"loaded with `kcat -P -z lz4`; "
+        f"loaded with `kcat -P -z {args.compression}`; "
         f"records per partition {min(per_partition):,}..{max(per_partition):,} (all retained: low watermarks 0)",
         f"- sluice settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items())
         + "; fresh `SLUICE_GROUP_ID` and `SLUICE_CHECKPOINT_DIR` per run; other settings default",
