@@ -36,11 +36,12 @@ final class BatchTransactions {
 
     static func progressTopic(groupID: String) -> String { "\(groupID)-progress" }
 
-    /// The transactional producer's settings: the group as its transactional id, and a delivery bound within the
-    /// transaction timeout (librdkafka requires it; a broker outage longer than that aborts the batch).
-    static func producerConfig(_ configuration: StreamingConfiguration) -> KafkaProducerConfig {
+    /// A transactional producer's settings (standalone mode: the group as its transactional id; distributed mode:
+    /// each stage's incarnation), with a delivery bound within the transaction timeout (librdkafka requires it; a
+    /// broker outage longer than that aborts the transaction).
+    static func producerConfig(_ configuration: StreamingConfiguration, transactionalID: String) -> KafkaProducerConfig {
         KafkaProducerConfig(
-            common: configuration.kafka, transactionalID: configuration.groupID, deliveryTimeoutMilliseconds: transactionTimeoutMilliseconds)
+            common: configuration.kafka, transactionalID: transactionalID, deliveryTimeoutMilliseconds: transactionTimeoutMilliseconds)
     }
 
     /// librdkafka's default transaction timeout.

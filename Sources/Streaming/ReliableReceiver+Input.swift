@@ -109,9 +109,11 @@ extension ReliableReceiver {
     func reportFlow() {
         metrics.pausedPartitions.record(loop.flow.pausedCount(assigned: loop.assigned.count))
         let held = loop.flow.isInputHeld
-        guard status.withLock({ $0.isInputHeld }) != held else { return }
-        status.withLock { $0.isInputHeld = held }
+        let becameHeld = status.withLock { status in
+            defer { status.isInputHeld = held }
+            return held && !status.isInputHeld
+        }
         // A full backlog starts the next batch at once (``BatchSchedule``).
-        if held { onStatusChange() }
+        if becameHeld { onStatusChange() }
     }
 }

@@ -124,7 +124,7 @@ public final class StreamingContext: Sendable {
         // librdkafka gave up on would stop the service, and every restart would replay the same batch.
         let producer = try KafkaProducer(
             config: configuration.isExactlyOnce
-                ? BatchTransactions.producerConfig(configuration)
+                ? BatchTransactions.producerConfig(configuration, transactionalID: configuration.groupID)
                 : KafkaProducerConfig(common: configuration.kafka, deliveryTimeoutMilliseconds: 0),
             logger: logger)
         return (consumer, producer)

@@ -82,7 +82,7 @@ public final class DistributedContext: StreamingRuntime {
             let incarnation = try StageTransactions.Incarnation(
                 groupID: configuration.groupID, setup: setup, stage: stage, directory: configuration.checkpointDirectory)
             let producer = try KafkaProducer(
-                config: StageTransactions.producerConfig(configuration, transactionalID: incarnation.transactionalID), logger: logger)
+                config: BatchTransactions.producerConfig(configuration, transactionalID: incarnation.transactionalID), logger: logger)
             return (producer, StageTransactions(
                 producer: producer, consumer: consumer, incarnation: incarnation, metrics: metrics, logger: logger, crashTrigger: crashTrigger))
         }

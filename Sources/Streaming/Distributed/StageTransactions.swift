@@ -19,9 +19,9 @@ import Storage
 ///
 /// - Important: Used from the stage's thread only.
 final class StageTransactions {
-    let producer: KafkaProducer
+    private let producer: KafkaProducer
     private let consumer: KafkaConsumer
-    let transactionalID: String
+    private let transactionalID: String
     private let metrics: StreamingMetrics
     private let logger: Logger
     private let crashTrigger: CrashTrigger?
@@ -67,17 +67,10 @@ final class StageTransactions {
         }
     }
 
-    /// The producer settings of a stage: its transactional id, and a delivery bound within the transaction timeout.
-    static func producerConfig(_ configuration: StreamingConfiguration, transactionalID: String) -> KafkaProducerConfig {
-        KafkaProducerConfig(
-            common: configuration.kafka, transactionalID: transactionalID,
-            deliveryTimeoutMilliseconds: BatchTransactions.transactionTimeoutMilliseconds)
-    }
-
     /// Fences the previous incarnation of this stage's producer, aborting its open transaction, and registers this one.
     func initialize(configuration: StreamingConfiguration) throws {
         if let previousID {
-            let previous = try KafkaProducer(config: Self.producerConfig(configuration, transactionalID: previousID), logger: logger)
+            let previous = try KafkaProducer(config: BatchTransactions.producerConfig(configuration, transactionalID: previousID), logger: logger)
             try previous.initTransactions(timeout: .seconds(60))
         }
         try producer.initTransactions(timeout: .seconds(60))
