@@ -8,7 +8,7 @@ extension DStream {
     /// windows have all closed is dropped and counted in ``BatchOutput/lateRecords``. Open windows
     /// are checkpointed under `name`.
     public func window(name: String, _ spec: WindowSpec) -> DStream<Windowed<[Element]>> where Element: StateCodable {
-        aggregateWindows(name: name, spec: spec, key: { _ in Unkeyed() }) { (values: inout [Element]?, element) in
+        aggregateWindows(name: name, spec: spec, key: { _ in Unkeyed() }, input: { $0 }) { (values: inout [Element]?, element) in
             var collected = values.take() ?? []
             collected.append(element)
             values = collected
@@ -24,64 +24,74 @@ extension DStream {
     public func reduceByKeyAndWindow<Key: StateKey, Value: StateCodable>(
         name: String, _ spec: WindowSpec, _ combine: @escaping (Value, Value) -> Value
     ) -> DStream<(Key, Windowed<Value>)> where Element == (Key, Value) {
-        aggregateWindows(name: name, spec: spec, key: { $0.0 }) { (total: inout Value?, element) in
-            total = total.map { combine($0, element.1) } ?? element.1
+        aggregateWindows(name: name, spec: spec, key: { $0.0 }, input: { $0.1 }) { (total: inout Value?, value) in
+            total = total.map { combine($0, value) } ?? value
         }
     }
 
-    /// Folds elements into per-(window, key) accumulators, emitting and dropping windows as they close.
-    private func aggregateWindows<Key: StateKey, Accumulator: StateCodable>(
-        name: String, spec: WindowSpec, key: @escaping (Element) -> Key,
-        fold: @escaping (inout Accumulator?, Element) -> Void
+    /// Folds each element's `input` into per-(window, key) accumulators, emitting and dropping windows as they close.
+    ///
+    /// Each (window, key) accumulator touched by the batch is taken out of the store once, folded in arrival order in
+    /// a dense local table, and put back at the end: the same folds in the same order as folding in place, without
+    /// hashing the key again for every element. A dictionary-encoded batch is read per id: each distinct element's key
+    /// and input are computed once, and its elements go straight to their accumulators by id.
+    private func aggregateWindows<Key: StateKey, Input, Accumulator: StateCodable>(
+        name: String, spec: WindowSpec, key: @escaping (Element) -> Key, input: @escaping (Element) -> Input,
+        fold: @escaping (inout Accumulator?, Input) -> Void
     ) -> DStream<(Key, Windowed<Accumulator>)> {
         let store = StateStore<[Int64: [Key: Accumulator]]>(name: name, value: [:])
         let stream = deriveFromSource(stateful: true) { batch, context in
-            // Each (window, key) accumulator touched by the batch is taken out of the store once, folded in
-            // arrival order in a dense local table, and put back at the end: the same folds in the same order
-            // as folding in place, without hashing the key again for every element.
-            var pending: [Int64: PendingWindow<Key, Accumulator>] = [:]
-            var currentStart: Int64?
-            var current = PendingWindow<Key, Accumulator>(idCount: 0)
-            let ids = batch.ids.flatMap { $0.count == batch.count ? $0 : nil }
-            // The open windows of the last time seen: consecutive elements (the words of one record) share it.
-            var openTime: Int64?
-            var openStarts: [Int64] = []
-            var times = batch.times.makeIterator()
-            for position in 0..<batch.count {
-                // Read exactly once per element, late or not.
-                let element = batch.value(position)
-                let time = times.next()!
-                guard time <= context.eventTimeHorizon else {
-                    context.futureRecords += 1
-                    continue
-                }
-                if openTime != time {
-                    openTime = time
-                    openStarts.removeAll(keepingCapacity: true)
-                    for start in spec.starts(containing: time)
-                    where !spec.isClosed(start: start, watermark: context.previousWatermark) {
-                        openStarts.append(start)
-                    }
-                }
-                var assigned = false
-                for start in openStarts {
-                    if currentStart != start {
-                        if let previous = currentStart { pending[previous] = current }
-                        current = pending.removeValue(forKey: start)
-                            ?? PendingWindow(idCount: ids == nil ? 0 : batch.idCount)
-                        currentStart = start
-                    }
-                    let elementKey = key(element)
-                    let index = current.index(
-                        of: elementKey, id: ids.map { Int($0[position]) },
-                        taking: { store.value[start]?.removeValue(forKey: $0) })
-                    fold(&current.accumulators[index], element)
-                    assigned = true
-                }
-                if !assigned { context.lateRecords += 1 }
+            var pending = PendingWindows<Key, Accumulator>(idCount: batch.ids?.count == batch.count ? batch.idCount : 0) {
+                store.value[$0]?.removeValue(forKey: $1)
             }
-            if let previous = currentStart { pending[previous] = current }
-            for (start, window) in pending {
+            var open = OpenWindows(spec: spec, watermark: context.previousWatermark)
+            if let dictionary = batch.dictionary, let ids = batch.ids {
+                let keys = dictionary.map(key)
+                let inputs = dictionary.map(input)
+                batch.times.forEachRun { time, positions in
+                    guard time <= context.eventTimeHorizon else {
+                        context.futureRecords += positions.count
+                        return
+                    }
+                    let starts = open.starts(containing: time)
+                    guard !starts.isEmpty else {
+                        context.lateRecords += positions.count
+                        return
+                    }
+                    for start in starts {
+                        pending.withWindow(start) { window in
+                            for position in positions {
+                                let id = Int(ids[position])
+                                fold(&window.accumulators[window.index(ofExactID: id, key: keys[id])], inputs[id])
+                            }
+                        }
+                    }
+                }
+            } else {
+                let ids = batch.ids.flatMap { $0.count == batch.count ? $0 : nil }
+                var times = batch.times.makeIterator()
+                for position in 0..<batch.count {
+                    // Read exactly once per element, late or not.
+                    let element = batch.value(position)
+                    let time = times.next()!
+                    guard time <= context.eventTimeHorizon else {
+                        context.futureRecords += 1
+                        continue
+                    }
+                    let starts = open.starts(containing: time)
+                    guard !starts.isEmpty else {
+                        context.lateRecords += 1
+                        continue
+                    }
+                    for start in starts {
+                        pending.withWindow(start) { window in
+                            let index = window.index(of: key(element), hint: ids.map { Int($0[position]) })
+                            fold(&window.accumulators[index], input(element))
+                        }
+                    }
+                }
+            }
+            for (start, window) in pending.touched() {
                 store.value[start, default: [:]].merge(window)
             }
             var result = Elements<(Key, Windowed<Accumulator>)>()
@@ -96,6 +106,65 @@ extension DStream {
         }
         graph.register(store, evaluating: stream)
         return stream
+    }
+}
+
+/// The windows still open for an event time, as of the watermark the batch started with; consecutive elements (the
+/// words of one record) share a time, so the starts of the last time are kept.
+private struct OpenWindows {
+    let spec: WindowSpec
+    let watermark: Int64?
+    private var time: Int64?
+    private var starts: [Int64] = []
+
+    init(spec: WindowSpec, watermark: Int64?) {
+        self.spec = spec
+        self.watermark = watermark
+    }
+
+    /// The starts of the open windows containing `time`, in increasing order.
+    mutating func starts(containing time: Int64) -> [Int64] {
+        if self.time != time {
+            self.time = time
+            starts.removeAll(keepingCapacity: true)
+            for start in spec.starts(containing: time) where !spec.isClosed(start: start, watermark: watermark) {
+                starts.append(start)
+            }
+        }
+        return starts
+    }
+}
+
+/// The windows touched by the running batch, by start; the last one used is kept out of the dictionary.
+private struct PendingWindows<Key: Hashable, Accumulator> {
+    private var windows: [Int64: PendingWindow<Key, Accumulator>] = [:]
+    private var currentStart: Int64?
+    private var current: PendingWindow<Key, Accumulator>
+    private let idCount: Int
+    /// Removes and returns the stored accumulator of (window start, key).
+    private let take: (Int64, Key) -> Accumulator?
+
+    init(idCount: Int, take: @escaping (Int64, Key) -> Accumulator?) {
+        self.idCount = idCount
+        self.take = take
+        current = PendingWindow(start: 0, idCount: 0, take: take)
+    }
+
+    /// Runs `body` on the window starting at `start`.
+    mutating func withWindow(_ start: Int64, _ body: (inout PendingWindow<Key, Accumulator>) -> Void) {
+        if currentStart != start {
+            if let previous = currentStart { windows[previous] = current }
+            current = windows.removeValue(forKey: start) ?? PendingWindow(start: start, idCount: idCount, take: take)
+            currentStart = start
+        }
+        body(&current)
+    }
+
+    /// Every touched window.
+    mutating func touched() -> [Int64: PendingWindow<Key, Accumulator>] {
+        if let previous = currentStart { windows[previous] = current }
+        currentStart = nil
+        return windows
     }
 }
 
@@ -114,33 +183,49 @@ private struct Unkeyed: StateKey {
 private struct PendingWindow<Key: Hashable, Accumulator> {
     var keys: [Key] = []
     var accumulators: [Accumulator?] = []
-    var indices: [Key: Int] = [:]
+    private var indices: [Key: Int] = [:]
     /// Element id -> index of the last key seen with that id (-1: none).
-    var slots: [Int32]
+    private var slots: [Int32]
+    private let start: Int64
+    private let take: (Int64, Key) -> Accumulator?
 
-    init(idCount: Int) {
+    init(start: Int64, idCount: Int, take: @escaping (Int64, Key) -> Accumulator?) {
+        self.start = start
+        self.take = take
         slots = [Int32](repeating: -1, count: idCount)
         indices.reserveCapacity(idCount)
         keys.reserveCapacity(idCount)
         accumulators.reserveCapacity(idCount)
     }
 
-    /// The local index of `key`, adding it (with the accumulator `taking` removes from the store) if new.
-    mutating func index(of key: Key, id: Int?, taking: (Key) -> Accumulator?) -> Int {
+    /// The local index of `key`, adding it (with the accumulator taken from the store) if new. `hint` is the element's
+    /// grouping id, confirmed with `==` before use.
+    mutating func index(of key: Key, hint id: Int?) -> Int {
         if let id {
             let slot = Int(slots[id])
             if slot >= 0, keys[slot] == key { return slot }
         }
-        let index: Int
-        if let known = indices[key] {
-            index = known
-        } else {
-            index = keys.count
-            indices[key] = index
-            keys.append(key)
-            accumulators.append(taking(key))
-        }
+        let index = index(of: key)
         if let id { slots[id] = Int32(index) }
+        return index
+    }
+
+    /// The local index of the element with dictionary id `id`, whose key is `key`: looked up once per id.
+    @inline(__always)
+    mutating func index(ofExactID id: Int, key: Key) -> Int {
+        let slot = Int(slots[id])
+        if slot >= 0 { return slot }
+        let index = index(of: key)
+        slots[id] = Int32(index)
+        return index
+    }
+
+    private mutating func index(of key: Key) -> Int {
+        if let known = indices[key] { return known }
+        let index = keys.count
+        indices[key] = index
+        keys.append(key)
+        accumulators.append(take(start, key))
         return index
     }
 }

@@ -9,17 +9,15 @@ extension DStream where Element == InputRecord {
         return deriveReading { [self] context in
             var words = WordBatch(expectedDistinctWords: expectedDistinctWords)
             if isGraphInput, hasSingleConsumer {
-                // The graph's input, read by this stream alone: records are decoded straight from the blocks,
-                // and each block is released as soon as its words are read.
-                var blocks = context.takeBlocks()
-                words.reserve(textBytes: blocks.reduce(0) { $0 + $1.bytes.count })
-                blocks.reverse()
-                while let block = blocks.popLast() {
-                    InputRecord.forEach(in: block) { record in
-                        if let reason = words.add(record, at: record.timestamp) {
-                            context.malformed.append(MalformedRecord(record: record, reason: reason))
-                        }
-                    }
+                // The graph's input, read by this stream alone: records are decoded straight from the blocks, each
+                // block is released as soon as its words are read, and runs of blocks are read in parallel, then
+                // merged in block order (see ``WordBatch/append(_:)``), so the result is the same as one pass.
+                let tasks = WordBatch.read(
+                    BlockTasks.split(context.takeBlocks(), into: graph.parallelism),
+                    expectedDistinctWords: expectedDistinctWords)
+                for task in tasks {
+                    words.append(task.words)
+                    context.malformed.append(contentsOf: task.malformed)
                 }
             } else {
                 let records = elements(in: context)
@@ -39,7 +37,7 @@ extension DStream where Element == InputRecord {
 
 /// The words of one batch: interned on their bytes (one String per distinct word), kept as ids into
 /// the distinct words, with each record's time stored once for all its words.
-private struct WordBatch {
+private struct WordBatch: Sendable {
     private var interner: WordInterner
     private var ids: [Int32] = []
     private var runTimes: [Int64] = []
@@ -60,6 +58,54 @@ private struct WordBatch {
     mutating func reserve(textBytes: Int) {
         // About one word per 4 bytes of text is a generous guess; untouched reserved pages cost no memory.
         ids.reserveCapacity(textBytes / 4)
+    }
+
+    /// The words of each run of blocks, read on up to `runs.count` threads; each block is released once read.
+    static func read(
+        _ runs: consuming [[Block]], expectedDistinctWords: Int
+    ) -> [(words: WordBatch, malformed: [MalformedRecord])] {
+        BlockTasks.map(runs) { (blocks: consuming [Block]) in
+            var words = WordBatch(expectedDistinctWords: expectedDistinctWords)
+            var malformed: [MalformedRecord] = []
+            var blocks = consume blocks
+            words.reserve(textBytes: blocks.reduce(0) { $0 + $1.bytes.count })
+            blocks.reverse()
+            while let block = blocks.popLast() {
+                InputRecord.forEach(in: block) { record in
+                    if let reason = words.add(record, at: record.timestamp) {
+                        malformed.append(MalformedRecord(record: record, reason: reason))
+                    }
+                }
+            }
+            return (words, malformed)
+        }
+    }
+
+    /// Appends the words of `other`, read from the input after this batch's, as if they had been added here: each
+    /// new distinct word gets the next id in `other`'s first-seen order, so ids, elements and times are those of one
+    /// pass over both.
+    mutating func append(_ other: WordBatch) {
+        guard !ids.isEmpty || interner.count > 0 else {
+            self = other
+            return
+        }
+        let newIDs = other.interner.words.map { word in
+            var word = word
+            return word.withUTF8 { interner.id(of: UnsafeRawBufferPointer($0)) }
+        }
+        let offset = Int32(ids.count)
+        ids.reserveCapacity(ids.count + other.ids.count)
+        for id in other.ids {
+            ids.append(newIDs[Int(id)])
+        }
+        for (time, end) in zip(other.runTimes, other.runEnds) {
+            if runTimes.last == time {
+                runEnds[runEnds.count - 1] = end + offset
+            } else {
+                runTimes.append(time)
+                runEnds.append(end + offset)
+            }
+        }
     }
 
     /// Adds the words of `record`, or none of them and returns why it is malformed.

@@ -50,12 +50,11 @@ public final class DStream<Element> {
         consumers += 1
         return DStream<Output>(
             graph: graph,
-            compute: { [self] context in
-                let batch = elements(in: context)
-                return Elements(values: batch.decodedValues.map(transform), times: batch.decodedTimes, ids: batch.ids, idCount: batch.idCount)
-            },
+            compute: { [self] context in elements(in: context).mapped(transform) },
             lazySource: { [self] context in
-                let values = elements(in: context).source
+                let batch = elements(in: context)
+                if batch.isDictionaryEncoded { return batch.mapped(transform).source }
+                let values = batch.source
                 return ElementSource(count: values.count, times: values.times, ids: values.ids, idCount: values.idCount) {
                     transform(values.value($0))
                 }

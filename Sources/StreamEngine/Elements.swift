@@ -33,6 +33,9 @@ struct Elements<Value> {
         self.idCount = dictionary.count
     }
 
+    /// Whether the batch is dictionary-encoded.
+    var isDictionaryEncoded: Bool { encoded != nil }
+
     /// The number of elements.
     var count: Int { encoded == nil ? times.count : ids?.count ?? 0 }
 
@@ -47,6 +50,15 @@ struct Elements<Value> {
         encoded?.times.expanded ?? times
     }
 
+    /// `transform` applied to every element. A dictionary-encoded batch stays encoded: `transform` is applied once
+    /// per distinct value (operators are functions of their element, as in Spark), not once per element.
+    func mapped<Output>(_ transform: (Value) -> Output) -> Elements<Output> {
+        if let (dictionary, times) = encoded, let ids {
+            return Elements<Output>(dictionary: dictionary.map(transform), ids: ids, times: times)
+        }
+        return Elements<Output>(values: values.map(transform), times: times, ids: ids, idCount: idCount)
+    }
+
     mutating func append(_ value: Value, at time: Int64) {
         precondition(encoded == nil, "appending to a dictionary-encoded batch")
         values.append(value)
@@ -56,7 +68,9 @@ struct Elements<Value> {
     /// Reads the batch element by element.
     var source: ElementSource<Value> {
         if let (dictionary, times) = encoded, let ids {
-            return ElementSource(count: ids.count, times: times, ids: ids, idCount: idCount) { dictionary[Int(ids[$0])] }
+            return ElementSource(count: ids.count, times: times, ids: ids, idCount: idCount, dictionary: dictionary) {
+                dictionary[Int(ids[$0])]
+            }
         }
         let values = values
         return ElementSource(count: values.count, times: EventTimes(times), ids: ids, idCount: idCount) { values[$0] }
@@ -71,7 +85,7 @@ struct Elements<Value> {
     }
 }
 
-/// A batch read element by element, in order: either stored ``Elements``, or a `map` over them
+/// A batch read element by element, in order: either stored ``Elements``, or a `map` over plain ones
 /// that is applied as its single consumer reads each element (exactly once per element), so the
 /// mapped batch is never stored.
 struct ElementSource<Value> {
@@ -80,6 +94,9 @@ struct ElementSource<Value> {
     /// The grouping hint of ``Elements/ids``.
     let ids: [Int32]?
     let idCount: Int
+    /// The distinct values of a dictionary-encoded batch: element `i` is `dictionary[ids[i]]`, so readers can work
+    /// per id and touch each distinct value once instead of calling `value` per element.
+    var dictionary: [Value]? = nil
     let value: (Int) -> Value
 
     /// Groups pairs by key in order of first appearance, folding each key's values into an
@@ -87,6 +104,7 @@ struct ElementSource<Value> {
     func aggregated<Key: Hashable, Input, Accumulator>(
         _ start: (Input) -> Accumulator, _ combine: (inout Accumulator, Input) -> Void
     ) -> Elements<(Key, Accumulator)> where Value == (Key, Input) {
+        if let dictionary, let ids { return aggregated(dictionary: dictionary, ids: ids, start, combine) }
         var groups = Elements<(Key, Accumulator)>()
         var indices: [Key: Int] = [:]
         guard let ids, ids.count == count else {
@@ -131,6 +149,40 @@ struct ElementSource<Value> {
                 indices[key] = index
                 groups.append((key, start(value)), at: time)
                 slots[id] = Int32(index)
+            }
+        }
+        return groups
+    }
+
+    /// ``aggregated(_:_:)`` of a dictionary-encoded batch: each id's key is looked up once, at its first element;
+    /// later elements go straight to their group by id, in arrival order.
+    private func aggregated<Key: Hashable, Input, Accumulator>(
+        dictionary: [(Key, Input)], ids: [Int32], _ start: (Input) -> Accumulator, _ combine: (inout Accumulator, Input) -> Void
+    ) -> Elements<(Key, Accumulator)> where Value == (Key, Input) {
+        var groups = Elements<(Key, Accumulator)>()
+        groups.values.reserveCapacity(dictionary.count)
+        groups.times.reserveCapacity(dictionary.count)
+        var indices: [Key: Int] = [:]
+        indices.reserveCapacity(dictionary.count)
+        var groupOfID = [Int32](repeating: -1, count: dictionary.count)
+        times.forEachRun { time, range in
+            for position in range {
+                let id = Int(ids[position])
+                let group = Int(groupOfID[id])
+                if group >= 0 {
+                    combine(&groups.values[group].1, dictionary[id].1)
+                    groups.times[group] = max(groups.times[group], time)
+                } else if let index = indices[dictionary[id].0] {
+                    // Another id with the same key (a map that is not one-to-one).
+                    combine(&groups.values[index].1, dictionary[id].1)
+                    groups.times[index] = max(groups.times[index], time)
+                    groupOfID[id] = Int32(index)
+                } else {
+                    let index = groups.values.count
+                    indices[dictionary[id].0] = index
+                    groups.append((dictionary[id].0, start(dictionary[id].1)), at: time)
+                    groupOfID[id] = Int32(index)
+                }
             }
         }
         return groups

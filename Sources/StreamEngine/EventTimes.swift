@@ -39,6 +39,22 @@ struct EventTimes: Sequence {
         }
     }
 
+    /// Calls `body` with each run of consecutive elements that share a time: the time and the elements' positions.
+    func forEachRun(_ body: (Int64, Range<Int>) throws -> Void) rethrows {
+        switch storage {
+        case .perElement(let times):
+            for (position, time) in times.enumerated() {
+                try body(time, position..<position + 1)
+            }
+        case .runs(let times, let ends):
+            var start = 0
+            for (time, end) in zip(times, ends) {
+                try body(time, start..<Int(end))
+                start = Int(end)
+            }
+        }
+    }
+
     func makeIterator() -> Iterator {
         Iterator(storage: storage)
     }

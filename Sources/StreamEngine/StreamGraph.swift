@@ -34,6 +34,9 @@ public final class StreamGraph {
     /// does not move the watermark and is left out of windows (``BatchOutput/futureRecords``), but is otherwise
     /// processed. Batch time, not the wall clock, keeps a replay identical.
     public let maxEventTimeAheadMilliseconds: Int64
+    /// How many threads may read one batch's blocks at once (see ``DStream/flatMapWords()``); the output does not
+    /// depend on it.
+    public let parallelism: Int
     /// The latest record timestamp of each input partition, and the batch time that last had its records.
     private var partitionClocks: [TopicPartition: (latest: Int64, lastSeen: Int64)] = [:]
     private var sinks: [(BatchContext) -> Void] = []
@@ -48,9 +51,11 @@ public final class StreamGraph {
     ///   - idleAfterMilliseconds: batch time without records after which a partition no longer holds the watermark
     ///     back (at least 1).
     ///   - maxEventTimeAheadMilliseconds: how far an event time may be ahead of its batch time.
-    public init(idleAfterMilliseconds: Int64 = 10_000, maxEventTimeAheadMilliseconds: Int64 = .max) {
+    ///   - parallelism: how many threads may read one batch's blocks at once (at least 1).
+    public init(idleAfterMilliseconds: Int64 = 10_000, maxEventTimeAheadMilliseconds: Int64 = .max, parallelism: Int = 1) {
         self.idleAfterMilliseconds = max(1, idleAfterMilliseconds)
         self.maxEventTimeAheadMilliseconds = max(0, maxEventTimeAheadMilliseconds)
+        self.parallelism = max(1, parallelism)
     }
 
     /// The stream of input records: one element per record of the batch's blocks, in block order.

@@ -1,3 +1,4 @@
+import Foundation
 import KafkaIO
 
 /// How a ``StreamingContext`` receives, batches, stores and emits.
@@ -74,6 +75,14 @@ public struct StreamingConfiguration: Sendable {
     ///
     /// Default: 3,600,000 (one hour).
     public var maxEventTimeAheadMilliseconds: Int64
+    /// How many threads read one batch's input blocks at once (``StreamGraph/parallelism``); the output does not
+    /// depend on it.
+    ///
+    /// Default: ``defaultEngineThreads``.
+    public var engineThreads: Int
+    /// The cores less one, at least 1: the receiver and librdkafka's threads keep about one core busy while a batch
+    /// runs, and a second engine thread on a two-core machine only takes turns with them.
+    public static let defaultEngineThreads = max(1, ProcessInfo.processInfo.activeProcessorCount - 1)
     /// The settings the job's state depends on (name -> value), stored in every checkpoint: a restart with a
     /// different value for a name the checkpoint holds is refused (``StreamingError/Code/settingChanged``), because
     /// the restored state would be misread. Name them as your users set them (the service uses its variables).
@@ -108,6 +117,7 @@ public struct StreamingConfiguration: Sendable {
         deadLetterTopic: String? = nil,
         sessionTimeoutMilliseconds: Int = 10_000,
         maxEventTimeAheadMilliseconds: Int64 = 3_600_000,
+        engineThreads: Int = StreamingConfiguration.defaultEngineThreads,
         stateSettings: [String: String] = [:],
         isExactlyOnce: Bool = false,
         groupInstanceID: String? = nil
@@ -128,6 +138,7 @@ public struct StreamingConfiguration: Sendable {
         self.deadLetterTopic = deadLetterTopic
         self.sessionTimeoutMilliseconds = sessionTimeoutMilliseconds
         self.maxEventTimeAheadMilliseconds = maxEventTimeAheadMilliseconds
+        self.engineThreads = engineThreads
         self.stateSettings = stateSettings
         self.isExactlyOnce = isExactlyOnce
         self.groupInstanceID = groupInstanceID
@@ -141,6 +152,7 @@ public struct StreamingConfiguration: Sendable {
             ("batchIntervalMilliseconds", batchIntervalMilliseconds), ("blockIntervalMilliseconds", blockIntervalMilliseconds),
             ("maxBlockBytes", maxBlockBytes), ("checkpointEveryBatches", checkpointEveryBatches),
             ("maxBacklogBytes", maxBacklogBytes), ("sessionTimeoutMilliseconds", sessionTimeoutMilliseconds),
+            ("engineThreads", engineThreads),
         ]
         for (name, value) in positive where value <= 0 {
             throw StreamingError(.invalidConfiguration, "\(name) must be positive, not \(value)")

@@ -62,7 +62,8 @@ public final class StreamingContext: Sendable {
         }
         let graph = StreamGraph(
             idleAfterMilliseconds: 10 * Int64(configuration.batchIntervalMilliseconds),
-            maxEventTimeAheadMilliseconds: configuration.maxEventTimeAheadMilliseconds)
+            maxEventTimeAheadMilliseconds: configuration.maxEventTimeAheadMilliseconds,
+            parallelism: configuration.engineThreads)
         try setup(graph)
         let restored = try Restored(configuration: configuration, graph: graph, logger: logger)
         let metrics = StreamingMetrics()

@@ -49,6 +49,7 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_EXACTLY_ONCE", defaultValue: "false", meaning: "each batch's output in one Kafka transaction with its progress (read_committed readers see each batch once); needs a broker with transactions, and the WAL in standalone mode"),
         Variable(name: "SLUICE_MAX_RATE_PER_PARTITION", defaultValue: "0", meaning: "records/s per partition, 0 unlimited"),
         Variable(name: "SLUICE_MAX_BACKLOG_MB", defaultValue: "48", meaning: "received-but-unprocessed input above which the receiver stops taking records"),
+        Variable(name: "SLUICE_ENGINE_THREADS", defaultValue: "the cores less one, at least 1", meaning: "threads that read one batch's input blocks at once; the output does not depend on it"),
         Variable(name: "SLUICE_STOP_AT_END", defaultValue: "false (true with the embedded broker)", meaning: "process the input present at start-up, flush windows, checkpoint, commit, exit 0"),
         Variable(name: "SLUICE_DEAD_LETTER_TOPIC", defaultValue: "(unset)", meaning: "where malformed records are copied before they are skipped"),
         Variable(name: "SLUICE_SESSION_TIMEOUT_MS", defaultValue: "10000", meaning: "consumer group session timeout"),
@@ -169,7 +170,9 @@ struct ServiceConfiguration {
             stopsAtEnd: try reader.boolean("SLUICE_STOP_AT_END", default: bootstrapServers == nil),
             deadLetterTopic: try reader.string("SLUICE_DEAD_LETTER_TOPIC"),
             sessionTimeoutMilliseconds: try reader.integer("SLUICE_SESSION_TIMEOUT_MS", range: 1000...3_600_000),
-            maxEventTimeAheadMilliseconds: Int64(try reader.integer("SLUICE_MAX_EVENT_AHEAD_MS", range: 0...Int(Int64.max / 2)))
+            maxEventTimeAheadMilliseconds: Int64(try reader.integer("SLUICE_MAX_EVENT_AHEAD_MS", range: 0...Int(Int64.max / 2))),
+            engineThreads: try reader.integer(
+                "SLUICE_ENGINE_THREADS", default: StreamingConfiguration.defaultEngineThreads, range: 1...256)
         )
         if staticMembership { streaming.groupInstanceID = instanceID }
         if exactlyOnce {
@@ -221,6 +224,7 @@ struct ServiceConfiguration {
             "SLUICE_EXACTLY_ONCE=\(streaming.isExactlyOnce)",
             "SLUICE_MAX_RATE_PER_PARTITION=\(streaming.maxRatePerPartition)",
             "SLUICE_MAX_BACKLOG_MB=\(streaming.maxBacklogBytes >> 20)",
+            "SLUICE_ENGINE_THREADS=\(streaming.engineThreads)",
             "SLUICE_STOP_AT_END=\(streaming.stopsAtEnd)",
             "SLUICE_DEAD_LETTER_TOPIC=\(streaming.deadLetterTopic ?? "")",
             "SLUICE_SESSION_TIMEOUT_MS=\(streaming.sessionTimeoutMilliseconds)",

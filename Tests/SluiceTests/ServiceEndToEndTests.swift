@@ -123,6 +123,7 @@ struct ConfigurationErrorTests {
         ("SLUICE_HTTP_PORT", "70000"),
         ("SLUICE_EXACTLY_ONCE", "true"),
         ("SLUICE_INPUT_TOPICS", "lines,,other"),
+        ("SLUICE_ENGINE_THREADS", "0"),
     ])
     func aBadValueExitsWithCode2NamingTheVariable(variable: String, value: String) throws {
         let directory = TemporaryDirectory()

@@ -185,24 +185,24 @@ import Testing
         #expect(counts.last.map { Int($0.1) } == expected.map(\.1))
     }
 
-    @Test func groupingFollowsKeysEvenWhenEqualWordsMapToDifferentKeys() {
+    @Test func aMapOverWordsRunsOncePerDistinctWordAndGroupsByItsKey() throws {
         final class Counter { var calls = 0 }
         let counter = Counter()
         let graph = StreamGraph()
-        // Every other element of an equal word gets another key: grouping must follow the key, not the word.
-        let sums = Collected(graph.input().flatMapWords().map { word -> (String, Int) in
+        // Several words map to one key: the counts and the windowed counts group by the key, in arrival order.
+        let keyed = graph.input().flatMapWords().map { word -> (String, Int64) in
             counter.calls += 1
-            return (counter.calls.isMultiple(of: 2) ? word.uppercased() : word, 1)
-        }.reduceByKey(+))
-        let text = "a b a a c b a A"
+            return (String(word.prefix(1)), 1)
+        }
+        let sums = Collected(keyed.reduceByKey(+))
+        let windowed = Collected(try keyed.reduceByKeyAndWindow(name: "w", WindowSpec(length: 10), +))
+        let text = "apple Banana avocado blueberry apple cherry b"
         _ = graph.runBatch(time: 1, blocks: [lines((text, 0))])
-        var calls = 0
-        let expected = grouped(WordTokenizer.words(text).map { word in
-            calls += 1
-            return (calls.isMultiple(of: 2) ? word.uppercased() : word, 1)
-        })
-        #expect(counter.calls == 8)
-        #expect(sums.last.map(\.0) == expected.map(\.0))
-        #expect(sums.last.map(\.1) == expected.map(\.1))
+        #expect(counter.calls == 6)
+        #expect(sums.last.map(\.0) == ["a", "b", "c"])
+        #expect(sums.last.map(\.1) == [3, 3, 1])
+        _ = graph.flushWindows()
+        #expect(windowed.last.map(\.0) == ["a", "b", "c"])
+        #expect(windowed.last.map(\.1.value) == [3, 3, 1])
     }
 }

@@ -1,4 +1,5 @@
-import StreamEngine
+@testable import StreamEngine
+import SampleData
 import Testing
 
 @Suite struct WordCountJobTests {
@@ -64,5 +65,48 @@ import Testing
             try WordCountJob.build(on: graph, configuration: .init(windowLength: 10_000, slide: 3_000))
         }
         #expect(graph.checkpoint() == [3, 0, 0, 0])
+    }
+
+    @Test func blocksReadInParallelGiveTheOutputOfOnePass() throws {
+        // Eight blocks of about 0.7 MiB each, read by three and two threads; malformed records (invalid UTF-8, a word
+        // over the limit) in several of them, and words first seen in later blocks.
+        var generator = SplitMix64(seed: 7)
+        var blocks: [Block] = []
+        for index in 0..<8 {
+            var records: [TestRecord] = []
+            for line in 0..<20_000 {
+                let words = (0..<6).map { _ in "w\(generator.next() % UInt64(2_000 * (index + 1)))" }
+                let offset = Int64(index * 20_000 + line)
+                records.append(TestRecord(partition: Int32(index % 3), offset: offset, timestamp: offset / 7,
+                                          value: Array(words.joined(separator: " ").utf8)))
+            }
+            if index.isMultiple(of: 3) {
+                records.append(TestRecord(offset: Int64(index), timestamp: 1, value: [0x61, 0xFF]))
+                records.append(TestRecord(offset: Int64(index), timestamp: 2,
+                                          value: Array(("new\(index) " + String(repeating: "x", count: 70_000)).utf8)))
+            }
+            blocks.append(makeBlock(records))
+        }
+        #expect(BlockTasks.split(Array(blocks[0..<5]), into: 4).count == 3)
+        #expect(BlockTasks.split(Array(blocks[5...]), into: 4).count == 2)
+        var outputs: [[BatchOutput]] = []
+        var checkpoints: [[UInt8]] = []
+        for parallelism in [1, 4] {
+            let graph = StreamGraph(parallelism: parallelism)
+            try WordCountJob.build(on: graph, configuration: .init(windowLength: 1_000))
+            outputs.append([
+                graph.runBatch(time: 1_000, blocks: Array(blocks[0..<5])),
+                graph.runBatch(time: 2_000, blocks: Array(blocks[5...])),
+                graph.flushWindows(),
+            ])
+            checkpoints.append(graph.checkpoint())
+        }
+        #expect(outputs[0][0].malformedRecords == 4)
+        #expect(outputs[0][0].records.count > 10_000)
+        // Compared first, so that a failure reports a line rather than both outputs.
+        let sameOutput = outputs[1] == outputs[0]
+        let sameCheckpoint = checkpoints[1] == checkpoints[0]
+        #expect(sameOutput)
+        #expect(sameCheckpoint)
     }
 }
