@@ -33,10 +33,11 @@ page: ## The streaming page in headless Chromium under load; the screenshot goes
 soak: ## Longer crash-recovery runs (more kill points, more input).
 	SLUICE_SOAK=1 $(SWIFT) test $(SWIFT_FLAGS) --filter Recovery
 
-bench: release ## Micro-benchmarks, end-to-end throughput against kcat, then distributed mode on 1-3 instances against standalone, then exactly-once on versus off (noida-db).
+bench: release ## Micro-benchmarks, end-to-end throughput against kcat, the four input shapes (noida-db), distributed mode on 1-3 instances against standalone, then exactly-once on versus off (noida-db).
 	.build/release/sluice-microbench
 	python3 bench/bench.py
 	scripts/test-brokers.sh
+	.build-brokers/venv/bin/python bench/shapes.py
 	.build-brokers/venv/bin/python bench/distributed.py
 	.build-brokers/venv/bin/python bench/exactly_once.py
 

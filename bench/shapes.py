@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Benchmark shapes in one run: 4 and 16 input partitions, lz4 and uncompressed input, on noida-db.
+
+The librdkafka mock keeps only 5 MiB per partition, so 1M lines fit it in 16 compressed partitions only (see
+``bench.py``); noida-db keeps everything, so every shape runs on it, one broker for all. For each shape the input
+is loaded with ``kcat -P -z <compression>`` (10,000-record producer batches), then timed as in ``bench.py``:
+kcat with tuned and with default fetch waits (fastest of 3), and sluice with the write-ahead log on and off
+(median of ``--repeats``, each run verified exactly), each minus the same program over a one-line-per-partition
+topic. A change that helps one shape and hurts another shows in one table: ``bench/results/shapes-latest.md``.
+
+Usage: ``.build-brokers/venv/bin/python bench/shapes.py [--lines N] [--repeats R]`` (``make bench`` runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import bench
+from exactly_once import Noida
+
+SHAPES = [(partitions, compression) for partitions in (4, 16) for compression in ("lz4", "none")]
+RUNS = ("wal-on", "wal-off")
+
+
+def shape_name(partitions: int, compression: str) -> str:
+    return f"p{partitions}-{compression}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bin-dir", type=Path, default=bench.REPO / ".build" / "release")
+    args = parser.parse_args()
+    args.timeout, args.log_level = 600, "info"  # what bench.run_sluice_repeatedly reads
+    binary = args.bin_dir / "sluice"
+    launcher = bench.Launcher()  # before the corpus: see bench.LAUNCHER
+    load_at_start = os.getloadavg()
+    body: list[list[str]] = []
+    verified = True
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-shapes-") as directory:
+        work = Path(directory)
+        corpus = bench.generate_corpus(work / "lines.txt", args.lines, args.seed)
+        topics: dict[str, int] = {}
+        for partitions, compression in SHAPES:
+            shape = shape_name(partitions, compression)
+            topics[f"lines-{shape}"] = partitions
+            topics[f"tiny-{partitions}"] = partitions
+            for run in ("tiny",) + RUNS:
+                for attempt in range(1, args.repeats + 1):
+                    name = bench.run_name(f"{shape}-{run}", attempt)
+                    topics[f"counts-{name}"] = topics[f"windows-{name}"] = partitions
+        broker = Noida(topics, work)
+        try:
+            loaded_tiny: set[int] = set()
+            for partitions, compression in SHAPES:
+                shape = shape_name(partitions, compression)
+                args.partitions = partitions
+                started = time.perf_counter()
+                bench.load_lines(broker.bootstrap, f"lines-{shape}", corpus.path, partitions, work, compression)
+                print(f"shapes: {shape} loaded in {time.perf_counter() - started:.1f} s", flush=True)
+                tiny_topic = f"tiny-{partitions}"
+                tiny_path = work / f"{tiny_topic}.txt"
+                tiny_path.write_text("".join(f"tiny line {p}\n" for p in range(partitions)))
+                tiny_truth = {"tiny": partitions, "line": partitions, **{str(p): 1 for p in range(partitions)}}
+                if partitions not in loaded_tiny:
+                    bench.load_lines(broker.bootstrap, tiny_topic, tiny_path, partitions, work)
+                    loaded_tiny.add(partitions)
+                rows = [
+                    bench.Row("kcat", bench.run_kcat(launcher, broker.bootstrap, f"lines-{shape}", work / "kcat.log"),
+                              baseline=bench.run_kcat(launcher, broker.bootstrap, tiny_topic, work / "kcat.log")),
+                    bench.Row("kcat default fetch",
+                              bench.run_kcat(launcher, broker.bootstrap, f"lines-{shape}", work / "kcat.log", []),
+                              baseline=bench.run_kcat(launcher, broker.bootstrap, tiny_topic, work / "kcat.log", [])),
+                ]
+                print(f"shapes: {shape}: sluice baseline ...", flush=True)
+                tiny, tiny_check = bench.run_sluice_repeatedly(
+                    launcher, binary, broker.bootstrap, f"{shape}-tiny", tiny_topic, True, work, args, tiny_truth)
+                verified &= tiny_check.ok
+                for run in RUNS:
+                    print(f"shapes: {shape}: sluice {run} ...", flush=True)
+                    m, check = bench.run_sluice_repeatedly(
+                        launcher, binary, broker.bootstrap, f"{shape}-{run}", f"lines-{shape}", run == "wal-on",
+                        work, args, corpus.truth)
+                    verified &= check.ok
+                    rows.append(bench.Row(f"sluice {run.replace('-', ' ')}", m, baseline=tiny, verified=check))
+                table = bench.table(rows, corpus)
+                if not body:
+                    body.append(["shape"] + table[0])
+                body += [[f"{partitions} partitions, {compression}"] + row for row in table[1:]]
+        finally:
+            broker.stop()
+            launcher.close()
+    output = "\n".join([
+        f"# Benchmark shapes ({datetime.datetime.now().isoformat(timespec='seconds')})", "",
+        f"{args.lines:,} lines, {corpus.words:,} words, {corpus.bytes / 2**20:.1f} MiB; noida-db 0.2.3 in its own "
+        f"process; CPU: {bench.cpu_model()}, {os.cpu_count()} cores; load at start {load_at_start[0]:.2f}; revision "
+        f"{bench.git_revision()}; python {platform.python_version()}; sluice: median of {args.repeats} runs.", "",
+        bench.render_markdown(body), "",
+        "Marginal = wall time over the input minus the same program over a one-line-per-partition topic; x kcat = "
+        "marginal time / kcat's (tuned fetch waits, and librdkafka's defaults); CPU s per M words = (CPU over the "
+        "input - CPU over the baseline) / millions of words.",
+    ]) + "\n"
+    bench.publish("shapes-latest.md", output)
+    return 0 if verified else 1
+
+
+if __name__ == "__main__":
+    bench.exit_with(main, "shapes bench")
