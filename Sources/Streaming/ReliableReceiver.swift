@@ -130,14 +130,18 @@ final class ReliableReceiver: Sendable {
         case .message(let message):
             let partition = KafkaPartition(topic: message.topic, partition: message.partition)
             guard !loop.failed else { return }
-            if let start = loop.startedAt.removeValue(forKey: partition), message.offset < start {
+            // Checked for emptiness first, here and below: this runs for every record, and a lookup hashes the topic.
+            if !loop.startedAt.isEmpty, let start = loop.startedAt.removeValue(forKey: partition), message.offset < start {
                 offsetWasReset(partition, to: message.offset, below: start)
                 return
             }
             // A partition paused for the rate limit takes no more of this poll's records: the resume seeks back to
             // the offset after its last record, so they come again in its next window.
             if !loop.flow.ratePaused.isEmpty, loop.flow.ratePaused.contains(partition) { return }
-            if let next = loop.nextOffsets[partition] {
+            // One lookup for the read and the update of the partition's next offset.
+            let known = loop.nextOffsets.index(forKey: partition)
+            if let known {
+                let next = loop.nextOffsets.values[known]
                 if message.offset < next {
                     metrics.duplicateRecordsSkipped.increment()
                     return
@@ -150,7 +154,11 @@ final class ReliableReceiver: Sendable {
                 topic: message.topic, partition: message.partition, offset: message.offset,
                 timestamp: message.timestamp, key: message.key, value: message.value
             )
-            loop.nextOffsets[partition] = message.offset + 1
+            if let known {
+                loop.nextOffsets.values[known] = message.offset + 1
+            } else {
+                loop.nextOffsets[partition] = message.offset + 1
+            }
             loop.receivedSinceReport += 1
             if loop.flow.received(from: partition) {
                 try? consumer.pause([partition])
