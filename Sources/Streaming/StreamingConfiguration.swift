@@ -52,10 +52,10 @@ public struct StreamingConfiguration: Sendable {
     /// Default: 0.
     public var maxRatePerPartition: Int
     /// When received but unprocessed blocks hold more than this many bytes, the receiver stops taking records until
-    /// the backlog halves. This bounds the memory used for queued input; with one batch interval's worth of input
-    /// at most in the backlog, it also bounds throughput to about this many bytes per batch interval.
+    /// the backlog halves, and the next batch starts at once. This bounds the memory used for queued input and the
+    /// size of a batch, not the rate.
     ///
-    /// Default: 48 MiB.
+    /// Default: 24 MiB.
     public var maxBacklogBytes: Int
     /// Read up to the partitions' ends as they were at start-up, process everything, flush all windows, checkpoint,
     /// commit and stop.
@@ -112,7 +112,7 @@ public struct StreamingConfiguration: Sendable {
         skipsCorruptWriteAheadLog: Bool = false,
         checkpointEveryBatches: Int = 1,
         maxRatePerPartition: Int = 0,
-        maxBacklogBytes: Int = 48 << 20,
+        maxBacklogBytes: Int = 24 << 20,
         stopsAtEnd: Bool = false,
         deadLetterTopic: String? = nil,
         sessionTimeoutMilliseconds: Int = 10_000,
