@@ -33,7 +33,8 @@ let package = Package(
             dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
-        .target(name: "Storage", swiftSettings: swiftSettings),
+        .target(name: "CCRC32C"),
+        .target(name: "Storage", dependencies: ["CCRC32C"], swiftSettings: swiftSettings),
         .target(name: "StreamEngine", swiftSettings: swiftSettings),
         .target(name: "SampleData", swiftSettings: swiftSettings),
         .target(

@@ -1,10 +1,15 @@
+import CCRC32C
+
 /// The CRC-32C (Castagnoli) checksum used to protect every byte the module writes.
 ///
-/// The implementation is table driven and processes eight bytes per step
-/// ("slicing-by-8"), using the reflected polynomial `0x82F63B78`. The result matches
-/// the checksum of iSCSI, ext4 and Kafka record batches: `"123456789"` hashes to
-/// `0xE3069283`.
+/// It uses the processor's CRC-32C instruction where there is one (SSE 4.2, Arm's CRC extension), eight bytes per
+/// instruction; elsewhere a table-driven loop that also processes eight bytes per step ("slicing-by-8"), using the
+/// reflected polynomial `0x82F63B78`. The result matches the checksum of iSCSI, ext4 and Kafka record batches:
+/// `"123456789"` hashes to `0xE3069283`.
 public enum CRC32C {
+    /// Whether ``checksum(_:seed:)`` uses the processor's instruction.
+    static let usesHardware = sluice_crc32c_hardware_available() != 0
+
     /// Eight 256-entry lookup tables stored back to back; table `k` advances a byte by `k` extra bytes.
     private static let tables: [UInt32] = {
         var tables = [UInt32](repeating: 0, count: 8 * 256)
@@ -34,6 +39,12 @@ public enum CRC32C {
     ///   - seed: The checksum of any preceding bytes, or `0` to start a new checksum.
     /// - Returns: The CRC-32C of the bytes.
     public static func checksum(_ bytes: UnsafeRawBufferPointer, seed: UInt32 = 0) -> UInt32 {
+        guard usesHardware, let base = bytes.baseAddress else { return tableChecksum(bytes, seed: seed) }
+        return ~sluice_crc32c_update(~seed, base, bytes.count)
+    }
+
+    /// ``checksum(_:seed:)`` by table lookups: the portable path, and the reference the instruction is tested against.
+    static func tableChecksum(_ bytes: UnsafeRawBufferPointer, seed: UInt32 = 0) -> UInt32 {
         var crc = ~seed
         var index = 0
         tables.withUnsafeBufferPointer { table in

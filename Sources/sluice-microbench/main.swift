@@ -60,6 +60,14 @@ let count = try median {
 }
 print(String(format: "tokenize + count (word-count job): %.3f s, %.2f M words/s", count, Double(words) / count / 1e6))
 
+var crc: UInt32 = 0
+let checksum = median {
+    for block in blocks {
+        crc ^= block.bytes.withUnsafeBytes { CRC32C.checksum($0) }
+    }
+}
+print(String(format: "CRC32C of every block: %.3f s, %.1f GiB/s (checksum %08x)", checksum, Double(bytes) / checksum / 1_073_741_824, crc))
+
 let directory = NSTemporaryDirectory() + "sluice-microbench-\(getpid())"
 defer { try? FileManager.default.removeItem(atPath: directory) }
 let wal = try median {
