@@ -27,32 +27,46 @@ extension Array where Element == UInt8 {
 
     /// Appends the decimal ASCII digits of `value`.
     mutating func appendDecimal(_ value: Int64) {
-        if value < 0 { append(UInt8(ascii: "-")) }
+        // Written backwards into a buffer (20 bytes hold any magnitude), then appended in one piece.
         var magnitude = value.magnitude
-        let start = endIndex
-        repeat {
-            append(UInt8(ascii: "0") + UInt8(magnitude % 10))
-            magnitude /= 10
-        } while magnitude > 0
-        self[start...].reverse()
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var start = digits.count
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            if value < 0 { append(UInt8(ascii: "-")) }
+            append(contentsOf: UnsafeBufferPointer(rebasing: digits[start...]))
+        }
     }
 
     /// Appends `text` as a quoted JSON string: `"` and `\` are escaped and control
     /// characters are written as `\u00XX`; everything else is copied as UTF-8.
     mutating func appendJSONString(_ text: String) {
         append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-                append(UInt8(ascii: "\\"))
-                append(byte)
-            case ..<0x20:
-                append(contentsOf: #"\u00"#.utf8)
-                append(UInt8(ascii: "0") + byte >> 4)
-                let low = byte & 0xF
-                append(low < 10 ? UInt8(ascii: "0") + low : UInt8(ascii: "a") + low - 10)
-            default:
-                append(byte)
+        // Most text needs no escape: then it is copied in one piece.
+        let copied = text.utf8.withContiguousStorageIfAvailable { bytes in
+            guard !bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
+                return false
+            }
+            append(contentsOf: bytes)
+            return true
+        }
+        if copied != true {
+            for byte in text.utf8 {
+                switch byte {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                    append(UInt8(ascii: "\\"))
+                    append(byte)
+                case ..<0x20:
+                    append(contentsOf: #"\u00"#.utf8)
+                    append(UInt8(ascii: "0") + byte >> 4)
+                    let low = byte & 0xF
+                    append(low < 10 ? UInt8(ascii: "0") + low : UInt8(ascii: "a") + low - 10)
+                default:
+                    append(byte)
+                }
             }
         }
         append(UInt8(ascii: "\""))

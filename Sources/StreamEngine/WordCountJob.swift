@@ -55,8 +55,9 @@ public enum WordCountJob {
                 counts.reduce(total ?? 0, +)
             }
             .output { batchTime, totals, emit in
+                let stamp = BatchStamp(batchTime: batchTime)
                 for (word, total) in totals {
-                    emit(totalRecord(word: word, total: total, batchTime: batchTime, topic: configuration.countsTopic))
+                    emit(totalRecord(word: word, total: total, stamp: stamp, topic: configuration.countsTopic))
                 }
             }
 
@@ -72,22 +73,38 @@ public enum WordCountJob {
 
     /// The counts-topic record of a word's running total after the batch of `batchTime`.
     public static func totalRecord(word: String, total: Int64, batchTime: Int64, topic: String) -> OutputRecord {
-        var header: [UInt8] = []
-        header.appendDecimal(batchTime)
+        totalRecord(word: word, total: total, stamp: BatchStamp(batchTime: batchTime), topic: topic)
+    }
+
+    /// The parts of a batch's counts records that do not depend on the word, made once per batch: the header (one
+    /// array that all the batch's records share) and the end of the value.
+    struct BatchStamp {
+        let headers: [(name: String, value: [UInt8])]
+        let valueEnd: [UInt8]
+
+        init(batchTime: Int64) {
+            var time: [UInt8] = []
+            time.appendDecimal(batchTime)
+            headers = [(name: "sluice-batch", value: time)]
+            valueEnd = Array(#","batch_time":"#.utf8) + time + [UInt8(ascii: "}")]
+        }
+    }
+
+    static func totalRecord(word: String, total: Int64, stamp: BatchStamp, topic: String) -> OutputRecord {
         var value: [UInt8] = []
+        value.reserveCapacity(#"{"word":"","count":"#.utf8.count + word.utf8.count + 20 + stamp.valueEnd.count)
         value.append(contentsOf: #"{"word":"#.utf8)
         value.appendJSONString(word)
         value.append(contentsOf: #","count":"#.utf8)
         value.appendDecimal(total)
-        value.append(contentsOf: #","batch_time":"#.utf8)
-        value.appendDecimal(batchTime)
-        value.append(UInt8(ascii: "}"))
-        return OutputRecord(topic: topic, key: Array(word.utf8), value: value, headers: [(name: "sluice-batch", value: header)])
+        value.append(contentsOf: stamp.valueEnd)
+        return OutputRecord(topic: topic, key: Array(word.utf8), value: value, headers: stamp.headers)
     }
 
     /// The windows-topic record of a word's count in a closed window.
     public static func windowRecord(word: String, count: Int64, window: TimeWindow, topic: String) -> OutputRecord {
         var value: [UInt8] = []
+        value.reserveCapacity(#"{"word":"","count":,"window_start":,"window_end":}"#.utf8.count + word.utf8.count + 60)
         value.append(contentsOf: #"{"word":"#.utf8)
         value.appendJSONString(word)
         value.append(contentsOf: #","count":"#.utf8)

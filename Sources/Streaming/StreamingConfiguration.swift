@@ -55,7 +55,7 @@ public struct StreamingConfiguration: Sendable {
     /// the backlog halves, and the next batch starts at once. This bounds the memory used for queued input and the
     /// size of a batch, not the rate.
     ///
-    /// Default: 24 MiB.
+    /// Default: 48 MiB.
     public var maxBacklogBytes: Int
     /// Read up to the partitions' ends as they were at start-up, process everything, flush all windows, checkpoint,
     /// commit and stop.
@@ -112,7 +112,7 @@ public struct StreamingConfiguration: Sendable {
         skipsCorruptWriteAheadLog: Bool = false,
         checkpointEveryBatches: Int = 1,
         maxRatePerPartition: Int = 0,
-        maxBacklogBytes: Int = 24 << 20,
+        maxBacklogBytes: Int = 48 << 20,
         stopsAtEnd: Bool = false,
         deadLetterTopic: String? = nil,
         sessionTimeoutMilliseconds: Int = 10_000,

@@ -109,4 +109,22 @@ import Testing
         #expect(sameOutput)
         #expect(sameCheckpoint)
     }
+
+    @Test func recordsSpellNumbersAndEscapesExactly() {
+        for value in [0, 7, -7, 10, 1_234_567_890, Int64.max, Int64.min] {
+            var bytes: [UInt8] = []
+            bytes.appendDecimal(value)
+            #expect(String(decoding: bytes, as: UTF8.self) == String(value))
+        }
+        let cases = [("plain", #""plain""#), ("a\"b\\c", #""a\"b\\c""#), ("tab\u{1}", #""tab\u0001""#),
+                     (String(repeating: "long", count: 10), "\"" + String(repeating: "long", count: 10) + "\""), ("", #""""#)]
+        for (text, json) in cases {
+            var bytes: [UInt8] = []
+            bytes.appendJSONString(text)
+            #expect(String(decoding: bytes, as: UTF8.self) == json)
+        }
+        let record = WordCountJob.totalRecord(word: "w", total: -3, batchTime: 42, topic: "t")
+        #expect(record.text == #"{"word":"w","count":-3,"batch_time":42}"#)
+        #expect(record.headers.map(\.value) == [Array("42".utf8)])
+    }
 }
