@@ -23,6 +23,7 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CMalloc"),
+        .systemLibrary(name: "CPrefetch"),
         .systemLibrary(
             name: "CRdKafka",
             pkgConfig: "rdkafka",
@@ -35,7 +36,7 @@ let package = Package(
         ),
         .target(name: "CCRC32C"),
         .target(name: "Storage", dependencies: ["CCRC32C"], swiftSettings: swiftSettings),
-        .target(name: "StreamEngine", swiftSettings: swiftSettings),
+        .target(name: "StreamEngine", dependencies: ["CPrefetch"], swiftSettings: swiftSettings),
         .target(name: "SampleData", swiftSettings: swiftSettings),
         .target(
             name: "Streaming",

@@ -110,23 +110,16 @@ private struct WordBatch: Sendable {
 
     /// Adds the words of `record`, or none of them and returns why it is malformed.
     mutating func add(_ record: InputRecord, at time: Int64) -> MalformedRecord.Reason? {
-        let start = ids.count
-        var longest = 0
-        let valid = record.withValueBytes { value in
-            WordTokenizer.forEachWord(in: value) { word in
-                guard word.count <= WordTokenizer.maximumWordBytes else {
-                    longest = max(longest, word.count)
-                    return
-                }
-                ids.append(interner.id(of: word))
+        let outcome = record.withValueBytes { value in
+            WordTokenizer.withWords(in: value) { text, spans -> MalformedRecord.Reason? in
+                let longest = spans.reduce(0) { max($0, Int($1.count)) }
+                guard longest <= WordTokenizer.maximumWordBytes else { return .wordTooLong(bytes: longest) }
+                interner.appendIDs(of: spans, in: text, to: &ids)
+                return nil
             }
         }
-        guard valid else { return .invalidUTF8 }
-        guard longest == 0 else {
-            // Words already interned stay in the dictionary unused; the record contributes nothing.
-            ids.removeSubrange(start...)
-            return .wordTooLong(bytes: longest)
-        }
+        guard let outcome else { return .invalidUTF8 }
+        if let reason = outcome { return reason }
         if ids.count > Int(runEnds.last ?? 0) {
             if runTimes.last == time {
                 runEnds[runEnds.count - 1] = Int32(ids.count)

@@ -1,3 +1,5 @@
+import CPrefetch
+
 /// Maps word bytes to small dense ids, creating one `String` per distinct word.
 ///
 /// An open-addressing hash table over the raw bytes: looking up a word seen before costs a few
@@ -34,17 +36,60 @@ struct WordInterner {
 
     /// The id of `word`, adding it if new.
     mutating func id(of word: UnsafeRawBufferPointer) -> Int32 {
-        let length = word.count
+        id(of: word, key: Self.key(of: word))
+    }
+
+    /// Appends the ids of the words at `spans` of `text`, adding new words, in order.
+    ///
+    /// The slots of up to ``lookahead`` words are prefetched before the first of them is looked up, so that their
+    /// cache misses (the table is larger than the caches near the core) overlap instead of following one another.
+    mutating func appendIDs(of spans: UnsafeBufferPointer<WordSpan>, in text: UnsafeRawBufferPointer, to ids: inout [Int32]) {
+        withUnsafeTemporaryAllocation(of: Key.self, capacity: Self.lookahead) { keys in
+            var start = 0
+            while start < spans.count {
+                let end = min(start + Self.lookahead, spans.count)
+                slots.withUnsafeBufferPointer { slots in
+                    let mask = slots.count - 1
+                    for position in start..<end {
+                        let key = Self.key(of: UnsafeRawBufferPointer(rebasing: text[spans[position].range]))
+                        keys[position - start] = key
+                        sluice_prefetch(slots.baseAddress! + (Int(truncatingIfNeeded: key.hash) & mask))
+                    }
+                }
+                for position in start..<end {
+                    ids.append(id(of: UnsafeRawBufferPointer(rebasing: text[spans[position].range]), key: keys[position - start]))
+                }
+                start = end
+            }
+        }
+    }
+
+    /// How many words ``appendIDs(of:in:to:)`` prefetches ahead.
+    private static let lookahead = 16
+
+    /// What a slot stores of a word, and the word's slot hash.
+    private struct Key {
+        var first: UInt64
+        var second: UInt64
+        var hash: UInt64
+    }
+
+    private static func key(of word: UnsafeRawBufferPointer) -> Key {
         var first: UInt64 = 0
         var second: UInt64 = 0
-        if length <= 16 {
-            (first, second) = Self.paddedWords(word)
+        if word.count <= 16 {
+            (first, second) = paddedWords(word)
         } else {
-            first = Self.longHash(word)
+            first = longHash(word)
         }
-        let hash = Self.hash(first: first, second: second, length: length)
+        return Key(first: first, second: second, hash: hash(first: first, second: second, length: word.count))
+    }
+
+    private mutating func id(of word: UnsafeRawBufferPointer, key: Key) -> Int32 {
+        let length = word.count
+        let (first, second) = (key.first, key.second)
         let mask = slots.count - 1
-        var index = Int(truncatingIfNeeded: hash) & mask
+        var index = Int(truncatingIfNeeded: key.hash) & mask
         let found: Int32? = slots.withUnsafeBufferPointer { slots in
             while true {
                 let slot = slots[index]

@@ -22,14 +22,30 @@ public enum WordTokenizer {
     public static func forEachWord(
         in text: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void
     ) rethrows -> Bool {
-        if isASCII(text) {
-            try forEachASCIIWord(in: text, body)
-            return true
+        let words: Void? = try withWords(in: text) { lowercased, spans in
+            for span in spans {
+                try body(UnsafeRawBufferPointer(rebasing: lowercased[span.range]))
+            }
         }
-        guard let decoded = String(validating: text, as: UTF8.self) else { return false }
+        return words != nil
+    }
+
+    /// Calls `body` once with the lowercased text and the spans of all its words, in order, and returns its
+    /// result; `nil`, without calling `body`, if `text` is not valid UTF-8. Both buffers are valid only inside `body`.
+    static func withWords<Result>(
+        in text: UnsafeRawBufferPointer,
+        _ body: (_ lowercased: UnsafeRawBufferPointer, _ words: UnsafeBufferPointer<WordSpan>) throws -> Result
+    ) rethrows -> Result? {
+        if isASCII(text) {
+            return try withASCIIWords(in: text, body)
+        }
+        guard let decoded = String(validating: text, as: UTF8.self) else { return nil }
         var lowercased = lowercase(decoded).precomposedStringWithCanonicalMapping
-        try lowercased.withUTF8 { try forEachUnicodeWord(in: UnsafeRawBufferPointer($0), body) }
-        return true
+        return try lowercased.withUTF8 { utf8 in
+            let lowercased = UnsafeRawBufferPointer(utf8)
+            let spans = unicodeWords(in: lowercased)
+            return try spans.withUnsafeBufferPointer { try body(lowercased, $0) }
+        }
     }
 
     /// `String.lowercased()` plus Unicode's Final_Sigma rule.
@@ -87,26 +103,35 @@ public enum WordTokenizer {
         byte < 64 && (0x1_0000_3E00 as UInt64) >> byte & 1 == 1
     }
 
-    private static func forEachASCIIWord(in text: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+    private static func withASCIIWords<Result>(
+        in text: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer, UnsafeBufferPointer<WordSpan>) throws -> Result
+    ) rethrows -> Result {
+        // Words are separated, so there are at most half as many as bytes (rounded up).
         try withUnsafeTemporaryAllocation(byteCount: text.count, alignment: 1) { scratch in
-            var index = 0
-            while index < text.count {
-                while index < text.count, isASCIIWhitespace(text[index]) { index += 1 }
-                let start = index
-                while index < text.count, !isASCIIWhitespace(text[index]) {
-                    let byte = text[index]
-                    scratch[index] = byte &- 0x41 < 26 ? byte | 0x20 : byte
-                    index += 1
+            try withUnsafeTemporaryAllocation(of: WordSpan.self, capacity: (text.count + 1) / 2) { spans in
+                var count = 0
+                var index = 0
+                while index < text.count {
+                    while index < text.count, isASCIIWhitespace(text[index]) { index += 1 }
+                    let start = index
+                    while index < text.count, !isASCIIWhitespace(text[index]) {
+                        let byte = text[index]
+                        scratch[index] = byte &- 0x41 < 26 ? byte | 0x20 : byte
+                        index += 1
+                    }
+                    if index > start {
+                        spans[count] = WordSpan(start: start, end: index)
+                        count += 1
+                    }
                 }
-                if index > start {
-                    try body(UnsafeRawBufferPointer(rebasing: scratch[start..<index]))
-                }
+                return try body(UnsafeRawBufferPointer(scratch), UnsafeBufferPointer(rebasing: spans[..<count]))
             }
         }
     }
 
-    /// Splits valid, already lowercased UTF-8 on whitespace scalars.
-    private static func forEachUnicodeWord(in text: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+    /// The words of valid, already lowercased UTF-8, split on whitespace scalars.
+    private static func unicodeWords(in text: UnsafeRawBufferPointer) -> [WordSpan] {
+        var spans: [WordSpan] = []
         var iterator = text.makeIterator()
         var decoder = UTF8()
         var position = 0
@@ -114,7 +139,7 @@ public enum WordTokenizer {
         while case .scalarValue(let scalar) = decoder.decode(&iterator) {
             if scalar.properties.isWhitespace {
                 if let start = wordStart {
-                    try body(UnsafeRawBufferPointer(rebasing: text[start..<position]))
+                    spans.append(WordSpan(start: start, end: position))
                     wordStart = nil
                 }
             } else if wordStart == nil {
@@ -123,7 +148,22 @@ public enum WordTokenizer {
             position += UTF8.width(scalar)
         }
         if let start = wordStart {
-            try body(UnsafeRawBufferPointer(rebasing: text[start..<position]))
+            spans.append(WordSpan(start: start, end: position))
         }
+        return spans
     }
+}
+
+/// Where a word is in the text ``WordTokenizer`` hands out: its byte offset and length.
+struct WordSpan {
+    let start: Int32
+    let count: Int32
+
+    /// Text is a record value, far below 2 GiB.
+    init(start: Int, end: Int) {
+        self.start = Int32(truncatingIfNeeded: start)
+        self.count = Int32(truncatingIfNeeded: end - start)
+    }
+
+    var range: Range<Int> { Int(start)..<Int(start) + Int(count) }
 }
