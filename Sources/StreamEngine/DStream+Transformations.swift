@@ -1,5 +1,8 @@
 extension DStream {
     /// Transforms each element; the result keeps the element's event time.
+    ///
+    /// `transform` must be a function of its element, as in Spark: over a dictionary-encoded stream (the words of
+    /// ``flatMapWords()``) it runs once per distinct value of the batch, not once per element.
     public func map<Output>(_ transform: @escaping (Element) -> Output) -> DStream<Output> {
         deriveMap(transform)
     }
