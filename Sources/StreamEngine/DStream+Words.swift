@@ -7,7 +7,7 @@ extension DStream where Element == InputRecord {
         // Sized from the previous batch, so that a steady stream does not grow the table batch after batch.
         var expectedDistinctWords = 1024
         return deriveReading { [self] context in
-            var words = WordBatch(expectedDistinctWords: expectedDistinctWords)
+            var words: WordBatch
             if isGraphInput, hasSingleConsumer {
                 // The graph's input, read by this stream alone: records are decoded straight from the blocks, each
                 // block is released as soon as its words are read, and runs of blocks are read in parallel, then
@@ -15,11 +15,13 @@ extension DStream where Element == InputRecord {
                 let tasks = WordBatch.read(
                     BlockTasks.split(context.takeBlocks(), into: graph.parallelism),
                     expectedDistinctWords: expectedDistinctWords)
-                for task in tasks {
+                words = tasks.first?.words ?? WordBatch(expectedDistinctWords: 0)
+                for task in tasks.dropFirst() {
                     words.append(task.words)
-                    context.malformed.append(contentsOf: task.malformed)
                 }
+                context.malformed += tasks.flatMap(\.malformed)
             } else {
+                words = WordBatch(expectedDistinctWords: expectedDistinctWords)
                 let records = elements(in: context)
                 let values = records.decodedValues
                 words.reserve(textBytes: values.reduce(0) { $0 + $1.withValueBytes { $0.count } })
@@ -85,10 +87,6 @@ private struct WordBatch: Sendable {
     /// new distinct word gets the next id in `other`'s first-seen order, so ids, elements and times are those of one
     /// pass over both.
     mutating func append(_ other: WordBatch) {
-        guard !ids.isEmpty || interner.count > 0 else {
-            self = other
-            return
-        }
         let newIDs = other.interner.words.map { word in
             var word = word
             return word.withUTF8 { interner.id(of: UnsafeRawBufferPointer($0)) }
