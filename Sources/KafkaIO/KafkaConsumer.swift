@@ -31,6 +31,10 @@ public final class KafkaConsumer: Sendable {
     private let queue: RDKafkaChild
     private let logger: Logger
     private let isClosed = Atomic<Bool>(false)
+    /// ``subscribe(_:onRebalance:)`` was called: the consumer is in a group.
+    private let isSubscribed = Atomic<Bool>(false)
+    /// A static member (`group.instance.id`) must not leave its group on close: its restart keeps the partitions.
+    private let isStaticMember: Bool
     /// librdkafka reported a fatal error: the client is unusable (see ``close()``).
     private let isFatallyFailed = Atomic<Bool>(false)
     /// Offsets to drop per partition and how many more times, for ``injectSkip(_:of:times:)``; `hasInjectedSkips`
@@ -49,6 +53,7 @@ public final class KafkaConsumer: Sendable {
         var logger = logger
         logger[metadataKey: "kafka.group.id"] = "\(config.groupID)"
         self.logger = logger
+        isStaticMember = config.groupInstanceID != nil
         client = try RDKafkaClient(type: RD_KAFKA_CONSUMER, properties: config.properties(), logger: logger, withRebalance: true)
         rd_kafka_poll_set_consumer(client.handle)
         queue = RDKafkaChild(rd_kafka_queue_get_consumer(client.handle), of: client, destroy: rd_kafka_queue_destroy)
@@ -93,6 +98,7 @@ public final class KafkaConsumer: Sendable {
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
             throw KafkaError.rdkafka(err, "subscribe to \(topics)")
         }
+        isSubscribed.store(true, ordering: .releasing)
     }
 
     private static func rebalance(
@@ -421,11 +427,45 @@ public final class KafkaConsumer: Sendable {
             _ = Unmanaged.passRetained(client)
             return
         }
+        if isSubscribed.load(ordering: .acquiring), !isStaticMember { leaveGroup(within: .seconds(10)) }
         let err = rd_kafka_consumer_close(client.handle)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
             logger.info("consumer close reported an error", metadata: ["kafka.error": "\(KafkaError.rdkafka(err, "close"))"])
         }
         client.callbacks.rebalance.withLock { $0 = nil }
+    }
+}
+
+extension KafkaConsumer {
+    /// Unsubscribes, then serves the queue (rebalance callbacks run, records are dropped) until the assignment has
+    /// been empty for a whole poll, or `limit` has passed.
+    ///
+    /// librdkafka can hang in `rd_kafka_consumer_close` when an assignment arrives while it closes, a rebalance being
+    /// under way when the instance stops: `rd_kafka_assign` in the rebalance callback never returns
+    /// (confluentinc/librdkafka#4884, eager; #4527, cooperative, fixed in 2.4.0). Seen here as a distributed instance
+    /// that did not exit after SIGTERM. Leaving the group first, and closing only once no assignment is pending, is the
+    /// workaround librdkafka's maintainers confirmed: an assignment that arrives meanwhile is taken and given back as
+    /// in any rebalance. Static members skip it, since unsubscribing would send the LeaveGroup their close must not.
+    private func leaveGroup(within limit: Duration) {
+        let err = rd_kafka_unsubscribe(client.handle)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            logger.info("unsubscribe before close failed", metadata: ["kafka.error": "\(KafkaError.rdkafka(err, "unsubscribe"))"])
+            return
+        }
+        let deadline = ContinuousClock.now + limit
+        let messages = UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: 256)
+        defer { messages.deallocate() }
+        var emptyPolls = 0
+        while emptyPolls < 2, ContinuousClock.now < deadline {
+            let count = rd_kafka_consume_batch_queue(queue.pointer, 100, messages, 256)
+            for index in 0..<max(count, 0) {
+                rd_kafka_message_destroy(messages[index])
+            }
+            emptyPolls = ((try? assignment()) ?? []).isEmpty ? emptyPolls + 1 : 0
+        }
+        if emptyPolls < 2 {
+            logger.warning("the assignment did not empty before close", metadata: ["kafka.timeout": "\(limit)"])
+        }
     }
 }
 
