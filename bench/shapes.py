@@ -67,10 +67,10 @@ def main() -> int:
                 bench.load_lines(broker.bootstrap, f"lines-{shape}", corpus.path, partitions, work, compression)
                 print(f"shapes: {shape} loaded in {time.perf_counter() - started:.1f} s", flush=True)
                 tiny_topic = f"tiny-{partitions}"
-                tiny_path = work / f"{tiny_topic}.txt"
-                tiny_path.write_text("".join(f"tiny line {p}\n" for p in range(partitions)))
                 tiny_truth = {"tiny": partitions, "line": partitions, **{str(p): 1 for p in range(partitions)}}
                 if partitions not in loaded_tiny:
+                    tiny_path = work / f"{tiny_topic}.txt"
+                    tiny_path.write_text("".join(f"tiny line {p}\n" for p in range(partitions)))
                     bench.load_lines(broker.bootstrap, tiny_topic, tiny_path, partitions, work)
                     loaded_tiny.add(partitions)
                 rows = [

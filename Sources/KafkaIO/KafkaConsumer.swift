@@ -152,24 +152,13 @@ public final class KafkaConsumer: Sendable {
         guard !isClosed.load(ordering: .acquiring) else {
             throw KafkaError(kind: .closed, message: "poll on a closed consumer")
         }
-        let messages = UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: maxMessages)
-        defer { messages.deallocate() }
-        let count = rd_kafka_consume_batch_queue(queue.pointer, timeout.milliseconds, messages, maxMessages)
-        guard count > 0 else { return 0 }
-        // Every message must be destroyed, even when the handler throws.
-        defer {
-            for index in 0..<count {
-                rd_kafka_message_destroy(messages[index])
-            }
-        }
         var firstError: KafkaError?
-        for index in 0..<count {
-            guard let message = messages[index] else { continue }
+        let count = try consumeBatch(timeout: timeout, maxMessages: maxMessages) { message in
             let topic = topicName(message.pointee.rkt)
             switch message.pointee.err {
             case RD_KAFKA_RESP_ERR_NO_ERROR:
                 if hasInjectedSkips.load(ordering: .relaxed), dropInjected(KafkaPartition(topic: topic, partition: message.pointee.partition), offset: message.pointee.offset) {
-                    continue
+                    return
                 }
                 try handler(.message(KafkaMessageView(message: message, topic: topic)))
             case RD_KAFKA_RESP_ERR__PARTITION_EOF:
@@ -181,8 +170,29 @@ public final class KafkaConsumer: Sendable {
                 firstError = firstError ?? error
             }
         }
+        guard count > 0 else { return 0 }
         keepFetching()
         if let firstError { throw firstError }
+        return count
+    }
+
+    /// Takes up to `maxMessages` events from the queue, waiting up to `timeout` (rebalance callbacks run meanwhile),
+    /// hands each to `body`, and destroys every one, even when `body` throws; returns how many there were.
+    private func consumeBatch(
+        timeout: Duration, maxMessages: Int, _ body: (UnsafeMutablePointer<rd_kafka_message_t>) throws -> Void
+    ) rethrows -> Int {
+        let messages = UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: maxMessages)
+        defer { messages.deallocate() }
+        let count = rd_kafka_consume_batch_queue(queue.pointer, timeout.milliseconds, messages, maxMessages)
+        guard count > 0 else { return 0 }
+        defer {
+            for index in 0..<count {
+                rd_kafka_message_destroy(messages[index])
+            }
+        }
+        for index in 0..<count {
+            if let message = messages[index] { try body(message) }
+        }
         return count
     }
 
@@ -453,14 +463,9 @@ extension KafkaConsumer {
             return
         }
         let deadline = ContinuousClock.now + limit
-        let messages = UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: 256)
-        defer { messages.deallocate() }
         var emptyPolls = 0
         while emptyPolls < 2, ContinuousClock.now < deadline {
-            let count = rd_kafka_consume_batch_queue(queue.pointer, 100, messages, 256)
-            for index in 0..<max(count, 0) {
-                rd_kafka_message_destroy(messages[index])
-            }
+            _ = consumeBatch(timeout: .milliseconds(100), maxMessages: 256) { _ in }
             emptyPolls = ((try? assignment()) ?? []).isEmpty ? emptyPolls + 1 : 0
         }
         if emptyPolls < 2 {

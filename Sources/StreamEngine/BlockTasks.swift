@@ -33,7 +33,7 @@ enum BlockTasks {
     static func map<Result: Sendable>(
         _ runs: consuming [[Block]], _ body: @Sendable (consuming [Block]) -> Result
     ) -> [Result] {
-        let tasks = runs.map(Task<Result>.init)
+        let tasks = runs.map(Run<Result>.init)
         runs = []
         if tasks.count == 1 {
             tasks[0].run(body)
@@ -44,7 +44,7 @@ enum BlockTasks {
     }
 
     /// One run of blocks and, once it has run, its result; each is touched by one thread at a time.
-    private final class Task<Result>: @unchecked Sendable {
+    private final class Run<Result>: @unchecked Sendable {
         private var blocks: [Block]
         var result: Result?
 

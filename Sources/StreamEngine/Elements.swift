@@ -85,6 +85,33 @@ struct Elements<Value> {
     }
 }
 
+extension Elements {
+    /// Folds `input`, at `time`, into the group at `index`: its accumulator, and its time, the latest of its inputs'.
+    @inline(__always)
+    fileprivate mutating func fold<Key, Input, Accumulator>(
+        _ input: Input, at time: Int64, intoGroup index: Int, _ combine: (inout Accumulator, Input) -> Void
+    ) where Value == (Key, Accumulator) {
+        combine(&values[index].1, input)
+        times[index] = max(times[index], time)
+    }
+
+    /// Folds `input`, at `time`, into the group of `key`, starting one at the end if it has none; returns its index.
+    @inline(__always)
+    fileprivate mutating func fold<Key: Hashable, Input, Accumulator>(
+        _ input: Input, of key: Key, at time: Int64, indices: inout [Key: Int],
+        _ start: (Input) -> Accumulator, _ combine: (inout Accumulator, Input) -> Void
+    ) -> Int where Value == (Key, Accumulator) {
+        if let index = indices[key] {
+            fold(input, at: time, intoGroup: index, combine)
+            return index
+        }
+        let index = values.count
+        indices[key] = index
+        append((key, start(input)), at: time)
+        return index
+    }
+}
+
 /// A batch read element by element, in order: either stored ``Elements``, or a `map` over plain ones
 /// that is applied as its single consumer reads each element (exactly once per element), so the
 /// mapped batch is never stored.
@@ -113,14 +140,7 @@ struct ElementSource<Value> {
             var times = times.makeIterator()
             for position in 0..<count {
                 let (key, value) = value(position)
-                let time = times.next()!
-                if let index = indices[key] {
-                    combine(&groups.values[index].1, value)
-                    groups.times[index] = max(groups.times[index], time)
-                } else {
-                    indices[key] = groups.values.count
-                    groups.append((key, start(value)), at: time)
-                }
+                _ = groups.fold(value, of: key, at: times.next()!, indices: &indices, start, combine)
             }
             return groups
         }
@@ -136,19 +156,9 @@ struct ElementSource<Value> {
             let id = Int(ids[position])
             let slot = Int(slots[id])
             if slot >= 0, groups.values[slot].0 == key {
-                combine(&groups.values[slot].1, value)
-                groups.times[slot] = max(groups.times[slot], time)
-                continue
-            }
-            if let index = indices[key] {
-                combine(&groups.values[index].1, value)
-                groups.times[index] = max(groups.times[index], time)
-                slots[id] = Int32(index)
+                groups.fold(value, at: time, intoGroup: slot, combine)
             } else {
-                let index = groups.values.count
-                indices[key] = index
-                groups.append((key, start(value)), at: time)
-                slots[id] = Int32(index)
+                slots[id] = Int32(groups.fold(value, of: key, at: time, indices: &indices, start, combine))
             }
         }
         return groups
@@ -170,18 +180,10 @@ struct ElementSource<Value> {
                 let id = Int(ids[position])
                 let group = Int(groupOfID[id])
                 if group >= 0 {
-                    combine(&groups.values[group].1, dictionary[id].1)
-                    groups.times[group] = max(groups.times[group], time)
-                } else if let index = indices[dictionary[id].0] {
-                    // Another id with the same key (a map that is not one-to-one).
-                    combine(&groups.values[index].1, dictionary[id].1)
-                    groups.times[index] = max(groups.times[index], time)
-                    groupOfID[id] = Int32(index)
+                    groups.fold(dictionary[id].1, at: time, intoGroup: group, combine)
                 } else {
-                    let index = groups.values.count
-                    indices[dictionary[id].0] = index
-                    groups.append((dictionary[id].0, start(dictionary[id].1)), at: time)
-                    groupOfID[id] = Int32(index)
+                    // The key may be another id's too (a map that is not one-to-one).
+                    groupOfID[id] = Int32(groups.fold(dictionary[id].1, of: dictionary[id].0, at: time, indices: &indices, start, combine))
                 }
             }
         }
