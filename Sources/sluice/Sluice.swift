@@ -231,12 +231,33 @@ struct StreamingService: Service {
                 throw ShutdownTimedOut()
             }
         } onCancelOrGracefulShutdown: { [context, logger] in
-            // From now on the default action applies: a second SIGTERM or SIGINT ends the process at once. Before the
-            // log line, so that a second signal sent on seeing it cannot reach the old handler.
-            signal(SIGTERM, SIG_DFL)
-            signal(SIGINT, SIG_DFL)
+            // From now on a second SIGTERM or SIGINT ends the process at once. Before the log line, so that a second
+            // signal sent on seeing it cannot reach the old handler.
+            SecondSignal.endsTheProcess()
             logger.info("shutting down: finishing the current batch")
             context.stop(graceful: true)
+        }
+    }
+}
+
+/// After the first SIGTERM or SIGINT, the next one ends the process by the signal's default action.
+///
+/// Setting the default action alone lost the race, once, under load: the service group's own signal sources
+/// (libdispatch) can still be armed after it, and then swallow the second signal, so a stuck shutdown waited out its
+/// bound. A signal source of ours receives that signal too, and re-raises it with the default action.
+enum SecondSignal {
+    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
+
+    static func endsTheProcess() {
+        for number in [SIGTERM, SIGINT] {
+            signal(number, SIG_DFL)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                signal(number, SIG_DFL)
+                raise(number)
+            }
+            source.resume()
+            sources.append(source)
         }
     }
 }
