@@ -11,7 +11,7 @@ extension DStream {
 
     /// Counts the occurrences of each distinct element within the batch, in order of first appearance.
     public func countByValue() -> DStream<(Element, Int64)> where Element: Hashable {
-        map { ($0, 1) }.reduceByKey(+)
+        deriveFromSource { batch, _ in batch.counted() }
     }
 
     /// Keeps a running state per key across batches.

@@ -29,15 +29,32 @@ extension DStream {
         }
     }
 
+    /// Counts the occurrences of each distinct element per event-time window, emitting them once the window closes.
+    ///
+    /// The same elements as `map { ($0, 1) }.reduceByKeyAndWindow(name:spec, +)`; a dictionary-encoded batch (the words
+    /// of ``flatMapWords()``) is counted per (window, id) first, with no call per element.
+    public func countByValueAndWindow(name: String, _ spec: WindowSpec) -> DStream<(Element, Windowed<Int64>)>
+    where Element: StateKey {
+        aggregateWindows(
+            name: name, spec: spec, key: { $0 }, input: { _ in Int64(1) },
+            fold: { (total: inout Int64?, one) in total = (total ?? 0) + one },
+            foldRepeated: { total, one, times in total = (total ?? 0) + one * times })
+    }
+
     /// Folds each element's `input` into per-(window, key) accumulators, emitting and dropping windows as they close.
     ///
     /// Each (window, key) accumulator touched by the batch is taken out of the store once, folded in arrival order in
     /// a dense local table, and put back at the end: the same folds in the same order as folding in place, without
     /// hashing the key again for every element. A dictionary-encoded batch is read per id: each distinct element's key
     /// and input are computed once, and its elements go straight to their accumulators by id.
+    ///
+    /// - Parameter foldRepeated: Folds an input a number of times at once. Given, a dictionary-encoded batch is counted
+    ///   per (window, id) and each count folded once, which reorders the folds: only for a fold whose result does not
+    ///   depend on their order.
     private func aggregateWindows<Key: StateKey, Input, Accumulator: StateCodable>(
         name: String, spec: WindowSpec, key: @escaping (Element) -> Key, input: @escaping (Element) -> Input,
-        fold: @escaping (inout Accumulator?, Input) -> Void
+        fold: @escaping (inout Accumulator?, Input) -> Void,
+        foldRepeated: ((inout Accumulator?, Input, Int64) -> Void)? = nil
     ) -> DStream<(Key, Windowed<Accumulator>)> {
         let store = StateStore<[Int64: [Key: Accumulator]]>(name: name, value: [:])
         let stream = deriveFromSource(stateful: true) { batch, context in
@@ -60,11 +77,20 @@ extension DStream {
                     }
                     for start in starts {
                         pending.withWindow(start) { window in
+                            if foldRepeated != nil {
+                                window.count(ids[positions])
+                                return
+                            }
                             for position in positions {
                                 let id = Int(ids[position])
                                 fold(&window.accumulators[window.index(ofExactID: id, key: keys[id])], inputs[id])
                             }
                         }
+                    }
+                }
+                if let foldRepeated {
+                    pending.forEach { window in
+                        window.foldCounted { id, accumulator, times in foldRepeated(&accumulator, inputs[id], times) } key: { keys[$0] }
                     }
                 }
             } else {
@@ -160,6 +186,15 @@ private struct PendingWindows<Key: Hashable, Accumulator> {
         body(&current)
     }
 
+    /// Runs `body` on every touched window.
+    mutating func forEach(_ body: (inout PendingWindow<Key, Accumulator>) -> Void) {
+        if let previous = currentStart { windows[previous] = current }
+        currentStart = nil
+        for start in Array(windows.keys) {
+            body(&windows[start]!)
+        }
+    }
+
     /// Every touched window.
     mutating func touched() -> [Int64: PendingWindow<Key, Accumulator>] {
         if let previous = currentStart { windows[previous] = current }
@@ -186,6 +221,9 @@ private struct PendingWindow<Key: Hashable, Accumulator> {
     private var indices: [Key: Int] = [:]
     /// Element id -> index of the last key seen with that id (-1: none).
     private var slots: [Int32]
+    /// Element id -> elements counted but not folded yet (see ``count(_:)``), and the ids counted, in first-count order.
+    private var counts: [Int64] = []
+    private var countedIDs: [Int32] = []
     private let start: Int64
     private let take: (Int64, Key) -> Accumulator?
 
@@ -218,6 +256,29 @@ private struct PendingWindow<Key: Hashable, Accumulator> {
         let index = index(of: key)
         slots[id] = Int32(index)
         return index
+    }
+
+    /// Counts elements by dictionary id, to be folded at once by ``foldCounted(_:key:)``.
+    mutating func count(_ ids: ArraySlice<Int32>) {
+        if counts.isEmpty { counts = [Int64](repeating: 0, count: slots.count) }
+        var counted = countedIDs
+        countedIDs = []
+        counts.withUnsafeMutableBufferPointer { counts in
+            for id in ids {
+                if counts[Int(id)] == 0 { counted.append(id) }
+                counts[Int(id)] += 1
+            }
+        }
+        countedIDs = counted
+    }
+
+    /// Folds each id's count into its key's accumulator, in first-count order, and clears the counts.
+    mutating func foldCounted(_ fold: (Int, inout Accumulator?, Int64) -> Void, key: (Int) -> Key) {
+        for id in countedIDs.lazy.map(Int.init) {
+            fold(id, &accumulators[index(ofExactID: id, key: key(id))], counts[id])
+            counts[id] = 0
+        }
+        countedIDs.removeAll()
     }
 
     private mutating func index(of key: Key) -> Int {

@@ -12,14 +12,18 @@ extension DStream where Element == InputRecord {
                 // The graph's input, read by this stream alone: records are decoded straight from the blocks, each
                 // block is released as soon as its words are read, and runs of blocks are read in parallel, then
                 // merged in block order (see ``WordBatch/append(_:)``), so the result is the same as one pass.
-                let tasks = WordBatch.read(
+                var tasks = WordBatch.read(
                     BlockTasks.split(context.takeBlocks(), into: graph.parallelism),
                     expectedDistinctWords: expectedDistinctWords)
-                words = tasks.first?.words ?? WordBatch(expectedDistinctWords: 0)
-                for task in tasks.dropFirst() {
+                context.malformed += tasks.flatMap(\.malformed)
+                let wordCount = tasks.reduce(0) { $0 + $1.words.wordCount }
+                // Each part is moved out of the list before it is merged, so that no array of it is copied.
+                tasks.reverse()
+                words = tasks.popLast()?.words ?? WordBatch(expectedDistinctWords: 0)
+                words.reserve(words: wordCount)
+                while let task = tasks.popLast() {
                     words.append(task.words)
                 }
-                context.malformed += tasks.flatMap(\.malformed)
             } else {
                 words = WordBatch(expectedDistinctWords: expectedDistinctWords)
                 let records = elements(in: context)
@@ -56,10 +60,18 @@ private struct WordBatch: Sendable {
         Elements(dictionary: interner.words, ids: ids, times: EventTimes(runs: runTimes, ends: runEnds))
     }
 
+    /// The number of words (with repeats).
+    var wordCount: Int { ids.count }
+
     /// Reserves room for the words of about `textBytes` bytes of text.
     mutating func reserve(textBytes: Int) {
         // About one word per 4 bytes of text is a generous guess; untouched reserved pages cost no memory.
-        ids.reserveCapacity(textBytes / 4)
+        reserve(words: textBytes / 4)
+    }
+
+    /// Reserves room for `words` words in all.
+    mutating func reserve(words: Int) {
+        ids.reserveCapacity(words)
     }
 
     /// The words of each run of blocks, read on up to `runs.count` threads; each block is released once read.
@@ -92,7 +104,6 @@ private struct WordBatch: Sendable {
             return word.withUTF8 { interner.id(of: UnsafeRawBufferPointer($0)) }
         }
         let offset = Int32(ids.count)
-        ids.reserveCapacity(ids.count + other.ids.count)
         for id in other.ids {
             ids.append(newIDs[Int(id)])
         }

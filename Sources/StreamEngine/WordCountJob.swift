@@ -61,8 +61,7 @@ public enum WordCountJob {
                 }
             }
 
-        words.map { ($0, Int64(1)) }
-            .reduceByKeyAndWindow(name: "word-windows", window, +)
+        words.countByValueAndWindow(name: "word-windows", window)
             .output { _, counts, emit in
                 for (word, count) in counts {
                     emit(windowRecord(word: word, count: count.value, window: count.window, topic: configuration.windowsTopic))

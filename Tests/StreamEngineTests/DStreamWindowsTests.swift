@@ -1,3 +1,4 @@
+import SampleData
 import StreamEngine
 import Testing
 
@@ -135,5 +136,47 @@ import Testing
         #expect(throws: StreamEngineError.lengthNotMultipleOfSlide) { try WindowSpec(length: 10_000, slide: 3_000) }
         #expect(throws: StreamEngineError.negativeLateness) { try WindowSpec(length: 10, allowedLateness: -1) }
         #expect(throws: StreamEngineError.durationTooLong) { try WindowSpec(length: .max) }
+    }
+
+    @Test func countingOperatorsGiveWhatTheirPerElementFoldsGive() throws {
+        // countByValue and countByValueAndWindow count a dictionary-encoded batch per id, in another order than the
+        // per-element folds they stand for. Random lines over a small vocabulary, in several batches, with sliding
+        // windows and lateness (some records are late), over the words themselves, over a map that is not
+        // one-to-one (initials), and over decoded words (flatMap): each pair must agree, element times included
+        // (seen through the windows downstream).
+        let spec = try WindowSpec(length: 40, slide: 20, allowedLateness: 10)
+        let timeWindows = try WindowSpec(length: 7)
+        let graph = StreamGraph()
+        let words = graph.input().flatMapWords()
+        var pairs: [(counted: Collected<String>, folded: Collected<String>)] = []
+        for (index, input) in [words, words.map { String($0.prefix(1)) }, words.flatMap { [$0] }].enumerated() {
+            func totals(_ counts: DStream<(String, Int64)>, _ name: String) -> Collected<String> {
+                Collected(counts.map { "\($0.0)=\($0.1)" }.window(name: "\(name)-\(index)", timeWindows)
+                    .map { "\($0.window.start) \($0.value)" })
+            }
+            func windowed(_ counts: DStream<(String, Windowed<Int64>)>) -> Collected<String> {
+                Collected(counts.map { "\($0.1.window.start) \($0.0)=\($0.1.value)" })
+            }
+            pairs.append((totals(input.countByValue(), "counted"), totals(input.map { ($0, Int64(1)) }.reduceByKey(+), "folded")))
+            pairs.append((
+                windowed(input.countByValueAndWindow(name: "counted-windows-\(index)", spec)),
+                windowed(input.map { ($0, Int64(1)) }.reduceByKeyAndWindow(name: "folded-windows-\(index)", spec, +))))
+        }
+        var generator = SplitMix64(seed: 11)
+        let vocabulary = ["a", "ab", "abc", "b", "ba", "c", "cab", "d"]
+        var late = 0
+        for batch in 1...8 {
+            let records = (0..<60).map { line in
+                let text = (0..<Int(generator.next() % 5)).map { _ in vocabulary[Int(generator.next() % 8)] }.joined(separator: " ")
+                return TestRecord(text, at: Int64(batch * 30) - Int64(generator.next() % 90), offset: Int64(line))
+            }
+            late += graph.runBatch(time: Int64(batch) * 1_000, blocks: [makeBlock(records)]).lateRecords
+        }
+        _ = graph.flushWindows()
+        #expect(late > 0)
+        for (counted, folded) in pairs {
+            #expect(counted.batches.joined().count > 10)
+            #expect(counted.batches == folded.batches)
+        }
     }
 }
