@@ -18,7 +18,7 @@ public struct StateReader {
     }
 
     /// Whether every byte has been read.
-    var isAtEnd: Bool { cursor.isAtEnd }
+    public var isAtEnd: Bool { cursor.isAtEnd }
 
     /// Reads an unsigned varint.
     public mutating func readUnsigned() throws(StreamEngineError) -> UInt64 {

@@ -16,7 +16,7 @@ struct ShardStateTests {
     {
         let id = SourceBatch(source: source, sequence: sequence)
         let partials = words.sorted { $0.key < $1.key }.map { word, buckets in
-            ExchangeRecord.partial(Partial(batch: id, word: word, count: buckets.values.reduce(0, +), buckets: buckets))
+            ExchangeRecord.partials([Partial(batch: id, word: word, count: buckets.values.reduce(0, +), buckets: buckets)])
         }
         return partials + [.marker(BatchMarker(batch: id, start: start, end: end, batchTime: 0, maxEventTime: maxEventTime))]
     }
@@ -89,5 +89,30 @@ struct ShardStateTests {
             }
             #expect(state.totals == expected)
         }
+    }
+
+    /// Partials travel many to a record, cut below the record limit, and come back as they were sent; a partial of the
+    /// earlier one-per-record ASCII form is still read.
+    @Test func partialsRoundTripInRecordsBelowTheLimit() throws {
+        let batch = SourceBatch(source: Self.p1, sequence: 42)
+        let partials = (0..<40_000).map { (index: Int) -> Partial in
+            let buckets: [Int64: Int64] = index.isMultiple(of: 3) ? [:] : [-1_000: 1, Int64(index) * 1_000: Int64(index % 7)]
+            return Partial(batch: batch, word: "word\(index)", count: Int64(index % 7 + 1), buckets: buckets)
+        }
+        let records = ExchangeRecord.partialsRecords(partials)
+        #expect(records.count > 1)
+        #expect(records.allSatisfy { $0.count < ExchangeRecord.partialsRecordBytes + 1_024 })
+        var decoded: [Partial] = []
+        for record in records {
+            guard case .partials(let some) = ExchangeRecord(key: nil, value: record) else {
+                Issue.record("a partials record did not decode")
+                return
+            }
+            decoded += some
+        }
+        #expect(decoded == partials)
+        #expect(ExchangeRecord(key: nil, value: Array(records[0].dropLast())) == nil)
+        #expect(ExchangeRecord(key: Array("w".utf8), value: Array("p lines 1 42 3 0:1 1000:2".utf8))
+            == .partials([Partial(batch: batch, word: "w", count: 3, buckets: [0: 1, 1_000: 2])]))
     }
 }

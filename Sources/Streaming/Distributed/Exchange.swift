@@ -1,4 +1,5 @@
 import KafkaIO
+import StreamEngine
 
 /// The fixed mapping of words to state shards: FNV-1a (64 bit) of the word's UTF-8 bytes, modulo the shard count.
 ///
@@ -55,24 +56,67 @@ struct BatchMarker: Equatable, Sendable {
 
 /// A record of the `<group>-partials` topic.
 ///
-/// Values are ASCII, fields separated by one space (topic names hold no spaces):
-/// - partial, keyed by the word: `p TOPIC PARTITION SEQ COUNT [BUCKET:COUNT ...]`
-/// - batch marker, no key: `m TOPIC PARTITION SEQ START END BATCH_TIME MAX_EVENT_TIME|-`
-/// - idle marker, no key: `i TOPIC PARTITION SEQ` (the source had no batch after SEQ for a while: it stops holding
-///   the watermark back until its next batch)
+/// Partials go many to a record, in binary: byte 1, then the source topic (varint length, UTF-8), zigzag
+/// partition and sequence, a varint partial count, and per partial the word (varint length, UTF-8), zigzag count,
+/// a varint bucket count and per bucket zigzag start and count (buckets in increasing order). No key. One record per
+/// shard and source batch, cut into several when it would exceed ``partialsRecordBytes``.
+///
+/// Markers are ASCII, fields separated by one space (topic names hold no spaces), no key:
+/// - batch marker: `m TOPIC PARTITION SEQ START END BATCH_TIME MAX_EVENT_TIME|-`
+/// - idle marker: `i TOPIC PARTITION SEQ` (the source had no batch after SEQ for a while: it stops holding the
+///   watermark back until its next batch)
+///
+/// A partial of the earlier ASCII form, one per record keyed by its word (`p TOPIC PARTITION SEQ COUNT
+/// [BUCKET:COUNT ...]`), is still read, so a topic written by an earlier version is applied as it was meant.
 enum ExchangeRecord: Equatable, Sendable {
-    case partial(Partial)
+    /// Partials of one source batch, for one shard.
+    case partials([Partial])
     case marker(BatchMarker)
     case idle(SourceBatch)
 
+    /// The first byte of a binary partials record (the ASCII kinds start with a letter).
+    private static let partialsFormat: UInt8 = 1
+    /// About the most bytes of partials one record holds: well below the producer's 1 MB default limit.
+    static let partialsRecordBytes = 256 << 10
+
+    /// `partials`, all of one source batch, as records of at most about ``partialsRecordBytes`` each.
+    static func partialsRecords(_ partials: [Partial]) -> [[UInt8]] {
+        guard let batch = partials.first?.batch else { return [] }
+        var records: [[UInt8]] = []
+        var chunk = StateWriter()
+        var count = 0
+        func close() {
+            var record = StateWriter()
+            record.writeUnsigned(UInt64(partialsFormat))
+            record.writeString(batch.source.topic)
+            record.writeSigned(Int64(batch.source.partition))
+            record.writeSigned(batch.sequence)
+            record.writeUnsigned(UInt64(count))
+            records.append(record.bytes + chunk.bytes)
+            chunk = StateWriter()
+            count = 0
+        }
+        for partial in partials {
+            precondition(partial.batch == batch, "partials of one source batch")
+            chunk.writeString(partial.word)
+            chunk.writeSigned(partial.count)
+            chunk.writeUnsigned(UInt64(partial.buckets.count))
+            for (bucket, bucketCount) in partial.buckets.sorted(by: { $0.key < $1.key }) {
+                chunk.writeSigned(bucket)
+                chunk.writeSigned(bucketCount)
+            }
+            count += 1
+            if chunk.bytes.count >= partialsRecordBytes { close() }
+        }
+        if count > 0 { close() }
+        return records
+    }
+
+    /// A marker or idle record: (no key, value).
     func encoded() -> (key: [UInt8], value: [UInt8]) {
         switch self {
-        case .partial(let partial):
-            var text = "p \(partial.batch.source.topic) \(partial.batch.source.partition) \(partial.batch.sequence) \(partial.count)"
-            for (bucket, count) in partial.buckets.sorted(by: { $0.key < $1.key }) {
-                text += " \(bucket):\(count)"
-            }
-            return (Array(partial.word.utf8), Array(text.utf8))
+        case .partials(let partials):
+            preconditionFailure("partials are encoded by partialsRecords(_:), \(partials.count) at a time")
         case .marker(let marker):
             let text = "m \(marker.batch.source.topic) \(marker.batch.source.partition) \(marker.batch.sequence) \(marker.start) "
                 + "\(marker.end) \(marker.batchTime) \(marker.maxEventTime.map(String.init) ?? "-")"
@@ -84,6 +128,11 @@ enum ExchangeRecord: Equatable, Sendable {
 
     /// Decodes a record; nil if it is not one of ours.
     init?(key: [UInt8]?, value: [UInt8]) {
+        if value.first == Self.partialsFormat {
+            guard let partials = try? Self.decodePartials(value) else { return nil }
+            self = .partials(partials)
+            return
+        }
         let fields = value.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
         guard fields.count >= 4, let partition = Int32(fields[2]), let sequence = Int64(fields[3]) else { return nil }
         let batch = SourceBatch(source: KafkaPartition(topic: fields[1], partition: partition), sequence: sequence)
@@ -96,7 +145,7 @@ enum ExchangeRecord: Equatable, Sendable {
                 guard parts.count == 2, let bucket = Int64(parts[0]), let bucketCount = Int64(parts[1]) else { return nil }
                 buckets[bucket] = bucketCount
             }
-            self = .partial(Partial(batch: batch, word: String(decoding: key, as: UTF8.self), count: count, buckets: buckets))
+            self = .partials([Partial(batch: batch, word: String(decoding: key, as: UTF8.self), count: count, buckets: buckets)])
         case "m":
             guard fields.count == 8, let start = Int64(fields[4]), let end = Int64(fields[5]), let time = Int64(fields[6]) else { return nil }
             self = .marker(BatchMarker(batch: batch, start: start, end: end, batchTime: time, maxEventTime: Int64(fields[7])))
@@ -104,6 +153,29 @@ enum ExchangeRecord: Equatable, Sendable {
             self = .idle(batch)
         default:
             return nil
+        }
+    }
+}
+
+extension ExchangeRecord {
+    private static func decodePartials(_ value: [UInt8]) throws -> [Partial] {
+        try StateReader.reading(value) { reader in
+            _ = try reader.readUnsigned()
+            let topic = try reader.readString()
+            guard let partition = Int32(exactly: try reader.readSigned()) else { throw StreamEngineError.malformed("partition") }
+            let batch = SourceBatch(source: KafkaPartition(topic: topic, partition: partition), sequence: try reader.readSigned())
+            var partials: [Partial] = []
+            for _ in 0..<(try reader.readUnsigned()) {
+                let word = try reader.readString()
+                let count = try reader.readSigned()
+                var buckets: [Int64: Int64] = [:]
+                for _ in 0..<(try reader.readUnsigned()) {
+                    buckets[try reader.readSigned()] = try reader.readSigned()
+                }
+                partials.append(Partial(batch: batch, word: word, count: count, buckets: buckets))
+            }
+            guard reader.isAtEnd else { throw StreamEngineError.malformed("trailing bytes") }
+            return partials
         }
     }
 }

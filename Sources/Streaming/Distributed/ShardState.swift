@@ -80,10 +80,17 @@ struct ShardState {
     mutating func receive(_ record: ExchangeRecord, at offset: Int64) throws(StreamingError) {
         nextOffset = offset + 1
         switch record {
-        case .partial(let partial):
-            if let applied = sources[partial.batch.source], partial.batch.sequence <= applied.sequence { return }
-            pending[partial.batch, default: [:]][partial.word] = partial
-            pendingStarts[partial.batch] = min(pendingStarts[partial.batch] ?? offset, offset)
+        case .partials(let partials):
+            guard let batch = partials.first?.batch else { return }
+            if let applied = sources[batch.source], batch.sequence <= applied.sequence { return }
+            // Taken out of the table while it is changed, so that no second reference makes it copy.
+            var words = pending.removeValue(forKey: batch) ?? [:]
+            words.reserveCapacity(words.count + partials.count)
+            for partial in partials {
+                words[partial.word] = partial
+            }
+            pending[batch] = words
+            pendingStarts[batch] = min(pendingStarts[batch] ?? offset, offset)
         case .marker(let marker):
             try apply(marker)
         case .idle(let batch):

@@ -254,10 +254,14 @@ final class SourceStage: @unchecked Sendable {
         for (partition, start, plan, tally) in batches {
             let batch = SourceBatch(source: partition, sequence: plan.sequence)
             let partials = tally.partials(of: batch, horizon: plan.batchTime + configuration.maxEventTimeAheadMilliseconds)
-            for (index, partial) in partials.records.enumerated() {
-                let (key, value) = ExchangeRecord.partial(partial).encoded()
-                try output.send(OutputRecord(topic: setup.partialsTopic, key: key, value: value, partition: setup.shards.shard(of: key)), in: &sent)
-                if index == partials.records.count / 2 { CrashPoint.reach(.midPartials, armed: crashTrigger) }
+            let byShard = Dictionary(grouping: partials.records) { setup.shards.shard(of: $0.word.utf8) }
+            var records: [(shard: Int32, value: [UInt8])] = []
+            for (shard, partials) in byShard.sorted(by: { $0.key < $1.key }) {
+                records += ExchangeRecord.partialsRecords(partials).map { (shard, $0) }
+            }
+            for (index, record) in records.enumerated() {
+                try output.send(OutputRecord(topic: setup.partialsTopic, key: [], value: record.value, partition: record.shard), in: &sent)
+                if index == records.count / 2 { CrashPoint.reach(.midPartials, armed: crashTrigger) }
             }
             let marker = ExchangeRecord.marker(BatchMarker(
                 batch: batch, start: start, end: plan.end, batchTime: plan.batchTime, maxEventTime: partials.maxEventTime)
