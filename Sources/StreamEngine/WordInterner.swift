@@ -8,7 +8,7 @@ import CPrefetch
 /// hash, compared against a byte arena), so a lookup touches one slot rather than a slot and then
 /// an entry elsewhere: the table is larger than the words it holds, and a second cache miss per
 /// word was most of the cost. Ids are dense in first-seen order (frequent words come first).
-struct WordInterner {
+public struct WordInterner: Sendable {
     private struct Slot {
         /// Short words: the zero-padded bytes. Long words: the hash, and 0.
         var first: UInt64 = 0
@@ -19,23 +19,25 @@ struct WordInterner {
     }
 
     /// The distinct words, by id.
-    private(set) var words: [String] = []
+    public private(set) var words: [String] = []
     /// The bytes of every long distinct word, concatenated; keyed by id in `longStarts`.
     private var arena: [UInt8] = []
     private var longStarts: [Int: Int] = [:]
     /// A power of two, kept at most half full.
     private var slots: [Slot]
 
-    init(capacity: Int = 1024) {
+    /// A table sized for about `capacity` distinct words (it grows past them).
+    public init(capacity: Int = 1024) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
         slots = [Slot](repeating: Slot(), count: size)
     }
 
-    var count: Int { words.count }
+    /// The number of distinct words.
+    public var count: Int { words.count }
 
     /// The id of `word`, adding it if new.
-    mutating func id(of word: UnsafeRawBufferPointer) -> Int32 {
+    public mutating func id(of word: UnsafeRawBufferPointer) -> Int32 {
         id(of: word, key: Self.key(of: word))
     }
 

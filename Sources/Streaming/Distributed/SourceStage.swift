@@ -323,10 +323,16 @@ final class SourceStage: @unchecked Sendable {
 }
 
 /// The words of one source batch, counted per word and per event-time bucket (a window slide).
+///
+/// Words are interned (``WordInterner``): one `String` per distinct word, and per bucket one count per word id.
 struct BatchTally {
-    private var words: [String: (count: Int64, buckets: [Int64: Int64])] = [:]
+    private var words = WordInterner()
+    /// Per bucket start, the count of each word by id (ids past the end: none yet).
+    private var buckets: [Int64: [Int64]] = [:]
     /// The latest event time seen per bucket.
     private var latest: [Int64: Int64] = [:]
+    /// The ids of the record being added.
+    private var recordIDs: [Int32] = []
     var malformed: [MalformedRecord] = []
     private var records = 0
 
@@ -335,39 +341,48 @@ struct BatchTally {
     /// Counts the words of a record value; returns why the record is malformed (then nothing of it is counted).
     mutating func add(_ value: UnsafeRawBufferPointer, at time: Int64, window: WindowSpec) -> MalformedRecord.Reason? {
         records += 1
-        var found: [String] = []
+        recordIDs.removeAll(keepingCapacity: true)
         var longest = 0
         let valid = WordTokenizer.forEachWord(in: value) { word in
             if word.count > WordTokenizer.maximumWordBytes {
                 longest = max(longest, word.count)
             } else {
-                found.append(String(decoding: word, as: UTF8.self))
+                recordIDs.append(words.id(of: word))
             }
         }
         guard valid else { return .invalidUTF8 }
         guard longest == 0 else { return .wordTooLong(bytes: longest) }
-        guard !found.isEmpty else { return nil }
+        guard !recordIDs.isEmpty else { return nil }
         let bucket = window.latestStart(containing: time)
         latest[bucket] = max(latest[bucket] ?? time, time)
-        for word in found {
-            words[word, default: (0, [:])].count += 1
-            words[word]!.buckets[bucket, default: 0] += 1
+        // Taken out of the table while it is changed, so that no second reference makes it copy.
+        var counts = buckets.removeValue(forKey: bucket) ?? []
+        if counts.count < words.count {
+            counts.append(contentsOf: repeatElement(0, count: words.count - counts.count))
         }
+        for id in recordIDs {
+            counts[Int(id)] += 1
+        }
+        buckets[bucket] = counts
         return nil
     }
 
-    /// The partial counts of the batch; buckets that start after `horizon` count in the totals but in no window,
-    /// and do not move the watermark.
+    /// The partial counts of the batch, in first-seen order of the words; buckets that start after `horizon` count in
+    /// the totals but in no window, and do not move the watermark.
     func partials(of batch: SourceBatch, horizon: Int64) -> (records: [Partial], maxEventTime: Int64?, futureWords: Int) {
+        var totals = [Int64](repeating: 0, count: words.count)
+        var windowed = [[Int64: Int64]](repeating: [:], count: words.count)
+        var futureWords = 0
+        for (bucket, counts) in buckets {
+            for (id, count) in counts.enumerated() where count > 0 {
+                totals[id] += count
+                if bucket <= horizon { windowed[id][bucket] = count } else { futureWords += Int(count) }
+            }
+        }
         var records: [Partial] = []
         records.reserveCapacity(words.count)
-        var futureWords = 0
-        for (word, tally) in words {
-            var buckets: [Int64: Int64] = [:]
-            for (bucket, count) in tally.buckets {
-                if bucket <= horizon { buckets[bucket] = count } else { futureWords += Int(count) }
-            }
-            records.append(Partial(batch: batch, word: word, count: tally.count, buckets: buckets))
+        for (id, word) in words.words.enumerated() where totals[id] > 0 {
+            records.append(Partial(batch: batch, word: word, count: totals[id], buckets: windowed[id]))
         }
         let maxEventTime = latest.filter { $0.key <= horizon }.map { min($0.value, horizon) }.max()
         return (records, maxEventTime, futureWords)

@@ -1,0 +1,34 @@
+import KafkaIO
+import StreamEngine
+import Testing
+
+@testable import Streaming
+
+/// Stage 1's per-batch counts, without Kafka.
+struct BatchTallyTests {
+    @Test func countsWordsPerBucketAndSkipsMalformedRecordsWhole() throws {
+        let window = try WindowSpec(length: 2_000, slide: 1_000)
+        var tally = BatchTally()
+        func add(_ bytes: [UInt8], at time: Int64) -> MalformedRecord.Reason? {
+            bytes.withUnsafeBytes { tally.add($0, at: time, window: window) }
+        }
+        #expect(add(Array("The cat the".utf8), at: 500) == nil)
+        #expect(add([0x64, 0x6F, 0x67, 0x20, 0xFF], at: 600) == .invalidUTF8)
+        #expect(add(Array(("dog " + String(repeating: "x", count: WordTokenizer.maximumWordBytes + 1)).utf8), at: 700)
+            == .wordTooLong(bytes: WordTokenizer.maximumWordBytes + 1))
+        #expect(add(Array("cat".utf8), at: 1_500) == nil)
+        #expect(add(Array("  ".utf8), at: 1_600) == nil)
+        #expect(add(Array("cat later".utf8), at: 9_000) == nil)
+        let batch = SourceBatch(source: KafkaPartition(topic: "lines", partition: 3), sequence: 7)
+        let partials = tally.partials(of: batch, horizon: 5_000)
+        // In first-seen order; "dog" was only in malformed records, and bucket 9000 is past the horizon.
+        #expect(partials.records == [
+            Partial(batch: batch, word: "the", count: 2, buckets: [0: 2]),
+            Partial(batch: batch, word: "cat", count: 3, buckets: [0: 1, 1_000: 1]),
+            Partial(batch: batch, word: "later", count: 1, buckets: [:]),
+        ])
+        #expect(partials.futureWords == 2)
+        // A record without words (at 1600) moves no event time.
+        #expect(partials.maxEventTime == 1_500)
+    }
+}
