@@ -119,16 +119,7 @@ private struct WordBatch: Sendable {
 
     /// Adds the words of `record`, or none of them and returns why it is malformed.
     mutating func add(_ record: InputRecord, at time: Int64) -> MalformedRecord.Reason? {
-        let outcome = record.withValueBytes { value in
-            WordTokenizer.withWords(in: value) { text, spans -> MalformedRecord.Reason? in
-                let longest = spans.reduce(0) { max($0, Int($1.count)) }
-                guard longest <= WordTokenizer.maximumWordBytes else { return .wordTooLong(bytes: longest) }
-                interner.appendIDs(of: spans, in: text, to: &ids)
-                return nil
-            }
-        }
-        guard let outcome else { return .invalidUTF8 }
-        if let reason = outcome { return reason }
+        if let reason = record.withValueBytes({ interner.appendIDs(ofWordsIn: $0, to: &ids) }) { return reason }
         if ids.count > Int(runEnds.last ?? 0) {
             if runTimes.last == time {
                 runEnds[runEnds.count - 1] = Int32(ids.count)

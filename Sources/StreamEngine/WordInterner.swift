@@ -37,8 +37,21 @@ public struct WordInterner: Sendable {
     public var count: Int { words.count }
 
     /// The id of `word`, adding it if new.
-    public mutating func id(of word: UnsafeRawBufferPointer) -> Int32 {
+    mutating func id(of word: UnsafeRawBufferPointer) -> Int32 {
         id(of: word, key: Self.key(of: word))
+    }
+
+    /// Appends the ids of the words of a record value (``WordTokenizer``), adding new words, in order; or appends
+    /// nothing and returns why the value is malformed (not valid UTF-8, or a word over
+    /// ``WordTokenizer/maximumWordBytes``).
+    public mutating func appendIDs(ofWordsIn value: UnsafeRawBufferPointer, to ids: inout [Int32]) -> MalformedRecord.Reason? {
+        let outcome = WordTokenizer.withWords(in: value) { text, spans -> MalformedRecord.Reason? in
+            let longest = spans.reduce(0) { max($0, Int($1.count)) }
+            guard longest <= WordTokenizer.maximumWordBytes else { return .wordTooLong(bytes: longest) }
+            appendIDs(of: spans, in: text, to: &ids)
+            return nil
+        }
+        return outcome ?? .invalidUTF8
     }
 
     /// Appends the ids of the words at `spans` of `text`, adding new words, in order.

@@ -87,8 +87,8 @@ extension ReliableReceiver {
         fail("another member joined consumer group \(configuration.groupID)", StreamingError(
             .partialInput,
             "this instance was assigned \(all.count - missing.count) of the \(all.count) input partitions, so its totals "
-                + "would be built on part of the input. Run one sluice per consumer group (a distributed mode for several "
-                + "instances is not built yet)"))
+                + "would be built on part of the input. Run one standalone sluice per consumer group, or run every "
+                + "instance of the group with SLUICE_MODE=distributed"))
     }
 
     /// Resumes the partitions paused for the rate limit when a new window opens, each from the offset after its

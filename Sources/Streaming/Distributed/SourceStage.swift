@@ -342,16 +342,7 @@ struct BatchTally {
     mutating func add(_ value: UnsafeRawBufferPointer, at time: Int64, window: WindowSpec) -> MalformedRecord.Reason? {
         records += 1
         recordIDs.removeAll(keepingCapacity: true)
-        var longest = 0
-        let valid = WordTokenizer.forEachWord(in: value) { word in
-            if word.count > WordTokenizer.maximumWordBytes {
-                longest = max(longest, word.count)
-            } else {
-                recordIDs.append(words.id(of: word))
-            }
-        }
-        guard valid else { return .invalidUTF8 }
-        guard longest == 0 else { return .wordTooLong(bytes: longest) }
+        if let reason = words.appendIDs(ofWordsIn: value, to: &recordIDs) { return reason }
         guard !recordIDs.isEmpty else { return nil }
         let bucket = window.latestStart(containing: time)
         latest[bucket] = max(latest[bucket] ?? time, time)
