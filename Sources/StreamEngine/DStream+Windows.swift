@@ -188,8 +188,7 @@ private struct PendingWindows<Key: Hashable, Accumulator> {
 
     /// Runs `body` on every touched window.
     mutating func forEach(_ body: (inout PendingWindow<Key, Accumulator>) -> Void) {
-        if let previous = currentStart { windows[previous] = current }
-        currentStart = nil
+        parkCurrent()
         for start in Array(windows.keys) {
             body(&windows[start]!)
         }
@@ -197,9 +196,14 @@ private struct PendingWindows<Key: Hashable, Accumulator> {
 
     /// Every touched window.
     mutating func touched() -> [Int64: PendingWindow<Key, Accumulator>] {
+        parkCurrent()
+        return windows
+    }
+
+    /// Puts the window in use back into the dictionary.
+    private mutating func parkCurrent() {
         if let previous = currentStart { windows[previous] = current }
         currentStart = nil
-        return windows
     }
 }
 

@@ -99,7 +99,7 @@ struct ShardStateTests {
             let buckets: [Int64: Int64] = index.isMultiple(of: 3) ? [:] : [-1_000: 1, Int64(index) * 1_000: Int64(index % 7)]
             return Partial(batch: batch, word: "word\(index)", count: Int64(index % 7 + 1), buckets: buckets)
         }
-        let records = ExchangeRecord.partialsRecords(partials)
+        let records = ExchangeRecord.partials(partials).values()
         #expect(records.count > 1)
         #expect(records.allSatisfy { $0.count < ExchangeRecord.partialsRecordBytes + 1_024 })
         var decoded: [Partial] = []
@@ -114,5 +114,12 @@ struct ShardStateTests {
         #expect(ExchangeRecord(key: nil, value: Array(records[0].dropLast())) == nil)
         #expect(ExchangeRecord(key: Array("w".utf8), value: Array("p lines 1 42 3 0:1 1000:2".utf8))
             == .partials([Partial(batch: batch, word: "w", count: 3, buckets: [0: 1, 1_000: 2])]))
+        for record in [
+            ExchangeRecord.marker(BatchMarker(batch: batch, start: 7, end: 9, batchTime: 1_000, maxEventTime: nil)),
+            .marker(BatchMarker(batch: batch, start: 7, end: 9, batchTime: 1_000, maxEventTime: -5)),
+            .idle(batch),
+        ] {
+            #expect(record.values().map { ExchangeRecord(key: nil, value: $0) } == [record])
+        }
     }
 }

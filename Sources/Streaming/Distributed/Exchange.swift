@@ -79,8 +79,22 @@ enum ExchangeRecord: Equatable, Sendable {
     /// About the most bytes of partials one record holds: well below the producer's 1 MB default limit.
     static let partialsRecordBytes = 256 << 10
 
-    /// `partials`, all of one source batch, as records of at most about ``partialsRecordBytes`` each.
-    static func partialsRecords(_ partials: [Partial]) -> [[UInt8]] {
+    /// The record values (no key) that carry this: one for a marker, and for partials, all of one source batch,
+    /// as many as keep each at most about ``partialsRecordBytes``.
+    func values() -> [[UInt8]] {
+        switch self {
+        case .partials(let partials):
+            return Self.partialsRecords(partials)
+        case .marker(let marker):
+            let text = "m \(marker.batch.source.topic) \(marker.batch.source.partition) \(marker.batch.sequence) \(marker.start) "
+                + "\(marker.end) \(marker.batchTime) \(marker.maxEventTime.map(String.init) ?? "-")"
+            return [Array(text.utf8)]
+        case .idle(let batch):
+            return [Array("i \(batch.source.topic) \(batch.source.partition) \(batch.sequence)".utf8)]
+        }
+    }
+
+    private static func partialsRecords(_ partials: [Partial]) -> [[UInt8]] {
         guard let batch = partials.first?.batch else { return [] }
         var records: [[UInt8]] = []
         var chunk = StateWriter()
@@ -110,20 +124,6 @@ enum ExchangeRecord: Equatable, Sendable {
         }
         if count > 0 { close() }
         return records
-    }
-
-    /// A marker or idle record: (no key, value).
-    func encoded() -> (key: [UInt8], value: [UInt8]) {
-        switch self {
-        case .partials(let partials):
-            preconditionFailure("partials are encoded by partialsRecords(_:), \(partials.count) at a time")
-        case .marker(let marker):
-            let text = "m \(marker.batch.source.topic) \(marker.batch.source.partition) \(marker.batch.sequence) \(marker.start) "
-                + "\(marker.end) \(marker.batchTime) \(marker.maxEventTime.map(String.init) ?? "-")"
-            return ([], Array(text.utf8))
-        case .idle(let batch):
-            return ([], Array("i \(batch.source.topic) \(batch.source.partition) \(batch.sequence)".utf8))
-        }
     }
 
     /// Decodes a record; nil if it is not one of ours.

@@ -257,7 +257,7 @@ final class SourceStage: @unchecked Sendable {
             let byShard = Dictionary(grouping: partials.records) { setup.shards.shard(of: $0.word.utf8) }
             var records: [(shard: Int32, value: [UInt8])] = []
             for (shard, partials) in byShard.sorted(by: { $0.key < $1.key }) {
-                records += ExchangeRecord.partialsRecords(partials).map { (shard, $0) }
+                records += ExchangeRecord.partials(partials).values().map { (shard, $0) }
             }
             for (index, record) in records.enumerated() {
                 try output.send(OutputRecord(topic: setup.partialsTopic, key: [], value: record.value, partition: record.shard), in: &sent)
@@ -265,9 +265,11 @@ final class SourceStage: @unchecked Sendable {
             }
             let marker = ExchangeRecord.marker(BatchMarker(
                 batch: batch, start: start, end: plan.end, batchTime: plan.batchTime, maxEventTime: partials.maxEventTime)
-            ).encoded()
+            ).values()
             for shard in 0..<setup.shards.count {
-                try output.send(OutputRecord(topic: setup.partialsTopic, key: marker.key, value: marker.value, partition: shard), in: &sent)
+                for value in marker {
+                    try output.send(OutputRecord(topic: setup.partialsTopic, key: [], value: value, partition: shard), in: &sent)
+                }
             }
             malformed += tally.malformed
             metrics.futureRecords.increment(by: partials.futureWords)
@@ -305,9 +307,11 @@ final class SourceStage: @unchecked Sendable {
         let produce = { [self] in
             var sent = KafkaOutput.Batch()
             for (partition, source) in idle.sorted(by: { $0.key < $1.key }) {
-                let marker = ExchangeRecord.idle(SourceBatch(source: partition, sequence: source.lastSequence ?? -1)).encoded()
+                let marker = ExchangeRecord.idle(SourceBatch(source: partition, sequence: source.lastSequence ?? -1)).values()
                 for shard in 0..<setup.shards.count {
-                    try output.send(OutputRecord(topic: setup.partialsTopic, key: marker.key, value: marker.value, partition: shard), in: &sent)
+                    for value in marker {
+                        try output.send(OutputRecord(topic: setup.partialsTopic, key: [], value: value, partition: shard), in: &sent)
+                    }
                 }
             }
             try output.complete(sent)
