@@ -15,7 +15,9 @@ import Synchronization
 /// `append(_:)` only hands data to the kernel; it is durable
 /// once ``sync()`` returns. `sync()` runs `fdatasync` on the current segment and, when a
 /// segment was created since the last directory sync, `fsync` on the directory so the
-/// new file name survives a crash. When a segment fills up, it is synced before the log
+/// new file name survives a crash. Synced pages are then dropped from the page cache
+/// (`POSIX_FADV_DONTNEED`): the log is read back only at recovery, so it should not push out
+/// the cache of a broker on the same machine. When a segment fills up, it is synced before the log
 /// moves on, so only the last segment can ever have an incomplete tail. If a write or
 /// sync fails, the state of the page cache is unknown: the log becomes unusable and every
 /// later call throws the original error.
@@ -235,8 +237,8 @@ public final class WriteAheadLog: Sendable {
 
     /// Makes every entry appended so far durable.
     ///
-    /// Runs `fdatasync` on the current segment and, if segment files were created since
-    /// the last directory sync, `fsync` on the directory.
+    /// Runs `fdatasync` on the current segment, drops its now clean pages from the page cache, and, if segment
+    /// files were created since the last directory sync, `fsync` on the directory.
     ///
     /// - Throws: ``StorageError`` with code `.closed`, or `.io` if a sync fails (after which
     ///   the log is unusable: the kernel may have dropped the unsynced data).
@@ -244,7 +246,7 @@ public final class WriteAheadLog: Sendable {
         try state.withLock { state in
             try checkUsable(state)
             do throws(StorageError) {
-                try FileSystem.sync(state.descriptor, path: path(of: state.segment))
+                try syncSegment(state)
                 try syncDirectoryIfNeeded(&state)
             } catch {
                 state.failure = error
@@ -314,7 +316,7 @@ public final class WriteAheadLog: Sendable {
     /// Syncs and closes the current segment, then creates the next one. Failures make the log unusable.
     private func startNextSegment(_ state: inout State) throws(StorageError) {
         do {
-            try FileSystem.sync(state.descriptor, path: path(of: state.segment))
+            try syncSegment(state)
             FileSystem.close(state.descriptor)
             state.descriptor = -1
             let number = state.segment + 1
@@ -327,6 +329,13 @@ public final class WriteAheadLog: Sendable {
             state.failure = error
             throw error
         }
+    }
+
+    /// Syncs the current segment, then drops its clean pages from the page cache.
+    private func syncSegment(_ state: borrowing State) throws(StorageError) {
+        try FileSystem.sync(state.descriptor, path: path(of: state.segment))
+        // Advice only: the entries are durable whether or not the kernel takes it.
+        _ = posix_fadvise(state.descriptor, 0, 0, POSIX_FADV_DONTNEED)
     }
 
     private func syncDirectoryIfNeeded(_ state: inout State) throws(StorageError) {

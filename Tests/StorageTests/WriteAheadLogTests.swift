@@ -226,6 +226,45 @@ import Testing
         }
     }
 
+    /// The log is read only at recovery: once synced, its pages leave the page cache (a file system that keeps files
+    /// in memory, such as tmpfs, cannot drop them and is not checked).
+    @Test func syncedPagesLeaveThePageCache() throws {
+        try withTemporaryDirectory { directory in
+            guard try fileSystemType(of: directory) != "tmpfs" else { return }
+            let (log, _) = try WriteAheadLog.open(directory: directory)
+            defer { log.close() }
+            for byte in 0..<256 { _ = try log.append([UInt8](repeating: UInt8(byte), count: 16_384)) }
+            let path = segmentPath(directory, 1)
+            let written = try residentPages(path)
+            try log.sync()
+            let synced = try residentPages(path)
+            #expect(written.total > 1_000 && written.resident > written.total / 2)
+            #expect(synced.resident == 0)
+        }
+    }
+
+    /// The type of the file system that holds `path`, from the longest mount point above it in `/proc/self/mounts`.
+    private func fileSystemType(of path: String) throws -> String {
+        let mounts = try String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)
+        let entries = mounts.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }.filter { $0.count > 2 }
+        let above = entries.filter { path == $0[1] || path.hasPrefix($0[1] == "/" ? "/" : $0[1] + "/") }
+        return try #require(above.max { $0[1].count < $1[1].count })[2]
+    }
+
+    /// How many of a file's pages are in the page cache (`mincore` over a mapping of the file).
+    private func residentPages(_ path: String) throws -> (resident: Int, total: Int) {
+        let descriptor = open(path, O_RDONLY)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        let size = Int(try fileSize(path))
+        let mapping = try #require(mmap(nil, size, PROT_READ, MAP_SHARED, descriptor, 0).flatMap { $0 == MAP_FAILED ? nil : $0 })
+        defer { munmap(mapping, size) }
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        var pages = [UInt8](repeating: 0, count: (size + pageSize - 1) / pageSize)
+        try #require(mincore(mapping, size, &pages) == 0)
+        return (pages.count { $0 & 1 != 0 }, pages.count)
+    }
+
     @Test func directoryIsCreatedWithParents() throws {
         try withTemporaryDirectory { directory in
             let nested = directory + "/a/b/wal"
