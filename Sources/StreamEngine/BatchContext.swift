@@ -21,7 +21,7 @@ final class BatchContext {
     private var cleanups: [() -> Void] = []
 
     init(
-        time: Int64, blocks: [Block], previousWatermark: Int64?, watermark: Int64?, eventTimeHorizon: Int64 = .max,
+        time: Int64, blocks: consuming [Block], previousWatermark: Int64?, watermark: Int64?, eventTimeHorizon: Int64 = .max,
         sink: ((OutputRecord) -> Void)? = nil
     ) {
         self.time = time

@@ -31,6 +31,9 @@ public struct Block: Sendable, Equatable {
     let recordsStart: Int
     /// The largest record timestamp of each range, parallel to ``ranges``.
     let latestTimestamps: [Int64]
+    /// An object that lives exactly as long as some copy of the block does, for whoever accounts for the memory of
+    /// blocks: its deinit notes that the block is gone. Not part of the block's value.
+    public var lifetime: (any AnyObject & Sendable)?
 
     init(bytes: [UInt8], ranges: [PartitionRange], recordCount: Int, recordsStart: Int, latestTimestamps: [Int64]) {
         self.bytes = bytes

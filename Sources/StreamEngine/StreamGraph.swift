@@ -95,7 +95,7 @@ public final class StreamGraph {
             advanced = [watermark, candidate].compactMap { $0 }.max()
         }
         return run(BatchContext(
-            time: time, blocks: blocks, previousWatermark: watermark, watermark: advanced, eventTimeHorizon: horizon, sink: sink))
+            time: time, blocks: consume blocks, previousWatermark: watermark, watermark: advanced, eventTimeHorizon: horizon, sink: sink))
     }
 
     /// The clock of an assigned partition that has not delivered a record yet.

@@ -156,11 +156,11 @@ final class BatchDriver: @unchecked Sendable {
     private func runAllocatedBatch(time: Int64, checkpoint: Checkpointer.Rule) throws {
         let schedulingDelay = max(0, WallClock.milliseconds() - time)
         metrics.batchSchedulingDelay.recordMilliseconds(schedulingDelay)
-        let allocation = try tracker.allocateBatch(time: time)
+        var allocation = try tracker.allocateBatch(time: time)
         var coverage: LogCoverage?
         if let logID = tracker.logID, let position = allocation.position { coverage = .covered(logID: logID, through: position) }
         try runBatch(
-            time: time, blocks: allocation.blocks, assigned: allocation.assigned, coverage: coverage, checkpoint: checkpoint,
+            time: time, blocks: allocation.takeBlocks(), assigned: allocation.assigned, coverage: coverage, checkpoint: checkpoint,
             schedulingDelay: schedulingDelay)
     }
 
@@ -190,7 +190,7 @@ final class BatchDriver: @unchecked Sendable {
         }
         var sent = KafkaOutput.Batch()
         var sendError: (any Error)?
-        let result = graph.runBatch(time: time, blocks: blocks, assigned: assigned) { [output] record in
+        let result = graph.runBatch(time: time, blocks: consume blocks, assigned: assigned) { [output] record in
             guard emits, sendError == nil else { return }
             do {
                 try openTransaction()

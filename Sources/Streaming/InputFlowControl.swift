@@ -3,9 +3,9 @@ import KafkaIO
 /// When the receiver takes input and from which partitions: the backlog bound and the per-partition rate limit,
 /// as a state machine the receiver feeds with what happened and whose answers it carries out on the consumer.
 ///
-/// - Backlog: once stored but unprocessed blocks exceed `maxBacklogBytes`, input is held (not polled, so
-///   librdkafka's bounded prefetch queue holds it; partitions are not paused, because pausing drops what was
-///   prefetched) until the backlog has halved.
+/// - Backlog: once the received blocks held in memory (queued, or in a batch that has not read them yet) exceed
+///   `maxBacklogBytes`, input is held (not polled, so librdkafka's bounded prefetch queue holds it; partitions are
+///   not paused, because pausing drops what was prefetched) until they have halved.
 /// - Rate: a partition that reached `maxRatePerPartition` records in the current one-second window is paused
 ///   until the next window. A resumed partition is sought back to the offset after the last record received from
 ///   it: librdkafka 2.0.2 can skip offsets after a pause and resume with batch consumption (#4208).

@@ -17,20 +17,24 @@ final class ReceivedBlockTracker: Sendable {
         var blocks: [Block]
         var assigned: [TopicPartition]
         var position: WALPosition?
+
+        /// The blocks, leaving none here, so that the batch holds their only copy and can release each once read.
+        mutating func takeBlocks() -> [Block] {
+            defer { blocks = [] }
+            return blocks
+        }
     }
 
     private struct State {
         var pending: [Block] = []
         var assigned: [TopicPartition] = []
         var pendingBytes = 0
-        /// The receiver waits in ``waitForAllocation(milliseconds:)``.
-        var isWaitingForAllocation = false
     }
 
     private let log: (any BlockLog)?
     private let state = Mutex(State())
     private let metrics: StreamingMetrics
-    private let allocated = DispatchSemaphore(value: 0)
+    private let held = HeldInput()
 
     init(log: (any BlockLog)?, metrics: StreamingMetrics) {
         self.log = log
@@ -48,6 +52,10 @@ final class ReceivedBlockTracker: Sendable {
 
     /// The bytes of blocks received but not yet in a batch.
     var backlogBytes: Int { state.withLock { $0.pendingBytes } }
+
+    /// The bytes of received blocks still in memory: the backlog and the blocks of a running batch that it has not
+    /// yet read (a batch releases each block once read).
+    var heldBytes: Int { held.bytes }
 
     /// Logs the block, queues it for the next batch, and makes it durable (when logging).
     ///
@@ -88,19 +96,16 @@ final class ReceivedBlockTracker: Sendable {
     }
 
     private func enqueue(_ block: Block, into state: inout State) {
+        var block = block
+        held.hold(&block)
         state.pending.append(block)
         state.pendingBytes += block.bytes.count
     }
 
-    /// The blocks queued for the next batch.
-    var queuedBlocks: [Block] { state.withLock { $0.pending } }
-
-    /// Waits until a batch takes the queued blocks, or `milliseconds` pass (for the receiver while its input is held
-    /// back by the backlog bound).
-    func waitForAllocation(milliseconds: Int) {
-        state.withLock { $0.isWaitingForAllocation = true }
-        _ = allocated.wait(timeout: .now() + .milliseconds(milliseconds))
-        state.withLock { $0.isWaitingForAllocation = false }
+    /// Waits until a batch releases a block it has read, or `milliseconds` pass (for the receiver while its input is
+    /// held back by the backlog bound).
+    func waitForRelease(milliseconds: Int) {
+        held.waitForRelease(milliseconds: milliseconds)
     }
 
     /// Takes every queued block and assignment for the batch of `time`, logging and syncing the allocation when
@@ -109,13 +114,12 @@ final class ReceivedBlockTracker: Sendable {
     /// A checkpoint taken after this batch covers every log entry up to and including the allocation's position.
     func allocateBatch(time: Int64) throws -> Allocation {
         // The allocation is appended and the queue emptied under one lock: no block can slip in between.
-        let (allocation, wake) = try state.withLock { state -> (Allocation, Bool) in
-            guard !state.pending.isEmpty || !state.assigned.isEmpty else { return (Allocation(blocks: [], assigned: [], position: nil), false) }
+        let allocation = try state.withLock { state -> Allocation in
+            guard !state.pending.isEmpty || !state.assigned.isEmpty else { return Allocation(blocks: [], assigned: [], position: nil) }
             let position = try log?.append(.batchAllocated(time: time)).position
             defer { state = State() }
-            return (Allocation(blocks: state.pending, assigned: state.assigned, position: position), state.isWaitingForAllocation)
+            return Allocation(blocks: state.pending, assigned: state.assigned, position: position)
         }
-        if wake { allocated.signal() }
         if let log, allocation.position != nil {
             try metrics.walFsyncDuration.measure { try log.sync() }
             metrics.backlogBytes.record(0)
@@ -126,5 +130,47 @@ final class ReceivedBlockTracker: Sendable {
     /// Deletes log segments wholly covered by a checkpoint at `position`.
     func truncateLog(coveredBy position: WALPosition) throws {
         _ = try log?.truncate(before: position)
+    }
+}
+
+/// The bytes of blocks in memory, counted from when the tracker queues a block until its last copy is dropped.
+///
+/// Each queued block carries a ``Lease`` as its ``Block/lifetime``; the lease's deinit gives the bytes back and wakes a
+/// waiting receiver. Atomics, not the tracker's lock: a lease can be dropped on any thread, under any lock.
+private final class HeldInput: Sendable {
+    private let held = Atomic<Int>(0)
+    private let waiters = Atomic<Int>(0)
+    private let released = DispatchSemaphore(value: 0)
+
+    var bytes: Int { held.load(ordering: .acquiring) }
+
+    func hold(_ block: inout Block) {
+        let bytes = block.bytes.count
+        held.add(bytes, ordering: .releasing)
+        block.lifetime = Lease(bytes: bytes, of: self)
+    }
+
+    func waitForRelease(milliseconds: Int) {
+        waiters.add(1, ordering: .sequentiallyConsistent)
+        defer { waiters.subtract(1, ordering: .sequentiallyConsistent) }
+        _ = released.wait(timeout: .now() + .milliseconds(milliseconds))
+    }
+
+    fileprivate func release(_ bytes: Int) {
+        held.subtract(bytes, ordering: .releasing)
+        // A signal nobody waits for makes a later wait return early once, which only means one more look.
+        if waiters.load(ordering: .sequentiallyConsistent) > 0 { released.signal() }
+    }
+
+    private final class Lease: Sendable {
+        let bytes: Int
+        let input: HeldInput
+
+        init(bytes: Int, of input: HeldInput) {
+            self.bytes = bytes
+            self.input = input
+        }
+
+        deinit { input.release(bytes) }
     }
 }

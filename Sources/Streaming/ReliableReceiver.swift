@@ -106,15 +106,15 @@ final class ReliableReceiver: Sendable {
         commitDurableOffsets()
     }
 
-    /// Polls once, or while input is held sleeps until a batch takes the backlog, taking one record every 100 ms
+    /// Polls once, or while input is held sleeps until a batch releases blocks it has read, taking one record every 100 ms
     /// meanwhile, so that the consumer keeps serving rebalance callbacks and stays in its group.
     private func pollOnce() throws {
         loop.polls += 1
-        if loop.flow.backlog(bytes: tracker.backlogBytes) { reportFlow() }
+        if loop.flow.backlog(bytes: tracker.heldBytes) { reportFlow() }
         if loop.flow.isInputHeld {
             let sinceHeldPoll = ContinuousClock.now - loop.lastHeldPoll
             if sinceHeldPoll < .milliseconds(100) {
-                tracker.waitForAllocation(milliseconds: Int((.milliseconds(100) - sinceHeldPoll) / .milliseconds(1)) + 1)
+                tracker.waitForRelease(milliseconds: Int((.milliseconds(100) - sinceHeldPoll) / .milliseconds(1)) + 1)
                 return
             }
             loop.lastHeldPoll = .now
@@ -188,7 +188,7 @@ final class ReliableReceiver: Sendable {
             fail("storing a block failed; offsets are no longer committed", error)
             return
         }
-        if loop.flow.backlog(bytes: tracker.backlogBytes) { reportFlow() }
+        if loop.flow.backlog(bytes: tracker.heldBytes) { reportFlow() }
         CrashPoint.reach(.afterBlockSync, armed: crashTrigger)
         if tracker.isLogging {
             loop.uncommitted.advance(past: [block])

@@ -51,9 +51,9 @@ public struct StreamingConfiguration: Sendable {
     ///
     /// Default: 0.
     public var maxRatePerPartition: Int
-    /// When received but unprocessed blocks hold more than this many bytes, the receiver stops taking records until
-    /// the backlog halves, and the next batch starts at once. This bounds the memory used for queued input and the
-    /// size of a batch, not the rate.
+    /// When received blocks held in memory (queued, or in the running batch and not yet read by it) take more than
+    /// this many bytes, the receiver stops taking records until they halve, and the next batch starts at once. This
+    /// bounds the memory used for received input and the size of a batch, not the rate.
     ///
     /// Default: 48 MiB.
     public var maxBacklogBytes: Int

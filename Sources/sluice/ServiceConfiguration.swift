@@ -48,7 +48,7 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_STATIC_MEMBERSHIP", defaultValue: "false", meaning: "static group membership (group.instance.id = SLUICE_INSTANCE_ID): a restart within the session timeout keeps its partitions without a rebalance, and replaces a killed member at once"),
         Variable(name: "SLUICE_EXACTLY_ONCE", defaultValue: "false", meaning: "each batch's output in one Kafka transaction with its progress (read_committed readers see each batch once); needs a broker with transactions, and the WAL in standalone mode"),
         Variable(name: "SLUICE_MAX_RATE_PER_PARTITION", defaultValue: "0", meaning: "records/s per partition, 0 unlimited"),
-        Variable(name: "SLUICE_MAX_BACKLOG_MB", defaultValue: "48", meaning: "received-but-unprocessed input above which the receiver stops taking records"),
+        Variable(name: "SLUICE_MAX_BACKLOG_MB", defaultValue: "48", meaning: "received input held in memory (blocks not yet read by a batch) above which the receiver stops taking records"),
         Variable(name: "SLUICE_ENGINE_THREADS", defaultValue: "the cores less one, at least 1", meaning: "threads that read one batch's input blocks at once; the output does not depend on it"),
         Variable(name: "SLUICE_STOP_AT_END", defaultValue: "false (true with the embedded broker)", meaning: "process the input present at start-up, flush windows, checkpoint, commit, exit 0"),
         Variable(name: "SLUICE_DEAD_LETTER_TOPIC", defaultValue: "(unset)", meaning: "where malformed records are copied before they are skipped"),

@@ -45,6 +45,24 @@ import Testing
         #expect(expected.map(\.records.count).reduce(0, +) > 10)
     }
 
+    /// The graph holds a batch's only copy of its blocks and drops each once read, so a batch's input is not in
+    /// memory while the batch aggregates and emits: by the first output record, no block is left.
+    @Test func blocksAreReleasedOnceReadBeforeTheBatchEmits() throws {
+        let graph = try makeGraph()
+        let alive = AliveCount()
+        func tracked(_ block: Block) -> Block {
+            var block = block
+            block.lifetime = alive.token()
+            return block
+        }
+        var aliveAtEmits: [Int] = []
+        let output = graph.runBatch(time: 1_000, blocks: batches.prefix(3).map { tracked($0.block) }) { _ in
+            aliveAtEmits.append(alive.count)
+        }
+        #expect(output.recordsIn == 3)
+        #expect(!aliveAtEmits.isEmpty && aliveAtEmits.allSatisfy { $0 == 0 })
+    }
+
     @Test func checkpointsAreDeterministic() throws {
         let one = try makeGraph()
         let two = try makeGraph()
@@ -207,5 +225,21 @@ import Testing
         #expect(graph.flushWindows().watermark == .max)
         #expect(times == [100, 42])
         #expect(StreamGraph().flushWindows() == BatchOutput(records: [], recordsIn: 0, lateRecords: 0, watermark: .max))
+    }
+}
+
+/// Counts live tokens: a token attached to a block as its lifetime shows whether any copy of the block is left.
+private final class AliveCount: @unchecked Sendable {
+    private(set) var count = 0
+
+    func token() -> Token {
+        count += 1
+        return Token(self)
+    }
+
+    final class Token: @unchecked Sendable {
+        let owner: AliveCount
+        init(_ owner: AliveCount) { self.owner = owner }
+        deinit { owner.count -= 1 }
     }
 }

@@ -97,6 +97,25 @@ import Testing
         #expect(records == [.block(first), .partitionsAssigned(assigned), .block(second), .batchAllocated(time: 1000)])
         #expect(recovery.entries[3].position == allocation.position)
     }
+
+    /// The backpressure bound counts the input in memory: the backlog and a running batch's blocks until it drops them.
+    @Test func heldBytesCountBlocksUntilTheirLastCopyIsDropped() throws {
+        let tracker = ReceivedBlockTracker(log: nil, metrics: StreamingMetrics())
+        let first = Self.block(0..<5)
+        let second = Self.block(5..<9)
+        try tracker.add(first)
+        try tracker.add(second)
+        let bytes = first.bytes.count + second.bytes.count
+        #expect(tracker.heldBytes == bytes && tracker.backlogBytes == bytes)
+        var allocation = try tracker.allocateBatch(time: 1000)
+        #expect(tracker.backlogBytes == 0 && tracker.heldBytes == bytes)
+        var blocks = allocation.takeBlocks()
+        #expect(allocation.blocks.isEmpty && tracker.heldBytes == bytes)
+        _ = blocks.popLast()
+        #expect(tracker.heldBytes == first.bytes.count)
+        blocks = []
+        #expect(tracker.heldBytes == 0)
+    }
 }
 
 /// A fresh directory path under the system's temporary directory.
