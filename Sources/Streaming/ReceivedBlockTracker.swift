@@ -75,6 +75,7 @@ final class ReceivedBlockTracker: Sendable {
         }
         metrics.blocksWritten.increment()
         metrics.backlogBytes.record(backlogBytes)
+        metrics.heldInputBytes.record(heldBytes)
     }
 
     /// Queues a block recovered from the log without logging it again.

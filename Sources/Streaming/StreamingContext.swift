@@ -143,7 +143,7 @@ public final class StreamingContext: Sendable {
             StreamingStatus(
                 isRecovered: control.isRecovered,
                 assigned: receiverStatus.assigned,
-                lag: progress.lag, backlogBytes: tracker.backlogBytes, logBytes: logBytes,
+                lag: progress.lag, backlogBytes: tracker.backlogBytes, heldInputBytes: tracker.heldBytes, logBytes: logBytes,
                 lastCheckpoint: progress.lastCheckpoint, watermark: progress.watermark, totals: progress.totals,
                 sinceLastPoll: receiverStatus.lastPoll.map { .now - $0 },
                 sinceLastBatch: control.lastBatch.map { .now - $0 },

@@ -22,6 +22,7 @@ struct StreamingMetrics: Sendable {
     let checkpointsWritten = Counter(label: "sluice_checkpoints_written_total")
     let lastCheckpointTime = Gauge(label: "sluice_last_checkpoint_timestamp_seconds")
     let backlogBytes = Gauge(label: "sluice_backlog_bytes")
+    let heldInputBytes = Gauge(label: "sluice_held_input_bytes")
     let pausedPartitions = Gauge(label: "sluice_paused_partitions")
     let consumerErrors = Counter(label: "sluice_consumer_errors_total")
     let offsetResets = Counter(label: "sluice_offset_resets_total")

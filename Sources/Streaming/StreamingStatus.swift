@@ -12,6 +12,9 @@ public struct StreamingStatus: Sendable {
     public var lag: [KafkaPartition: Int64]
     /// Bytes received but not yet in a batch.
     public var backlogBytes: Int
+    /// Bytes of received input in memory, which `SLUICE_MAX_BACKLOG_MB` bounds: the backlog and the blocks of the
+    /// running batch that it has not read yet.
+    public var heldInputBytes = 0
     /// Bytes of the write-ahead log on disk (nil when it is off).
     public var logBytes: Int?
     /// The newest checkpoint this run wrote.

@@ -114,6 +114,7 @@ private struct StatusDocument: Encodable {
     var inputRecordsPerSecond: Double
     var watermark: Int64?
     var backlogBytes: Int
+    var heldInputBytes: Int
     var walBytes: Int?
     var lastCheckpoint: CheckpointInfo?
     var partitions: [Partition]
@@ -135,6 +136,7 @@ private struct StatusDocument: Encodable {
         inputRecordsPerSecond = live.isEmpty ? 0 : Double(live.map(\.records).reduce(0, +)) * 1000 / Double(live.count * interval)
         watermark = status.watermark
         backlogBytes = status.backlogBytes
+        heldInputBytes = status.heldInputBytes
         walBytes = status.logBytes
         lastCheckpoint = status.lastCheckpoint
         partitions = status.assigned.sorted().map { Partition(topic: $0.topic, partition: $0.partition, lag: status.lag[$0]) }

@@ -110,6 +110,7 @@ function render(status, batches, top) {
     ["Watermark (UTC)", status.watermark == null ? "–" : status.watermark > 8e15 ? "end of input" : time(status.watermark).slice(11)],
     ["Last checkpoint", cp ? `${Math.max(0, Math.round((status.time - cp.writtenAt) / 1000))} s ago` : "none yet", cp ? `batch ${time(cp.batchTime)}` : ""],
     ["Backlog", bytes(status.backlogBytes)],
+    ["Input held", bytes(status.heldInputBytes), "backlog and unread blocks"],
     ["WAL on disk", bytes(status.walBytes)],
     ["Assigned partitions", status.partitions.length],
     ["Late records", fmt.format(t.lateRecords)],

@@ -34,6 +34,8 @@ struct StatusAPITests {
         #expect((status["partitions"] as? [Any])?.count == 4)
         #expect(status["ready"] as? Bool == true && status["healthy"] as? Bool == true)
         #expect(status["walBytes"] as? Int ?? 0 > 1000 * 30)
+        // Every batch has read its blocks and dropped them: what is held is the backlog.
+        #expect(status["heldInputBytes"] as? Int == status["backlogBytes"] as? Int)
         #expect(status["watermark"] is Int && status["lastCheckpoint"] is [String: Any])
         let batches = try json(port, "/api/batches")["batches"] as? [[String: Any]] ?? []
         #expect(batches.compactMap { $0["records"] as? Int }.reduce(0, +) == 1000)
