@@ -18,7 +18,8 @@ struct ReliableReceiverTests {
     /// checkpoint) and the consumer drops that many of partition 0's first records, `skipTimes` times.
     func receive(
         tracker: ReceivedBlockTracker, cluster: MockCluster, committer: ((KafkaConsumer) -> any OffsetCommitter)? = nil,
-        skipAtStart: Int = 0, skipTimes: Int = 1, maxRatePerPartition: Int = 0, until done: @escaping (ReliableReceiver, KafkaConsumer) -> Bool
+        skipAtStart: Int = 0, skipTimes: Int = 1, maxRatePerPartition: Int = 0, maxBacklogBytes: Int? = nil,
+        until done: @escaping (ReliableReceiver, KafkaConsumer) -> Bool
     ) throws -> (ReliableReceiver, KafkaConsumer, String) {
         let topic = "input-\(UUID().uuidString.prefix(6))"
         try cluster.createTopic(topic, partitions: 2)
@@ -27,10 +28,11 @@ struct ReliableReceiverTests {
             try producer.send(KafkaProducerRecord(topic: topic, partition: Int32(index % 2), value: Array("word \(index)".utf8)))
         }
         try producer.flush(timeout: .seconds(10))
-        let configuration = StreamingConfiguration(
+        var configuration = StreamingConfiguration(
             kafka: KafkaConfig(bootstrapServers: cluster.bootstrapServers), inputTopics: [topic], groupID: "group-\(topic)",
             blockIntervalMilliseconds: 50, maxBlockBytes: 512, maxRatePerPartition: maxRatePerPartition, sessionTimeoutMilliseconds: 6000
         )
+        if let maxBacklogBytes { configuration.maxBacklogBytes = maxBacklogBytes }
         let consumer = try KafkaConsumer(
             config: KafkaConsumerConfig(common: configuration.kafka, groupID: configuration.groupID, sessionTimeoutMilliseconds: 6000),
             logger: logger
@@ -190,6 +192,46 @@ struct ReliableReceiverTests {
     /// Without a WAL, offsets are committed after a checkpoint, which the batch thread writes: the commit itself
     /// must run on the polling thread (librdkafka 2.0.2 #4059: a commit from another thread during a rebalance can
     /// make the assignment count as lost).
+    /// The backlog bound counts a running batch's blocks until the batch drops them: while a batch still holds the
+    /// blocks it took, the receiver stays held (taking one record per 100 ms); once they are dropped it goes on, and
+    /// nothing is lost.
+    @Test func aBatchThatStillHoldsItsBlocksKeepsTheInputHeld() throws {
+        let cluster = try MockCluster(logger: logger)
+        let tracker = ReceivedBlockTracker(log: nil, metrics: StreamingMetrics())
+        let received = RecordCount()
+        /// The blocks of the "running batch", and when it took them.
+        let batch = Mutex<(blocks: [Block], since: ContinuousClock.Instant)?>(nil)
+        let heldWhileKept = Mutex<[Bool]>([])
+        let (_, consumer, _) = try receive(tracker: tracker, cluster: cluster, maxBacklogBytes: 1024) { receiver, _ in
+            let isHeld = receiver.status.withLock { $0.isInputHeld }
+            let taken = batch.withLock { $0 }
+            if taken == nil {
+                guard isHeld else { return false }
+                let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
+                received.total.withLock { $0 += blocks.reduce(0) { $0 + $1.recordCount } }
+                batch.withLock { $0 = (blocks, .now) }
+                return false
+            }
+            if let taken, !taken.blocks.isEmpty {
+                guard ContinuousClock.now - taken.since > .milliseconds(400) else {
+                    heldWhileKept.withLock { $0.append(isHeld) }
+                    return false
+                }
+                batch.withLock { $0 = ([], taken.since) }
+            }
+            let blocks = (try? tracker.allocateBatch(time: 0).blocks) ?? []
+            return received.total.withLock { total in
+                total += blocks.reduce(0) { $0 + $1.recordCount }
+                return total == 200
+            }
+        }
+        consumer.close()
+        let samples = heldWhileKept.withLock { $0 }
+        #expect(samples.count >= 3 && samples.allSatisfy { $0 }, "held while the batch kept its blocks: \(samples)")
+        #expect(received.total.withLock { $0 } == 200)
+        #expect(tracker.heldBytes == 0)
+    }
+
     @Test func checkpointCommitsRunOnThePollingThread() throws {
         let cluster = try MockCluster(logger: logger)
         let tracker = ReceivedBlockTracker(log: nil, metrics: StreamingMetrics())
