@@ -19,6 +19,7 @@ struct BatchTallyTests {
         #expect(add(Array("cat".utf8), at: 1_500) == nil)
         #expect(add(Array("  ".utf8), at: 1_600) == nil)
         #expect(add(Array("cat later".utf8), at: 9_000) == nil)
+        #expect(add(Array("soon".utf8), at: 5_500) == nil)
         let batch = SourceBatch(source: KafkaPartition(topic: "lines", partition: 3), sequence: 7)
         let partials = tally.partials(of: batch, horizon: 5_000)
         // In first-seen order; "dog" was only in malformed records, and bucket 9000 is past the horizon.
@@ -26,9 +27,12 @@ struct BatchTallyTests {
             Partial(batch: batch, word: "the", count: 2, buckets: [0: 2]),
             Partial(batch: batch, word: "cat", count: 3, buckets: [0: 1, 1_000: 1]),
             Partial(batch: batch, word: "later", count: 1, buckets: [:]),
+            Partial(batch: batch, word: "soon", count: 1, buckets: [5_000: 1]),
         ])
         #expect(partials.futureWords == 2)
-        // A record without words (at 1600) moves no event time.
-        #expect(partials.maxEventTime == 1_500)
+        // Every record moves the event time, as in standalone mode, a record without words (at 1600) too; the record
+        // at 5500 is past the horizon, and its bucket holds the event time back instead of moving it to 5000.
+        #expect(partials.maxEventTime == 1_600)
+        #expect(tally.partials(of: batch, horizon: 1_550).maxEventTime == 700, "malformed records move it too")
     }
 }

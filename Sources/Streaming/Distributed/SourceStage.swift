@@ -333,7 +333,8 @@ struct BatchTally {
     private var words = WordInterner()
     /// Per bucket start, the count of each word by id (ids past the end: none yet).
     private var buckets: [Int64: [Int64]] = [:]
-    /// The latest event time seen per bucket.
+    /// The latest event time per bucket, of every record (with or without words, malformed or not), as a block's
+    /// latest timestamps are in standalone mode.
     private var latest: [Int64: Int64] = [:]
     /// The ids of the record being added.
     private var recordIDs: [Int32] = []
@@ -342,14 +343,15 @@ struct BatchTally {
 
     var isEmpty: Bool { records == 0 }
 
-    /// Counts the words of a record value; returns why the record is malformed (then nothing of it is counted).
+    /// Counts the words of a record value; returns why the record is malformed (then none of its words is counted).
+    /// Every record moves the event time.
     mutating func add(_ value: UnsafeRawBufferPointer, at time: Int64, window: WindowSpec) -> MalformedRecord.Reason? {
         records += 1
+        let bucket = window.latestStart(containing: time)
+        latest[bucket] = max(latest[bucket] ?? time, time)
         recordIDs.removeAll(keepingCapacity: true)
         if let reason = words.appendIDs(ofWordsIn: value, to: &recordIDs) { return reason }
         guard !recordIDs.isEmpty else { return nil }
-        let bucket = window.latestStart(containing: time)
-        latest[bucket] = max(latest[bucket] ?? time, time)
         // Taken out of the table while it is changed, so that no second reference makes it copy.
         var counts = buckets.removeValue(forKey: bucket) ?? []
         if counts.count < words.count {
@@ -363,7 +365,9 @@ struct BatchTally {
     }
 
     /// The partial counts of the batch, in first-seen order of the words; buckets that start after `horizon` count in
-    /// the totals but in no window, and do not move the watermark.
+    /// the totals but in no window, and do not move the watermark. Nor does a bucket whose latest record is after
+    /// `horizon`: its other records' times are not kept, so it holds the event time back rather than move it to a
+    /// time no record had.
     func partials(of batch: SourceBatch, horizon: Int64) -> (records: [Partial], maxEventTime: Int64?, futureWords: Int) {
         var totals = [Int64](repeating: 0, count: words.count)
         var windowed = [[Int64: Int64]](repeating: [:], count: words.count)
@@ -379,7 +383,7 @@ struct BatchTally {
         for (id, word) in words.words.enumerated() where totals[id] > 0 {
             records.append(Partial(batch: batch, word: word, count: totals[id], buckets: windowed[id]))
         }
-        let maxEventTime = latest.filter { $0.key <= horizon }.map { min($0.value, horizon) }.max()
+        let maxEventTime = latest.values.filter { $0 <= horizon }.max()
         return (records, maxEventTime, futureWords)
     }
 }
