@@ -215,7 +215,6 @@ final class BatchDriver: @unchecked Sendable {
             state: graph.checkpoint
         )
         metrics.batchesCompleted.increment()
-        metrics.heldInputBytes.record(tracker.heldBytes)
         let duration = ContinuousClock.now - started
         metrics.batchProcessingDuration.record(duration: duration)
         let info = BatchInfo(

@@ -34,11 +34,12 @@ final class ReceivedBlockTracker: Sendable {
     private let log: (any BlockLog)?
     private let state = Mutex(State())
     private let metrics: StreamingMetrics
-    private let held = HeldInput()
+    private let held: HeldInput
 
     init(log: (any BlockLog)?, metrics: StreamingMetrics) {
         self.log = log
         self.metrics = metrics
+        held = HeldInput(gauge: metrics.heldInputBytes)
     }
 
     /// Whether blocks are written to a write-ahead log.
@@ -75,7 +76,6 @@ final class ReceivedBlockTracker: Sendable {
         }
         metrics.blocksWritten.increment()
         metrics.backlogBytes.record(backlogBytes)
-        metrics.heldInputBytes.record(heldBytes)
     }
 
     /// Queues a block recovered from the log without logging it again.
@@ -137,17 +137,23 @@ final class ReceivedBlockTracker: Sendable {
 /// The bytes of blocks in memory, counted from when the tracker queues a block until its last copy is dropped.
 ///
 /// Each queued block carries a ``Lease`` as its ``Block/lifetime``; the lease's deinit gives the bytes back and wakes a
-/// waiting receiver. Atomics, not the tracker's lock: a lease can be dropped on any thread, under any lock.
+/// waiting receiver. Every change is recorded in `gauge`. Atomics, not the tracker's lock: a lease can be dropped on
+/// any thread, under any lock.
 private final class HeldInput: Sendable {
     private let held = Atomic<Int>(0)
     private let waiters = Atomic<Int>(0)
     private let released = DispatchSemaphore(value: 0)
+    private let gauge: Gauge
+
+    init(gauge: Gauge) {
+        self.gauge = gauge
+    }
 
     var bytes: Int { held.load(ordering: .acquiring) }
 
     func hold(_ block: inout Block) {
         let bytes = block.bytes.count
-        held.add(bytes, ordering: .releasing)
+        gauge.record(held.add(bytes, ordering: .releasing).newValue)
         block.lifetime = Lease(bytes: bytes, of: self)
     }
 
@@ -158,7 +164,7 @@ private final class HeldInput: Sendable {
     }
 
     fileprivate func release(_ bytes: Int) {
-        held.subtract(bytes, ordering: .releasing)
+        gauge.record(held.subtract(bytes, ordering: .releasing).newValue)
         // A signal nobody waits for makes a later wait return early once, which only means one more look.
         if waiters.load(ordering: .sequentiallyConsistent) > 0 { released.signal() }
     }

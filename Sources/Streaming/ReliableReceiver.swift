@@ -110,10 +110,8 @@ final class ReliableReceiver: Sendable {
     /// meanwhile, so that the consumer keeps serving rebalance callbacks and stays in its group.
     private func pollOnce() throws {
         loop.polls += 1
-        let held = tracker.heldBytes
-        if loop.flow.backlog(bytes: held) { reportFlow() }
+        if loop.flow.backlog(bytes: tracker.heldBytes) { reportFlow() }
         if loop.flow.isInputHeld {
-            metrics.heldInputBytes.record(held)
             let sinceHeldPoll = ContinuousClock.now - loop.lastHeldPoll
             if sinceHeldPoll < .milliseconds(100) {
                 tracker.waitForRelease(milliseconds: Int((.milliseconds(100) - sinceHeldPoll) / .milliseconds(1)) + 1)
