@@ -50,8 +50,8 @@ extension DStream {
             return run {
                 var result = Elements<(Key, State)>()
                 for ((key, values), time) in zip(groups.values, groups.times) {
-                    let state = update(key, values, store.value[key])
-                    store.value[key] = state
+                    // Through the entry's `inout` subscript: one lookup to read and replace (or remove) it.
+                    let state = store.value[key].replace { update(key, values, $0) }
                     if let state { result.append((key, state), at: time) }
                 }
                 return result
@@ -59,5 +59,13 @@ extension DStream {
         }
         graph.register(store, evaluating: stream)
         return stream
+    }
+}
+
+extension Optional {
+    /// Replaces the value with `transform` of it and returns the new one.
+    fileprivate mutating func replace(_ transform: (Wrapped?) -> Wrapped?) -> Wrapped? {
+        self = transform(self)
+        return self
     }
 }

@@ -49,8 +49,8 @@ extension DStream {
     /// and input are computed once, and its elements go straight to their accumulators by id.
     ///
     /// - Parameter foldRepeated: Folds an input a number of times at once. Given, a dictionary-encoded batch is counted
-    ///   per (window, id) and each count folded once, which reorders the folds: only for a fold whose result does not
-    ///   depend on their order.
+    ///   per (window, id) and each count folded once, in place in the stored window, which reorders the folds: only
+    ///   for a fold whose result does not depend on their order.
     private func aggregateWindows<Key: StateKey, Input, Accumulator: StateCodable>(
         name: String, spec: WindowSpec, key: @escaping (Element) -> Key, input: @escaping (Element) -> Input,
         fold: @escaping (inout Accumulator?, Input) -> Void,
@@ -58,13 +58,15 @@ extension DStream {
     ) -> DStream<(Key, Windowed<Accumulator>)> {
         let store = StateStore<[Int64: [Key: Accumulator]]>(name: name, value: [:])
         let stream = deriveFromSource(stateful: true) { batch, context in
-            var pending = PendingWindows<Key, Accumulator>(idCount: batch.ids?.count == batch.count ? batch.idCount : 0) {
-                store.value[$0]?.removeValue(forKey: $1)
+            let idCount = batch.ids?.count == batch.count ? batch.idCount : 0
+            var pending = TouchedWindows { start in
+                PendingWindow<Key, Accumulator>(idCount: idCount) { store.value[start]?.removeValue(forKey: $0) }
             }
             var open = OpenWindows(spec: spec, watermark: context.previousWatermark)
             if let dictionary = batch.dictionary, let ids = batch.ids {
                 let keys = dictionary.map(key)
                 let inputs = dictionary.map(input)
+                var counted = TouchedWindows { _ in IDCounts(idCount: dictionary.count) }
                 batch.times.forEachRun { time, positions in
                     guard time <= context.eventTimeHorizon else {
                         context.futureRecords += positions.count
@@ -76,11 +78,11 @@ extension DStream {
                         return
                     }
                     for start in starts {
+                        if foldRepeated != nil {
+                            counted.withWindow(start) { $0.count(ids[positions]) }
+                            continue
+                        }
                         pending.withWindow(start) { window in
-                            if foldRepeated != nil {
-                                window.count(ids[positions])
-                                return
-                            }
                             for position in positions {
                                 let id = Int(ids[position])
                                 fold(&window.accumulators[window.index(ofExactID: id, key: keys[id])], inputs[id])
@@ -89,8 +91,14 @@ extension DStream {
                     }
                 }
                 if let foldRepeated {
-                    pending.forEach { window in
-                        window.foldCounted { id, accumulator, times in foldRepeated(&accumulator, inputs[id], times) } key: { keys[$0] }
+                    // Each (window, id) count is folded straight into the stored window: one key lookup each.
+                    for (start, window) in counted.touched() {
+                        var totals = store.value.removeValue(forKey: start) ?? [:]
+                        totals.reserveCapacity(totals.count + window.ids.count)
+                        for id in window.ids.lazy.map(Int.init) {
+                            foldRepeated(&totals[keys[id]], inputs[id], window.counts[id])
+                        }
+                        if !totals.isEmpty { store.value[start] = totals }
                     }
                 }
             } else {
@@ -161,49 +169,60 @@ private struct OpenWindows {
     }
 }
 
-/// The windows touched by the running batch, by start; the last one used is kept out of the dictionary.
-private struct PendingWindows<Key: Hashable, Accumulator> {
-    private var windows: [Int64: PendingWindow<Key, Accumulator>] = [:]
+/// A table per window touched by the running batch, by window start, each made on first touch; the table in use is
+/// kept out of the dictionary, since consecutive elements (the words of one record) share their windows.
+private struct TouchedWindows<Table> {
+    private var windows: [Int64: Table] = [:]
     private var currentStart: Int64?
-    private var current: PendingWindow<Key, Accumulator>
-    private let idCount: Int
-    /// Removes and returns the stored accumulator of (window start, key).
-    private let take: (Int64, Key) -> Accumulator?
+    private var current: Table?
+    private let make: (Int64) -> Table
 
-    init(idCount: Int, take: @escaping (Int64, Key) -> Accumulator?) {
-        self.idCount = idCount
-        self.take = take
-        current = PendingWindow(start: 0, idCount: 0, take: take)
+    init(make: @escaping (Int64) -> Table) {
+        self.make = make
     }
 
-    /// Runs `body` on the window starting at `start`.
-    mutating func withWindow(_ start: Int64, _ body: (inout PendingWindow<Key, Accumulator>) -> Void) {
+    /// Runs `body` on the table of the window starting at `start`.
+    mutating func withWindow(_ start: Int64, _ body: (inout Table) -> Void) {
         if currentStart != start {
-            if let previous = currentStart { windows[previous] = current }
-            current = windows.removeValue(forKey: start) ?? PendingWindow(start: start, idCount: idCount, take: take)
+            parkCurrent()
+            current = windows.removeValue(forKey: start) ?? make(start)
             currentStart = start
         }
-        body(&current)
+        body(&current!)
     }
 
-    /// Runs `body` on every touched window.
-    mutating func forEach(_ body: (inout PendingWindow<Key, Accumulator>) -> Void) {
-        parkCurrent()
-        for start in Array(windows.keys) {
-            body(&windows[start]!)
-        }
-    }
-
-    /// Every touched window.
-    mutating func touched() -> [Int64: PendingWindow<Key, Accumulator>] {
+    /// Every touched window's table.
+    mutating func touched() -> [Int64: Table] {
         parkCurrent()
         return windows
     }
 
-    /// Puts the window in use back into the dictionary.
+    /// Puts the table in use back into the dictionary.
     private mutating func parkCurrent() {
-        if let previous = currentStart { windows[previous] = current }
+        if let start = currentStart, let table = current.take() { windows[start] = table }
         currentStart = nil
+    }
+}
+
+/// How many elements of each dictionary id one window received, and the ids counted, in first-count order.
+private struct IDCounts {
+    private(set) var counts: [Int64]
+    private(set) var ids: [Int32] = []
+
+    init(idCount: Int) {
+        counts = [Int64](repeating: 0, count: idCount)
+    }
+
+    mutating func count(_ elements: ArraySlice<Int32>) {
+        var counted = ids
+        ids = []
+        counts.withUnsafeMutableBufferPointer { counts in
+            for id in elements {
+                if counts[Int(id)] == 0 { counted.append(id) }
+                counts[Int(id)] += 1
+            }
+        }
+        ids = counted
     }
 }
 
@@ -225,14 +244,10 @@ private struct PendingWindow<Key: Hashable, Accumulator> {
     private var indices: [Key: Int] = [:]
     /// Element id -> index of the last key seen with that id (-1: none).
     private var slots: [Int32]
-    /// Element id -> elements counted but not folded yet (see ``count(_:)``), and the ids counted, in first-count order.
-    private var counts: [Int64] = []
-    private var countedIDs: [Int32] = []
-    private let start: Int64
-    private let take: (Int64, Key) -> Accumulator?
+    /// Removes and returns the stored accumulator of a key in this window.
+    private let take: (Key) -> Accumulator?
 
-    init(start: Int64, idCount: Int, take: @escaping (Int64, Key) -> Accumulator?) {
-        self.start = start
+    init(idCount: Int, take: @escaping (Key) -> Accumulator?) {
         self.take = take
         slots = [Int32](repeating: -1, count: idCount)
         indices.reserveCapacity(idCount)
@@ -262,35 +277,12 @@ private struct PendingWindow<Key: Hashable, Accumulator> {
         return index
     }
 
-    /// Counts elements by dictionary id, to be folded at once by ``foldCounted(_:key:)``.
-    mutating func count(_ ids: ArraySlice<Int32>) {
-        if counts.isEmpty { counts = [Int64](repeating: 0, count: slots.count) }
-        var counted = countedIDs
-        countedIDs = []
-        counts.withUnsafeMutableBufferPointer { counts in
-            for id in ids {
-                if counts[Int(id)] == 0 { counted.append(id) }
-                counts[Int(id)] += 1
-            }
-        }
-        countedIDs = counted
-    }
-
-    /// Folds each id's count into its key's accumulator, in first-count order, and clears the counts.
-    mutating func foldCounted(_ fold: (Int, inout Accumulator?, Int64) -> Void, key: (Int) -> Key) {
-        for id in countedIDs.lazy.map(Int.init) {
-            fold(id, &accumulators[index(ofExactID: id, key: key(id))], counts[id])
-            counts[id] = 0
-        }
-        countedIDs.removeAll()
-    }
-
     private mutating func index(of key: Key) -> Int {
         if let known = indices[key] { return known }
         let index = keys.count
         indices[key] = index
         keys.append(key)
-        accumulators.append(take(start, key))
+        accumulators.append(take(key))
         return index
     }
 }

@@ -81,15 +81,31 @@ extension Array: StateCodable where Element: StateCodable {
 }
 
 extension Dictionary: StateCodable where Key: StateKey, Value: StateCodable {
-    /// Writes the count, then the entries sorted by key, so equal dictionaries encode identically.
+    /// Writes the count, then the entries in the byte order of their encoded keys, so equal dictionaries encode
+    /// identically. (Comparing a few bytes is far cheaper than comparing `String`s; the order is any fixed one.)
     // Specialized for the word count's stores, which are encoded through generic code at every checkpoint.
     @_specialize(where Key == String, Value == Int64)
     @_specialize(where Key == Int64, Value == [String: Int64])
     public func encode(to writer: inout StateWriter) {
         writer.writeUnsigned(UInt64(count))
-        for (key, value) in sorted(by: { $0.key < $1.key }) {
-            key.encode(to: &writer)
-            value.encode(to: &writer)
+        let entries = Array(self)
+        var keys = StateWriter()
+        var ends: [Int] = []
+        ends.reserveCapacity(entries.count)
+        for entry in entries {
+            entry.key.encode(to: &keys)
+            ends.append(keys.bytes.count)
+        }
+        var order = Array(entries.indices)
+        keys.bytes.withUnsafeBytes { keys in
+            func key(_ index: Int) -> UnsafeRawBufferPointer {
+                UnsafeRawBufferPointer(rebasing: keys[(index == 0 ? 0 : ends[index - 1])..<ends[index]])
+            }
+            order.sort { key($0).lexicographicallyPrecedes(key($1)) }
+            for index in order {
+                writer.writeRaw(key(index))
+                entries[index].value.encode(to: &writer)
+            }
         }
     }
 

@@ -26,6 +26,11 @@ public struct StateWriter: Sendable {
         bytes.appendLengthPrefixed(value)
     }
 
+    /// Writes bytes as they are: what another writer wrote.
+    mutating func writeRaw(_ value: UnsafeRawBufferPointer) {
+        bytes.append(contentsOf: value)
+    }
+
     /// Writes a string as length-prefixed UTF-8.
     public mutating func writeString(_ value: String) {
         bytes.appendLengthPrefixed(value.utf8)

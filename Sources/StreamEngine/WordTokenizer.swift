@@ -98,33 +98,77 @@ public enum WordTokenizer {
         return bits & 0x8080_8080_8080_8080 == 0
     }
 
-    /// ASCII whitespace per Unicode: U+0009...U+000D and U+0020, as a 64-bit lookup table.
-    private static func isASCIIWhitespace(_ byte: UInt8) -> Bool {
-        byte < 64 && (0x1_0000_3E00 as UInt64) >> byte & 1 == 1
+    /// ASCII text read eight bytes at a time: every byte is below 0x80, so per-byte comparisons are additions that
+    /// cannot carry into the next byte, each leaving its answer in the byte's high bit.
+    private enum ASCIIChunk {
+        static let highBits: UInt64 = 0x8080_8080_8080_8080
+
+        /// `0x80` in each byte that is at least `bound` (at most 0x80), else 0.
+        @inline(__always)
+        static func atLeast(_ bound: UInt8, _ chunk: UInt64) -> UInt64 {
+            (chunk &+ 0x0101_0101_0101_0101 &* UInt64(0x80 - bound)) & highBits
+        }
+
+        /// `0x80` in each byte that is whitespace per Unicode (U+0009...U+000D and U+0020), else 0.
+        @inline(__always)
+        static func whitespace(_ chunk: UInt64) -> UInt64 {
+            let space = ~atLeast(1, chunk ^ 0x2020_2020_2020_2020) & highBits
+            return space | (atLeast(0x09, chunk) & ~atLeast(0x0E, chunk))
+        }
+
+        /// The chunk with A-Z lowercased.
+        @inline(__always)
+        static func lowercased(_ chunk: UInt64) -> UInt64 {
+            chunk | (atLeast(0x41, chunk) & ~atLeast(0x5B, chunk)) >> 2
+        }
     }
 
     private static func withASCIIWords<Result>(
         in text: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer, UnsafeBufferPointer<WordSpan>) throws -> Result
     ) rethrows -> Result {
-        // Words are separated, so there are at most half as many as bytes (rounded up).
-        try withUnsafeTemporaryAllocation(byteCount: text.count, alignment: 1) { scratch in
+        // The scratch copy is written eight bytes at a time, so it is rounded up; past the end the text reads as spaces.
+        try withUnsafeTemporaryAllocation(byteCount: (text.count + 7) & ~7, alignment: 8) { scratch in
+            // Words are separated, so there are at most half as many as bytes (rounded up).
             try withUnsafeTemporaryAllocation(of: WordSpan.self, capacity: (text.count + 1) / 2) { spans in
                 var count = 0
-                var index = 0
-                while index < text.count {
-                    while index < text.count, isASCIIWhitespace(text[index]) { index += 1 }
-                    let start = index
-                    while index < text.count, !isASCIIWhitespace(text[index]) {
-                        let byte = text[index]
-                        scratch[index] = byte &- 0x41 < 26 ? byte | 0x20 : byte
-                        index += 1
+                var wordStart: Int?
+                var offset = 0
+                while offset < text.count {
+                    var chunk: UInt64 = 0x2020_2020_2020_2020
+                    if offset + 8 <= text.count {
+                        chunk = text.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                    } else {
+                        withUnsafeMutableBytes(of: &chunk) { tail in
+                            tail.copyMemory(from: UnsafeRawBufferPointer(rebasing: text[offset...]))
+                        }
                     }
-                    if index > start {
-                        spans[count] = WordSpan(start: start, end: index)
-                        count += 1
+                    scratch.storeBytes(of: ASCIIChunk.lowercased(chunk), toByteOffset: offset, as: UInt64.self)
+                    // Alternately the next word start (a non-whitespace byte) and the next word end (whitespace),
+                    // searched from the last one found; bytes before it are masked off.
+                    let whitespace = ASCIIChunk.whitespace(chunk.littleEndian)
+                    var from = 0
+                    while true {
+                        let candidates = (wordStart == nil ? ~whitespace & ASCIIChunk.highBits : whitespace) & (ASCIIChunk.highBits << from)
+                        if candidates == 0 { break }
+                        from = candidates.trailingZeroBitCount & ~7
+                        let position = offset + from >> 3
+                        if let start = wordStart {
+                            spans[count] = WordSpan(start: start, end: position)
+                            count += 1
+                            wordStart = nil
+                        } else {
+                            wordStart = position
+                        }
                     }
+                    offset += 8
                 }
-                return try body(UnsafeRawBufferPointer(scratch), UnsafeBufferPointer(rebasing: spans[..<count]))
+                if let start = wordStart {
+                    spans[count] = WordSpan(start: start, end: text.count)
+                    count += 1
+                }
+                return try body(
+                    UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(scratch)[..<text.count]),
+                    UnsafeBufferPointer(rebasing: spans[..<count]))
             }
         }
     }

@@ -51,6 +51,30 @@ import Testing
         #expect(WordTokenizer.words(text) == Array(repeating: "ab", count: 100) + ["end"])
     }
 
+    /// The ASCII path reads eight bytes at a time; against a byte-by-byte reference, every byte value below 0x80 at
+    /// every position and length (words ending on, before and after a chunk boundary, a text ending mid-word).
+    @Test func asciiChunksAgreeWithByteByByteSplitting() {
+        let whitespace: Set<UInt8> = [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20]
+        func reference(_ bytes: [UInt8]) -> [String] {
+            bytes.split { whitespace.contains($0) }.map { word in
+                String(decoding: word.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }, as: UTF8.self)
+            }
+        }
+        var generator = SystemRandomNumberGenerator()
+        for length in 0...40 {
+            for _ in 0..<200 {
+                let bytes = (0..<length).map { _ -> UInt8 in
+                    Bool.random(using: &generator)
+                        ? [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0x08, 0x0E, 0x1F, 0x21].randomElement(using: &generator)!
+                        : UInt8.random(in: 0...0x7F, using: &generator)
+                }
+                #expect(words(bytes) == reference(bytes), "\(bytes)")
+            }
+        }
+        let every = Array(0...0x7F as ClosedRange<UInt8>)
+        #expect(words(every) == reference(every))
+    }
+
     /// Canonically equivalent spellings are one word (Normalization Form C), and a capital sigma that ends a word
     /// lowercases to ς, as ICU does; both used to depend on how the first occurrence was written.
     @Test func equivalentSpellingsAreOneWordAndFinalSigmaIsKept() {
