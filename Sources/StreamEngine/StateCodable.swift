@@ -96,13 +96,19 @@ extension Dictionary: StateCodable where Key: StateKey, Value: StateCodable {
             entry.key.encode(to: &keys)
             ends.append(keys.bytes.count)
         }
-        var order = Array(entries.indices)
         keys.bytes.withUnsafeBytes { keys in
             func key(_ index: Int) -> UnsafeRawBufferPointer {
                 UnsafeRawBufferPointer(rebasing: keys[(index == 0 ? 0 : ends[index - 1])..<ends[index]])
             }
-            order.sort { key($0).lexicographicallyPrecedes(key($1)) }
-            for index in order {
+            // Sorted on each key's first eight bytes as one big-endian integer, the rest compared only on a tie: the
+            // sort then reads an array of pairs instead of keys spread over the buffer.
+            var order = entries.indices.map { index in
+                var prefix: UInt64 = 0
+                withUnsafeMutableBytes(of: &prefix) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: key(index).prefix(8))) }
+                return (prefix: UInt64(bigEndian: prefix), index: index)
+            }
+            order.sort { $0.prefix != $1.prefix ? $0.prefix < $1.prefix : key($0.index).lexicographicallyPrecedes(key($1.index)) }
+            for (_, index) in order {
                 writer.writeRaw(key(index))
                 entries[index].value.encode(to: &writer)
             }

@@ -59,12 +59,20 @@ public final class StateView<Key: StateKey & Sendable, State: StateCodable & Com
             guard let store = shared.store else { return updated }
             var top = TopSelection(capacity: rankingCapacity)
             var ranked: Set<Key> = []
+            var kept = 0
             for (key, _) in shared.ranking {
                 ranked.insert(key)
-                if let state = store.value[key] { top.offer((key, state)) }
-            }
-            for (key, state) in updated.values where !ranked.contains(key) {
+                guard let state = store.value[key] else { continue }
                 top.offer((key, state))
+                kept += 1
+            }
+            // With every key of a full ranking still there and states that never decrease (the exactness the ranking
+            // promises), its last entry is a floor: an updated key that does not rank before it cannot enter, and
+            // is passed over before it costs a lookup in `ranked`.
+            let floor = kept == rankingCapacity ? shared.ranking.last : nil
+            for (key, state) in updated.values {
+                if let floor, !Self.ranksBefore((key, state), floor) { continue }
+                if !ranked.contains(key) { top.offer((key, state)) }
             }
             shared.ranking = top.result()
             return updated

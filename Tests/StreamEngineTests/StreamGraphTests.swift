@@ -90,6 +90,26 @@ import Testing
         ])
     }
 
+    /// Entries are written in the order of their encoded keys, whatever order the dictionary iterates in: keys that
+    /// share their first eight bytes, are prefixes of one another or are empty; tables of different sizes and
+    /// insertion orders.
+    @Test func equalDictionariesEncodeIdenticallyWhateverTheirHistory() throws {
+        var keys = ["", "a", "abcdefgh", "abcdefgh1", "abcdefgh2", "abcdefgh\u{0}", "abcdefg", "é", "zz"]
+        keys += (0..<300).map { "shared-prefix-\($0 * 7919 % 1000)" }
+        var one: [String: Int64] = [:]
+        for (index, key) in keys.enumerated() { one[key] = Int64(index) }
+        var two: [String: Int64] = [:]
+        two.reserveCapacity(5000)
+        for (index, key) in keys.enumerated().reversed() { two[key] = Int64(index) }
+        two["removed"] = 1
+        two["removed"] = nil
+        var first = StateWriter(), second = StateWriter()
+        one.encode(to: &first)
+        two.encode(to: &second)
+        #expect(first.bytes == second.bytes)
+        #expect(try StateReader.reading(first.bytes) { try [String: Int64](from: &$0) } == one)
+    }
+
     @Test func unknownVersionsAreRejected() throws {
         let graph = try makeGraph()
         var checkpoint = graph.checkpoint()
