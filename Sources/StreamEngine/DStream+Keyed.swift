@@ -46,7 +46,7 @@ extension DStream {
         let store = StateStore<[Key: State]>(name: name, value: [:])
         let run = guarded(store)
         let stream = derive(stateful: true) { batch, _ in
-            let groups = batch.aggregated({ [$0] }) { $0.append($1) }
+            let groups = batch.keysAreDistinct ? batch.mapped { ($0.0, [$0.1]) } : batch.aggregated({ [$0] }) { $0.append($1) }
             return run {
                 var result = Elements<(Key, State)>()
                 for ((key, values), time) in zip(groups.values, groups.times) {

@@ -57,7 +57,7 @@ private struct WordBatch: Sendable {
 
     /// The batch as dictionary-encoded elements.
     var elements: Elements<String> {
-        Elements(dictionary: interner.words, ids: ids, times: EventTimes(runs: runTimes, ends: runEnds))
+        Elements(dictionary: interner.words, ids: ids, times: EventTimes(runs: runTimes, ends: runEnds), isDistinct: true)
     }
 
     /// The number of words (with repeats).

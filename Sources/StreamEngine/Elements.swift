@@ -18,6 +18,12 @@ struct Elements<Value> {
     var idCount = 0
     /// The distinct values and the times of a dictionary-encoded batch.
     private var encoded: (dictionary: [Value], times: EventTimes)?
+    /// A dictionary-encoded batch whose dictionary holds no two equal values (the words of ``flatMapWords()``), so
+    /// its ids group exactly by value. Set only where that holds by construction; ``mapped(_:)`` does not keep it.
+    var dictionaryIsDistinct = false
+    /// A batch of (key, value) pairs made by grouping (``ElementSource/counted()``, ``ElementSource/aggregated(_:_:)``):
+    /// no two elements have equal keys, so grouping it again by key changes nothing.
+    var keysAreDistinct = false
 
     init(values: [Value] = [], times: [Int64] = [], ids: [Int32]? = nil, idCount: Int = 0) {
         self.values = values
@@ -27,10 +33,11 @@ struct Elements<Value> {
     }
 
     /// A dictionary-encoded batch: element `i` is `dictionary[ids[i]]`, at the `i`-th of `times`.
-    init(dictionary: [Value], ids: [Int32], times: EventTimes) {
+    init(dictionary: [Value], ids: [Int32], times: EventTimes, isDistinct: Bool = false) {
         self.encoded = (dictionary, times)
         self.ids = ids
         self.idCount = dictionary.count
+        self.dictionaryIsDistinct = isDistinct
     }
 
     /// Whether the batch is dictionary-encoded.
@@ -68,9 +75,10 @@ struct Elements<Value> {
     /// Reads the batch element by element.
     var source: ElementSource<Value> {
         if let (dictionary, times) = encoded, let ids {
-            return ElementSource(count: ids.count, times: times, ids: ids, idCount: idCount, dictionary: dictionary) {
-                dictionary[Int(ids[$0])]
-            }
+            return ElementSource(
+                count: ids.count, times: times, ids: ids, idCount: idCount, dictionary: dictionary,
+                dictionaryIsDistinct: dictionaryIsDistinct
+            ) { dictionary[Int(ids[$0])] }
         }
         let values = values
         return ElementSource(count: values.count, times: EventTimes(times), ids: ids, idCount: idCount) { values[$0] }
@@ -124,6 +132,8 @@ struct ElementSource<Value> {
     /// The distinct values of a dictionary-encoded batch: element `i` is `dictionary[ids[i]]`, so readers can work
     /// per id and touch each distinct value once instead of calling `value` per element.
     var dictionary: [Value]? = nil
+    /// See ``Elements/dictionaryIsDistinct``.
+    var dictionaryIsDistinct = false
     let value: (Int) -> Value
 
     /// Groups pairs by key in order of first appearance, folding each key's values into an
@@ -133,6 +143,7 @@ struct ElementSource<Value> {
     ) -> Elements<(Key, Accumulator)> where Value == (Key, Input) {
         if let dictionary, let ids { return aggregated(dictionary: dictionary, ids: ids, start, combine) }
         var groups = Elements<(Key, Accumulator)>()
+        groups.keysAreDistinct = true
         var indices: [Key: Int] = [:]
         guard let ids, ids.count == count else {
             // Bounded, so that many duplicates cannot make the reservation large.
@@ -191,8 +202,15 @@ struct ElementSource<Value> {
             }
         }
         var groups = Elements<(Value, Int64)>()
+        groups.keysAreDistinct = true
         groups.values.reserveCapacity(firstSeen.count)
         groups.times.reserveCapacity(firstSeen.count)
+        if dictionaryIsDistinct {
+            for id in firstSeen.lazy.map(Int.init) {
+                groups.append((dictionary[id], occurrences[id]), at: latest[id])
+            }
+            return groups
+        }
         var indices: [Value: Int] = [:]
         indices.reserveCapacity(firstSeen.count)
         for id in firstSeen.lazy.map(Int.init) {
@@ -215,6 +233,7 @@ struct ElementSource<Value> {
         dictionary: [(Key, Input)], ids: [Int32], _ start: (Input) -> Accumulator, _ combine: (inout Accumulator, Input) -> Void
     ) -> Elements<(Key, Accumulator)> where Value == (Key, Input) {
         var groups = Elements<(Key, Accumulator)>()
+        groups.keysAreDistinct = true
         groups.values.reserveCapacity(dictionary.count)
         groups.times.reserveCapacity(dictionary.count)
         var indices: [Key: Int] = [:]
