@@ -29,14 +29,20 @@ import Testing
         #expect(totals.state(of: "never") == nil)
     }
 
-    /// A full ranking passes over updated keys that do not rank before its last entry; with a small capacity that
-    /// path runs in almost every batch, and the ranking still equals a full sort.
-    @Test func aFullSmallRankingEqualsAFullSortOfTheTotals() throws {
+    /// A graph of running word totals, ranked by a view of `rankingCapacity`.
+    func wordTotals(rankingCapacity: Int) -> (StreamGraph, StateView<String, Int64>) {
         let graph = StreamGraph()
-        let totals = StateView<String, Int64>(rankingCapacity: 10)
+        let totals = StateView<String, Int64>(rankingCapacity: rankingCapacity)
         graph.input().flatMapWords().countByValue().updateStateByKey(name: "totals", view: totals) { (_, counts: [Int64], total: Int64?) in
             counts.reduce(total ?? 0, +)
         }.foreachBatch { _, _ in }
+        return (graph, totals)
+    }
+
+    /// A full ranking passes over updated keys that do not rank before its last entry; with a small capacity that
+    /// path runs in almost every batch, and the ranking still equals a full sort.
+    @Test func aFullSmallRankingEqualsAFullSortOfTheTotals() throws {
+        let (graph, totals) = wordTotals(rankingCapacity: 10)
         var expected: [String: Int64] = [:]
         var generator = SplitMix64(seed: 11)
         for batch in 0..<60 {
@@ -50,11 +56,7 @@ import Testing
 
     /// A small capacity: words leave and enter the ranking as their totals pass each other.
     @Test func aFullRankingAdmitsAWordThatOvertakesItsLast() throws {
-        let graph = StreamGraph()
-        let totals = StateView<String, Int64>(rankingCapacity: 2)
-        graph.input().flatMapWords().countByValue().updateStateByKey(name: "totals", view: totals) { (_, counts: [Int64], total: Int64?) in
-            counts.reduce(total ?? 0, +)
-        }.foreachBatch { _, _ in }
+        let (graph, totals) = wordTotals(rankingCapacity: 2)
         _ = graph.runBatch(time: 1000, blocks: [lines(("a a a b b c", 1))])
         #expect(totals.largest(5).map(\.key) == ["a", "b"])
         _ = graph.runBatch(time: 2000, blocks: [lines(("c c c", 2))])
