@@ -120,57 +120,43 @@ public final class KafkaProducer: Sendable {
         record.topic.withCString { topic in
             record.value.withUnsafeBytes { value in
                 withOptionalBytes(record.key) { key in
-                    var values: [rd_kafka_vu_t] = []
-                    values.reserveCapacity(7)
-                    var item = rd_kafka_vu_t()
-                    item.vtype = RD_KAFKA_VTYPE_TOPIC
-                    item.u.cstr = topic
-                    values.append(item)
-                    item = rd_kafka_vu_t()
-                    item.vtype = RD_KAFKA_VTYPE_MSGFLAGS
-                    item.u.i = RD_KAFKA_MSG_F_COPY
-                    values.append(item)
-                    item = rd_kafka_vu_t()
-                    item.vtype = RD_KAFKA_VTYPE_VALUE
-                    item.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
-                    item.u.mem.size = value.count
-                    values.append(item)
-                    if let key {
-                        item = rd_kafka_vu_t()
-                        item.vtype = RD_KAFKA_VTYPE_KEY
-                        item.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
-                        item.u.mem.size = key.count
-                        values.append(item)
+                    // The argument list is on the stack: this runs for every output record.
+                    withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 7) { items in
+                        var count = 0
+                        func add(_ type: rd_kafka_vtype_t, _ set: (inout rd_kafka_vu_t) -> Void) {
+                            var item = rd_kafka_vu_t()
+                            item.vtype = type
+                            set(&item)
+                            items[count] = item
+                            count += 1
+                        }
+                        add(RD_KAFKA_VTYPE_TOPIC) { $0.u.cstr = topic }
+                        add(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
+                        add(RD_KAFKA_VTYPE_VALUE) {
+                            $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+                            $0.u.mem.size = value.count
+                        }
+                        if let key {
+                            add(RD_KAFKA_VTYPE_KEY) {
+                                $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
+                                $0.u.mem.size = key.count
+                            }
+                        }
+                        if let partition = record.partition { add(RD_KAFKA_VTYPE_PARTITION) { $0.u.i32 = partition } }
+                        if let timestamp = record.timestamp { add(RD_KAFKA_VTYPE_TIMESTAMP) { $0.u.i64 = timestamp } }
+                        // A header list of our own (RD_KAFKA_VTYPE_HEADERS): librdkafka owns it only if the produce
+                        // succeeds, so it is destroyed here on failure. Building headers inside produceva with
+                        // RD_KAFKA_VTYPE_HEADER double-frees them when the partitioner fails (librdkafka #4627).
+                        let headers = makeHeaders(record.headers)
+                        if let headers { add(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headers } }
+                        guard let error = rd_kafka_produceva(client.handle, items.baseAddress, count) else {
+                            return RD_KAFKA_RESP_ERR_NO_ERROR
+                        }
+                        if let headers { rd_kafka_headers_destroy(headers) }
+                        let code = rd_kafka_error_code(error)
+                        rd_kafka_error_destroy(error)
+                        return code
                     }
-                    if let partition = record.partition {
-                        item = rd_kafka_vu_t()
-                        item.vtype = RD_KAFKA_VTYPE_PARTITION
-                        item.u.i32 = partition
-                        values.append(item)
-                    }
-                    if let timestamp = record.timestamp {
-                        item = rd_kafka_vu_t()
-                        item.vtype = RD_KAFKA_VTYPE_TIMESTAMP
-                        item.u.i64 = timestamp
-                        values.append(item)
-                    }
-                    // A header list of our own (RD_KAFKA_VTYPE_HEADERS): librdkafka owns it only if the produce
-                    // succeeds, so it is destroyed here on failure. Building headers inside produceva with
-                    // RD_KAFKA_VTYPE_HEADER double-frees them when the partitioner fails (librdkafka #4627).
-                    let headers = makeHeaders(record.headers)
-                    if let headers {
-                        item = rd_kafka_vu_t()
-                        item.vtype = RD_KAFKA_VTYPE_HEADERS
-                        item.u.headers = headers
-                        values.append(item)
-                    }
-                    guard let error = rd_kafka_produceva(client.handle, values, values.count) else {
-                        return RD_KAFKA_RESP_ERR_NO_ERROR
-                    }
-                    if let headers { rd_kafka_headers_destroy(headers) }
-                    let code = rd_kafka_error_code(error)
-                    rd_kafka_error_destroy(error)
-                    return code
                 }
             }
         }

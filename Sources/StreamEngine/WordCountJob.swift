@@ -75,6 +75,15 @@ public enum WordCountJob {
         totalRecord(word: word, total: total, stamp: BatchStamp(batchTime: batchTime), topic: topic)
     }
 
+    /// The fixed parts of the records' JSON values, as bytes: appending an array is a copy, appending a `String`'s
+    /// UTF-8 view is not.
+    private enum JSON {
+        static let word = Array(#"{"word":"#.utf8)
+        static let count = Array(#","count":"#.utf8)
+        static let windowStart = Array(#","window_start":"#.utf8)
+        static let windowEnd = Array(#","window_end":"#.utf8)
+    }
+
     /// The parts of a batch's counts records that do not depend on the word, made once per batch: the header (one
     /// array that all the batch's records share) and the end of the value.
     struct BatchStamp {
@@ -91,10 +100,10 @@ public enum WordCountJob {
 
     static func totalRecord(word: String, total: Int64, stamp: BatchStamp, topic: String) -> OutputRecord {
         var value: [UInt8] = []
-        value.reserveCapacity(#"{"word":"","count":"#.utf8.count + word.utf8.count + 20 + stamp.valueEnd.count)
-        value.append(contentsOf: #"{"word":"#.utf8)
+        value.reserveCapacity(JSON.word.count + word.utf8.count + 2 + JSON.count.count + 20 + stamp.valueEnd.count)
+        value.append(contentsOf: JSON.word)
         value.appendJSONString(word)
-        value.append(contentsOf: #","count":"#.utf8)
+        value.append(contentsOf: JSON.count)
         value.appendDecimal(total)
         value.append(contentsOf: stamp.valueEnd)
         return OutputRecord(topic: topic, key: Array(word.utf8), value: value, headers: stamp.headers)
@@ -103,14 +112,15 @@ public enum WordCountJob {
     /// The windows-topic record of a word's count in a closed window.
     public static func windowRecord(word: String, count: Int64, window: TimeWindow, topic: String) -> OutputRecord {
         var value: [UInt8] = []
-        value.reserveCapacity(#"{"word":"","count":,"window_start":,"window_end":}"#.utf8.count + word.utf8.count + 60)
-        value.append(contentsOf: #"{"word":"#.utf8)
+        value.reserveCapacity(
+            JSON.word.count + word.utf8.count + 2 + JSON.count.count + JSON.windowStart.count + JSON.windowEnd.count + 61)
+        value.append(contentsOf: JSON.word)
         value.appendJSONString(word)
-        value.append(contentsOf: #","count":"#.utf8)
+        value.append(contentsOf: JSON.count)
         value.appendDecimal(count)
-        value.append(contentsOf: #","window_start":"#.utf8)
+        value.append(contentsOf: JSON.windowStart)
         value.appendDecimal(window.start)
-        value.append(contentsOf: #","window_end":"#.utf8)
+        value.append(contentsOf: JSON.windowEnd)
         value.appendDecimal(window.end)
         value.append(UInt8(ascii: "}"))
         return OutputRecord(topic: topic, key: Array(word.utf8), value: value)
