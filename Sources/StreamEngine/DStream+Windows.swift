@@ -94,7 +94,8 @@ extension DStream {
                     // Each (window, id) count is folded straight into the stored window: one key lookup each.
                     for (start, window) in counted.touched() {
                         var totals = store.value.removeValue(forKey: start) ?? [:]
-                        totals.reserveCapacity(totals.count + window.ids.count)
+                        // A new window is sized once; a stored one grows only by the keys it did not hold.
+                        if totals.isEmpty { totals.reserveCapacity(window.ids.count) }
                         for id in window.ids.lazy.map(Int.init) {
                             foldRepeated(&totals[keys[id]], inputs[id], window.counts[id])
                         }
