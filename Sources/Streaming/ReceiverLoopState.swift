@@ -40,6 +40,8 @@ final class ReceiverLoopState: @unchecked Sendable {
     @exclusivity(unchecked) var gapRefetches: [KafkaPartition: (offset: Int64, poll: Int)] = [:]
     var assigned: [KafkaPartition] = []
     @exclusivity(unchecked) var failed = false
+    /// A failure held back while the consumer stays in its group, taking no records; reported at `until`.
+    var heldFailure: (message: String, error: any Error, until: ContinuousClock.Instant)?
     /// Records received since the last metrics update (updated once per poll, not per record).
     @exclusivity(unchecked) var receivedSinceReport = 0
     var errorLog = RateLimitedLog(interval: .seconds(10))

@@ -83,12 +83,27 @@ extension ReliableReceiver {
     func checkWholeInputAssigned() {
         guard let all = try? consumer.partitions(of: configuration.inputTopics, timeout: .seconds(5)) else { return }
         let missing = Set(all).subtracting(loop.assigned)
-        guard !missing.isEmpty else { return }
-        fail("another member joined consumer group \(configuration.groupID)", StreamingError(
-            .partialInput,
-            "this instance was assigned \(all.count - missing.count) of the \(all.count) input partitions, so its totals "
-                + "would be built on part of the input. Run one standalone sluice per consumer group, or run every "
-                + "instance of the group with SLUICE_MODE=distributed"))
+        guard !missing.isEmpty, !loop.failed else { return }
+        // The instance stays in the group for a session timeout, taking no records, before it reports the failure
+        // and leaves: leaving at once could hand the whole input to the member that just joined before that member
+        // saw its own share, and it would run on alone, without this instance's totals.
+        loop.failed = true
+        try? consumer.pause(loop.assigned)
+        loop.heldFailure = (
+            "another member joined consumer group \(configuration.groupID)",
+            StreamingError(
+                .partialInput,
+                "this instance was assigned \(all.count - missing.count) of the \(all.count) input partitions, so its "
+                    + "totals would be built on part of the input. Run one standalone sluice per consumer group, or run "
+                    + "every instance of the group with SLUICE_MODE=distributed"),
+            .now + .milliseconds(configuration.sessionTimeoutMilliseconds))
+    }
+
+    /// Reports a held failure once its time has come.
+    func reportHeldFailure() {
+        guard let held = loop.heldFailure, ContinuousClock.now >= held.until else { return }
+        loop.heldFailure = nil
+        fail(held.message, held.error)
     }
 
     /// Resumes the partitions paused for the rate limit when a new window opens, each from the offset after its

@@ -76,7 +76,8 @@ final class ReliableReceiver: Sendable {
             return
         }
         handoff.setPolling(true)
-        while !stopRequested.load(ordering: .acquiring), !loop.failed {
+        while !stopRequested.load(ordering: .acquiring), !loop.failed || loop.heldFailure != nil {
+            reportHeldFailure()
             do {
                 try pollOnce()
             } catch let error as KafkaError where error.kind == .closed {
@@ -92,7 +93,7 @@ final class ReliableReceiver: Sendable {
                 metrics.recordsReceived.increment(by: loop.receivedSinceReport)
                 loop.receivedSinceReport = 0
             }
-            if loop.builder.byteCount >= configuration.maxBlockBytes
+            if !loop.failed, loop.builder.byteCount >= configuration.maxBlockBytes
                 || ContinuousClock.now - loop.blockStart >= .milliseconds(configuration.blockIntervalMilliseconds)
             {
                 storeBlock()
@@ -126,10 +127,10 @@ final class ReliableReceiver: Sendable {
     }
 
     private func handle(_ event: KafkaConsumerEvent) {
+        guard !loop.failed else { return }
         switch event {
         case .message(let message):
             let partition = KafkaPartition(topic: message.topic, partition: message.partition)
-            guard !loop.failed else { return }
             // Checked for emptiness first, here and below: this runs for every record, and a lookup hashes the topic.
             if !loop.startedAt.isEmpty, let start = loop.startedAt.removeValue(forKey: partition), message.offset < start {
                 offsetWasReset(partition, to: message.offset, below: start)
