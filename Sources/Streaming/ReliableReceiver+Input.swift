@@ -87,8 +87,7 @@ extension ReliableReceiver {
         // The instance stays in the group for a session timeout, taking no records, before it reports the failure
         // and leaves: leaving at once could hand the whole input to the member that just joined before that member
         // saw its own share, and it would run on alone, without this instance's totals.
-        loop.failed = true
-        try? consumer.pause(loop.assigned)
+        stopTakingRecords()
         loop.heldFailure = (
             "another member joined consumer group \(configuration.groupID)",
             StreamingError(
@@ -99,9 +98,10 @@ extension ReliableReceiver {
             .now + .milliseconds(configuration.sessionTimeoutMilliseconds))
     }
 
-    /// Reports a held failure once its time has come.
-    func reportHeldFailure() {
-        guard let held = loop.heldFailure, ContinuousClock.now >= held.until else { return }
+    /// Reports a held failure once its time has come, or at once when the receiver stops sooner (`stopping`), so that
+    /// a stop during the wait does not hide it.
+    func reportHeldFailure(stopping: Bool = false) {
+        guard let held = loop.heldFailure, stopping || ContinuousClock.now >= held.until else { return }
         loop.heldFailure = nil
         fail(held.message, held.error)
     }

@@ -102,6 +102,7 @@ final class ReliableReceiver: Sendable {
                 checkEnd()
             }
         }
+        reportHeldFailure(stopping: true)
         storeBlock()
         handoff.setPolling(false)
         commitDurableOffsets()
@@ -249,10 +250,15 @@ final class ReliableReceiver: Sendable {
     }
 
     func fail(_ message: String, _ error: any Error) {
-        loop.failed = true
-        try? consumer.pause(loop.assigned)
+        stopTakingRecords()
         logger.error("\(message)", metadata: ["stream.error": "\(error)"])
         status.withLock { $0.failure = "\(message): \(error)" }
         onStatusChange()
+    }
+
+    /// From now on records and end-of-partition events are ignored and nothing is stored or committed.
+    func stopTakingRecords() {
+        loop.failed = true
+        try? consumer.pause(loop.assigned)
     }
 }
