@@ -43,6 +43,7 @@ extension Block {
 
     /// Calls `body` with the layout of each record; `raw` must be ``bytes``.
     func forEachLayout(in raw: UnsafeRawBufferPointer, _ body: (RecordLayout) throws -> Void) rethrows {
+        precondition(!recordsWereReadAhead, "the records of this block were read ahead of its batch")
         // The record section was validated when the block was built or decoded, so the scan runs to the end.
         _ = try Block.scanRecords(raw, from: recordsStart, rangeCount: ranges.count, body)
     }

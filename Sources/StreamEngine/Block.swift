@@ -59,6 +59,18 @@ public struct Block: Sendable, Equatable {
         lhs.bytes == rhs.bytes
     }
 
+    /// Whether the record section was dropped because the records were read ahead of the batch (see
+    /// ``StreamGraph/readAhead(_:nextBatchAfter:)``); the ranges, counts and latest timestamps remain.
+    var recordsWereReadAhead: Bool { bytes.isEmpty }
+
+    /// This block without its record section, once its records were read ahead: a batch still needs its ranges,
+    /// counts and latest timestamps, and the lifetime still accounts for the block until the batch drops it.
+    func droppingRecords() -> Block {
+        var header = Block(bytes: [], ranges: ranges, recordCount: recordCount, recordsStart: 0, latestTimestamps: latestTimestamps)
+        header.lifetime = lifetime
+        return header
+    }
+
     /// The offset to resume each partition from once this block is processed: last offset + 1.
     public func nextOffsets() -> [TopicPartition: Int64] {
         Dictionary(uniqueKeysWithValues: ranges.map {

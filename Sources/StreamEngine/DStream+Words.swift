@@ -6,23 +6,45 @@ extension DStream where Element == InputRecord {
     public func flatMapWords() -> DStream<String> {
         // Sized from the previous batch, so that a steady stream does not grow the table batch after batch.
         var expectedDistinctWords = 1024
+        // The words of the next batch's first blocks, read ahead of it (see ``StreamGraph/readAhead(_:nextBatchAfter:)``).
+        var readAhead: WordsRead?
+        if isGraphInput {
+            graph.inputReadAhead = { block in
+                if readAhead == nil { readAhead = WordsRead(expectedDistinctWords: expectedDistinctWords) }
+                readAhead!.readAhead(&block)
+            }
+        }
         return deriveReading { [self] context in
             var words: WordBatch
             if isGraphInput, hasSingleConsumer {
                 // The graph's input, read by this stream alone: records are decoded straight from the blocks, each
                 // block is released as soon as its words are read, and runs of blocks are read in parallel, then
-                // merged in block order (see ``WordBatch/append(_:)``), so the result is the same as one pass.
-                var tasks = WordBatch.read(
-                    BlockTasks.split(context.takeBlocks(), into: graph.parallelism),
-                    expectedDistinctWords: expectedDistinctWords)
-                context.malformed += tasks.flatMap(\.malformed)
-                let wordCount = tasks.reduce(0) { $0 + $1.words.wordCount }
+                // merged in block order (see ``WordBatch/append(_:)``), so the result is the same as one pass. Words
+                // read ahead are those of the batch's first blocks, so the read goes on from there.
+                var blocks = context.takeBlocks()
+                var parts: [WordsRead] = []
+                if !blocks.isEmpty, var first = readAhead.take() {
+                    first.takeBlocksReadAhead(from: &blocks)
+                    let runs = BlockTasks.split(blocks, into: graph.parallelism)
+                    blocks = []
+                    if runs.count > 1 {
+                        parts = [first] + WordsRead.read(runs, expectedDistinctWords: expectedDistinctWords)
+                    } else {
+                        first.read(runs.first ?? [])
+                        parts = [first]
+                    }
+                } else {
+                    parts = WordsRead.read(
+                        BlockTasks.split(blocks, into: graph.parallelism), expectedDistinctWords: expectedDistinctWords)
+                }
+                context.malformed += parts.flatMap(\.malformed)
+                let wordCount = parts.reduce(0) { $0 + $1.words.wordCount }
                 // Each part is moved out of the list before it is merged, so that no array of it is copied.
-                tasks.reverse()
-                words = tasks.popLast()?.words ?? WordBatch(expectedDistinctWords: 0)
+                parts.reverse()
+                words = parts.popLast()?.words ?? WordBatch(expectedDistinctWords: 0)
                 words.reserve(words: wordCount)
-                while let task = tasks.popLast() {
-                    words.append(task.words)
+                while let part = parts.popLast() {
+                    words.append(part.words)
                 }
             } else {
                 words = WordBatch(expectedDistinctWords: expectedDistinctWords)
@@ -37,6 +59,64 @@ extension DStream where Element == InputRecord {
             }
             expectedDistinctWords = max(1024, words.distinctCount)
             return words.elements
+        }
+    }
+}
+
+/// The words of consecutive blocks and the records among them found malformed: one run of a batch's blocks, or the
+/// batch's first blocks read ahead of it.
+private struct WordsRead: Sendable {
+    var words: WordBatch
+    var malformed: [MalformedRecord] = []
+    /// The ranges of each block read ahead, in order: the batch must start with these blocks.
+    private var blocksReadAhead: [[PartitionRange]] = []
+
+    init(expectedDistinctWords: Int) {
+        words = WordBatch(expectedDistinctWords: expectedDistinctWords)
+    }
+
+    /// The words of each run of blocks, read on up to `runs.count` threads; each block is released once read.
+    static func read(_ runs: consuming [[Block]], expectedDistinctWords: Int) -> [WordsRead] {
+        BlockTasks.map(runs) { (blocks: consuming [Block]) in
+            var part = WordsRead(expectedDistinctWords: expectedDistinctWords)
+            part.read(blocks)
+            return part
+        }
+    }
+
+    /// Reads `blocks` in order, releasing each once read.
+    mutating func read(_ blocks: consuming [Block]) {
+        var blocks = consume blocks
+        words.reserve(textBytes: blocks.reduce(0) { $0 + $1.bytes.count })
+        blocks.reverse()
+        while let block = blocks.popLast() {
+            add(block)
+        }
+    }
+
+    /// Reads `block` ahead of its batch and leaves it without its records.
+    mutating func readAhead(_ block: inout Block) {
+        words.reserve(textBytes: block.bytes.count)
+        add(block)
+        blocksReadAhead.append(block.ranges)
+        block = block.droppingRecords()
+    }
+
+    /// Removes the blocks read ahead from the front of a batch's blocks, which must start with them.
+    mutating func takeBlocksReadAhead(from blocks: inout [Block]) {
+        let count = blocksReadAhead.count
+        precondition(
+            blocks.count >= count && zip(blocks, blocksReadAhead).allSatisfy { $0.recordsWereReadAhead && $0.ranges == $1 },
+            "a batch must start with the blocks whose records were read ahead of it")
+        blocks.removeFirst(count)
+        blocksReadAhead = []
+    }
+
+    private mutating func add(_ block: Block) {
+        InputRecord.forEach(in: block) { record in
+            if let reason = words.add(record, at: record.timestamp) {
+                malformed.append(MalformedRecord(record: record, reason: reason))
+            }
         }
     }
 }
@@ -63,36 +143,17 @@ private struct WordBatch: Sendable {
     /// The number of words (with repeats).
     var wordCount: Int { ids.count }
 
-    /// Reserves room for the words of about `textBytes` bytes of text.
+    /// Reserves room for the words of about `textBytes` more bytes of text.
     mutating func reserve(textBytes: Int) {
         // About one word per 4 bytes of text is a generous guess; untouched reserved pages cost no memory.
-        reserve(words: textBytes / 4)
+        reserve(words: ids.count + textBytes / 4)
     }
 
-    /// Reserves room for `words` words in all.
+    /// Reserves room for `words` words in all, at least doubling the room when it grows (blocks read ahead one by
+    /// one add their words in steps).
     mutating func reserve(words: Int) {
-        ids.reserveCapacity(words)
-    }
-
-    /// The words of each run of blocks, read on up to `runs.count` threads; each block is released once read.
-    static func read(
-        _ runs: consuming [[Block]], expectedDistinctWords: Int
-    ) -> [(words: WordBatch, malformed: [MalformedRecord])] {
-        BlockTasks.map(runs) { (blocks: consuming [Block]) in
-            var words = WordBatch(expectedDistinctWords: expectedDistinctWords)
-            var malformed: [MalformedRecord] = []
-            var blocks = consume blocks
-            words.reserve(textBytes: blocks.reduce(0) { $0 + $1.bytes.count })
-            blocks.reverse()
-            while let block = blocks.popLast() {
-                InputRecord.forEach(in: block) { record in
-                    if let reason = words.add(record, at: record.timestamp) {
-                        malformed.append(MalformedRecord(record: record, reason: reason))
-                    }
-                }
-            }
-            return (words, malformed)
-        }
+        guard words > ids.capacity else { return }
+        ids.reserveCapacity(max(words, ids.isEmpty ? 0 : 2 * ids.capacity))
     }
 
     /// Appends the words of `other`, read from the input after this batch's, as if they had been added here: each

@@ -39,6 +39,8 @@ public final class StreamGraph {
     public let parallelism: Int
     /// The latest record timestamp of each input partition, and the batch time that last had its records.
     private var partitionClocks: [TopicPartition: (latest: Int64, lastSeen: Int64)] = [:]
+    /// Reads a block's records ahead of its batch, when one stream reads the input this way (``DStream/flatMapWords()``).
+    var inputReadAhead: ((inout Block) -> Void)?
     private var sinks: [(BatchContext) -> Void] = []
     private var stateful: [StatefulOperator] = []
     private lazy var inputStream = DStream<InputRecord>(graph: self, isGraphInput: true) {
@@ -80,7 +82,7 @@ public final class StreamGraph {
             partitionClocks[partition] = (partitionClocks[partition]?.latest ?? Self.noRecordYet, time)
         }
         var advanced = watermark
-        let horizon = time > .max - maxEventTimeAheadMilliseconds ? .max : time + maxEventTimeAheadMilliseconds
+        let horizon = eventTimeHorizon(batchTime: time)
         if !blocks.isEmpty {
             for index in blocks.indices {
                 for (range, latest) in zip(blocks[index].ranges, blocks[index].latestTimestamps(notAfter: horizon)) {
@@ -96,6 +98,28 @@ public final class StreamGraph {
         }
         return run(BatchContext(
             time: time, blocks: consume blocks, previousWatermark: watermark, watermark: advanced, eventTimeHorizon: horizon, sink: sink))
+    }
+
+    /// Reads the records of a block queued for the next batch while the batch thread has nothing else to do, so that
+    /// the batch finds them read; the output does not change.
+    ///
+    /// It reads when the graph's input is read by one ``DStream/flatMapWords()`` stream, and the block has no record
+    /// after the event-time horizon of any batch later than `lastBatchTime` (such a block is left for its batch, which
+    /// must read it to find its latest timestamp within the horizon).
+    ///
+    /// - Returns: Whether it read the block; `block` is then ``Block/droppingRecords()``, and the next ``runBatch``
+    ///   must be given it after the blocks read ahead before it and before any other block.
+    public func readAhead(_ block: inout Block, nextBatchAfter lastBatchTime: Int64) -> Bool {
+        guard let inputReadAhead, inputStream.hasSingleConsumer, !block.recordsWereReadAhead,
+              lastBatchTime < .max, block.latestTimestamps.allSatisfy({ $0 <= eventTimeHorizon(batchTime: lastBatchTime + 1) })
+        else { return false }
+        inputReadAhead(&block)
+        return true
+    }
+
+    /// The latest event time the batch of `batchTime` accepts (see ``maxEventTimeAheadMilliseconds``).
+    private func eventTimeHorizon(batchTime: Int64) -> Int64 {
+        batchTime > .max - maxEventTimeAheadMilliseconds ? .max : batchTime + maxEventTimeAheadMilliseconds
     }
 
     /// The clock of an assigned partition that has not delivered a record yet.

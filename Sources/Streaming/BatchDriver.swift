@@ -130,7 +130,8 @@ final class BatchDriver: @unchecked Sendable {
             )
             switch schedule.next(now: WallClock.milliseconds(), observed: observed) {
             case .wait(let milliseconds):
-                control.sleep(milliseconds: milliseconds)
+                // Rather than wait, read the next batch's blocks as they come (the receiver wakes this thread for each).
+                if readAhead() == 0 { control.sleep(milliseconds: milliseconds) }
             case .runBatch(let time):
                 try runAllocatedBatch(time: time, checkpoint: .whenDue)
             case .finish(let time):
@@ -150,6 +151,11 @@ final class BatchDriver: @unchecked Sendable {
                 throw StreamingError(.receiver, message)
             }
         }
+    }
+
+    /// Reads the records of blocks queued for the next batch ahead of it; returns how many blocks were offered.
+    private func readAhead() -> Int {
+        tracker.readAhead { [graph, lastBatchTime] block in _ = graph.readAhead(&block, nextBatchAfter: lastBatchTime) }
     }
 
     /// Allocates the received blocks to the batch of `time` (logged first, with a log) and runs it.

@@ -27,6 +27,8 @@ final class ReceivedBlockTracker: Sendable {
 
     private struct State {
         var pending: [Block] = []
+        /// How many of the pending blocks were offered to ``ReceivedBlockTracker/readAhead(_:)``.
+        var offeredAhead = 0
         var assigned: [TopicPartition] = []
         var pendingBytes = 0
     }
@@ -107,6 +109,26 @@ final class ReceivedBlockTracker: Sendable {
     /// held back by the backlog bound).
     func waitForRelease(milliseconds: Int) {
         held.waitForRelease(milliseconds: milliseconds)
+    }
+
+    /// Offers each block queued since the last call to `read`, which may replace it (by the block without its records,
+    /// once it has read them): the next batch takes what `read` left. Returns how many blocks were offered.
+    ///
+    /// Call it on the thread that allocates batches: a block is read outside the lock, so that the receiver can queue
+    /// the next one meanwhile, and put back at its place, which no allocation can move in between.
+    func readAhead(_ read: (inout Block) -> Void) -> Int {
+        var offered = 0
+        while let (index, block) = state.withLock({ state -> (Int, Block)? in
+            guard state.offeredAhead < state.pending.count else { return nil }
+            defer { state.offeredAhead += 1 }
+            return (state.offeredAhead, state.pending[state.offeredAhead])
+        }) {
+            var block = block
+            read(&block)
+            state.withLock { $0.pending[index] = block }
+            offered += 1
+        }
+        return offered
     }
 
     /// Takes every queued block and assignment for the batch of `time`, logging and syncing the allocation when

@@ -55,11 +55,16 @@ extension ReliableReceiver {
         checkEnd()
     }
 
-    /// With end offsets captured: marks the end reached once every partition got there.
+    /// With end offsets captured: whether every partition has been received up to them.
+    var hasReceivedToEnd: Bool {
+        guard let ends = loop.endOffsets else { return false }
+        return ends.allSatisfy { partition, end in end <= 0 || (loop.nextOffsets[partition] ?? 0) >= end }
+    }
+
+    /// With end offsets captured: marks the end reached once every partition got there and its block is stored.
     func checkEnd() {
-        guard let ends = loop.endOffsets, loop.builder.isEmpty else { return }
-        let reached = ends.allSatisfy { partition, end in end <= 0 || (loop.nextOffsets[partition] ?? 0) >= end }
-        if reached, !status.withLock({ $0.reachedEnd }) {
+        guard loop.builder.isEmpty, hasReceivedToEnd else { return }
+        if !status.withLock({ $0.reachedEnd }) {
             status.withLock { $0.reachedEnd = true }
             onStatusChange()
         }

@@ -33,7 +33,8 @@ final class ReliableReceiver: Sendable {
 
     /// - Parameters:
     ///   - committer: Where offsets are committed; the consumer itself unless a test observes the commits.
-    ///   - onStatusChange: Called when the end of input is reached or the receiver fails (wakes the batch thread).
+    ///   - onStatusChange: Called when a block is stored, input is held back, the end of input is reached or the
+    ///     receiver fails (wakes the batch thread).
     init(
         consumer: KafkaConsumer, committer: (any OffsetCommitter)? = nil, tracker: ReceivedBlockTracker,
         configuration: StreamingConfiguration, knownOffsets: [KafkaPartition: Int64], logger: Logger,
@@ -93,8 +94,11 @@ final class ReliableReceiver: Sendable {
                 metrics.recordsReceived.increment(by: loop.receivedSinceReport)
                 loop.receivedSinceReport = 0
             }
+            // The block is stored at its size cap, at the end of its interval, or at once when it completes the
+            // input to be read (with `stopsAtEnd`), which need not wait for the interval.
             if !loop.failed, loop.builder.byteCount >= configuration.maxBlockBytes
                 || ContinuousClock.now - loop.blockStart >= .milliseconds(configuration.blockIntervalMilliseconds)
+                || (!loop.builder.isEmpty && hasReceivedToEnd)
             {
                 storeBlock()
                 commitDurableOffsets()
@@ -191,6 +195,8 @@ final class ReliableReceiver: Sendable {
             return
         }
         if loop.flow.backlog(bytes: tracker.heldBytes) { reportFlow() }
+        // The batch thread reads a stored block ahead of its batch while it would otherwise wait.
+        onStatusChange()
         CrashPoint.reach(.afterBlockSync, armed: crashTrigger)
         if tracker.isLogging {
             loop.uncommitted.advance(past: [block])

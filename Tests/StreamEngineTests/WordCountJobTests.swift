@@ -67,9 +67,9 @@ import Testing
         #expect(graph.checkpoint() == [3, 0, 0, 0])
     }
 
-    @Test func blocksReadInParallelGiveTheOutputOfOnePass() throws {
-        // Eight blocks of about 0.7 MiB each, read by three and two threads; malformed records (invalid UTF-8, a word
-        // over the limit) in several of them, and words first seen in later blocks.
+    /// Eight blocks of about 0.7 MiB each; malformed records (invalid UTF-8, a word over the limit) in several of them,
+    /// and words first seen in later blocks.
+    func mixedBlocks() -> [Block] {
         var generator = SplitMix64(seed: 7)
         var blocks: [Block] = []
         for index in 0..<8 {
@@ -87,27 +87,85 @@ import Testing
             }
             blocks.append(makeBlock(records))
         }
+        return blocks
+    }
+
+    /// The output and final checkpoint of the word count over two batches of `blocks` (five, then three blocks), with
+    /// the first `readAhead` blocks of each batch read ahead of it.
+    func wordCount(
+        _ blocks: [Block], parallelism: Int, readAhead: Int = 0, maxEventTimeAhead: Int64 = .max
+    ) throws -> (outputs: [BatchOutput], checkpoint: [UInt8], readAhead: Int) {
+        let graph = StreamGraph(maxEventTimeAheadMilliseconds: maxEventTimeAhead, parallelism: parallelism)
+        try WordCountJob.build(on: graph, configuration: .init(windowLength: 1_000))
+        var outputs: [BatchOutput] = []
+        var readCount = 0
+        var lastBatchTime: Int64 = 0
+        for (time, range) in [(Int64(1_000), 0..<5), (2_000, 5..<8)] {
+            var batch = Array(blocks[range])
+            for index in batch.indices.prefix(readAhead) where graph.readAhead(&batch[index], nextBatchAfter: lastBatchTime) {
+                readCount += 1
+            }
+            outputs.append(graph.runBatch(time: time, blocks: batch))
+            lastBatchTime = time
+        }
+        outputs.append(graph.flushWindows())
+        return (outputs, graph.checkpoint(), readCount)
+    }
+
+    @Test func blocksReadInParallelGiveTheOutputOfOnePass() throws {
+        // Read by three and two threads.
+        let blocks = mixedBlocks()
         #expect(BlockTasks.split(Array(blocks[0..<5]), into: 4).count == 3)
         #expect(BlockTasks.split(Array(blocks[5...]), into: 4).count == 2)
-        var outputs: [[BatchOutput]] = []
-        var checkpoints: [[UInt8]] = []
-        for parallelism in [1, 4] {
-            let graph = StreamGraph(parallelism: parallelism)
-            try WordCountJob.build(on: graph, configuration: .init(windowLength: 1_000))
-            outputs.append([
-                graph.runBatch(time: 1_000, blocks: Array(blocks[0..<5])),
-                graph.runBatch(time: 2_000, blocks: Array(blocks[5...])),
-                graph.flushWindows(),
-            ])
-            checkpoints.append(graph.checkpoint())
-        }
-        #expect(outputs[0][0].malformedRecords == 4)
-        #expect(outputs[0][0].records.count > 10_000)
+        let onePass = try wordCount(blocks, parallelism: 1)
+        let parallel = try wordCount(blocks, parallelism: 4)
+        #expect(onePass.outputs[0].malformedRecords == 4)
+        #expect(onePass.outputs[0].records.count > 10_000)
         // Compared first, so that a failure reports a line rather than both outputs.
-        let sameOutput = outputs[1] == outputs[0]
-        let sameCheckpoint = checkpoints[1] == checkpoints[0]
+        let sameOutput = parallel.outputs == onePass.outputs
+        let sameCheckpoint = parallel.checkpoint == onePass.checkpoint
         #expect(sameOutput)
         #expect(sameCheckpoint)
+    }
+
+    @Test func blocksReadAheadOfTheirBatchGiveTheOutputOfOnePass() throws {
+        let blocks = mixedBlocks()
+        let onePass = try wordCount(blocks, parallelism: 1)
+        // Some or all of each batch's blocks read ahead; the rest read on one thread or in parallel runs.
+        for (parallelism, readAhead) in [(1, 1), (1, 5), (4, 1), (4, 2)] {
+            let run = try wordCount(blocks, parallelism: parallelism, readAhead: readAhead)
+            #expect(run.readAhead == 2 * readAhead - (readAhead == 5 ? 2 : 0))
+            let sameOutput = run.outputs == onePass.outputs
+            let sameCheckpoint = run.checkpoint == onePass.checkpoint
+            #expect(sameOutput, "parallelism \(parallelism), \(readAhead) blocks read ahead")
+            #expect(sameCheckpoint, "parallelism \(parallelism), \(readAhead) blocks read ahead")
+        }
+        #expect(onePass.outputs[0].malformedRecords == 4)
+    }
+
+    @Test func aBlockPastTheEventTimeHorizonIsLeftForItsBatch() throws {
+        // Block i holds records up to (i + 1) * 2.86 s after the epoch. A batch after 0 accepts events up to 10 s ahead
+        // of it, so the first three blocks of the first batch can be read ahead, and none of the second (from 17 s on,
+        // past 11 s): the batch must read those to find their latest timestamp within its horizon.
+        let blocks = mixedBlocks()
+        let onePass = try wordCount(blocks, parallelism: 1, maxEventTimeAhead: 10_000)
+        let run = try wordCount(blocks, parallelism: 1, readAhead: 8, maxEventTimeAhead: 10_000)
+        #expect(run.readAhead == 3)
+        let sameOutput = run.outputs == onePass.outputs
+        #expect(sameOutput)
+        #expect(run.checkpoint == onePass.checkpoint)
+    }
+
+    @Test func onlyAnInputReadByOneWordStreamIsReadAhead() throws {
+        let graph = StreamGraph()
+        let input = graph.input()
+        input.flatMapWords().countByValue().output { _, _, _ in }
+        var block = lines(("a b", 1))
+        #expect(graph.readAhead(&block, nextBatchAfter: 0))
+        input.map(\.offset).output { _, _, _ in }
+        var second = lines(("c", 2))
+        #expect(!graph.readAhead(&second, nextBatchAfter: 0))
+        #expect(records(of: second).count == 1)
     }
 
     @Test func recordsSpellNumbersAndEscapesExactly() {

@@ -116,6 +116,39 @@ import Testing
         blocks = []
         #expect(tracker.heldBytes == 0)
     }
+
+    /// Each queued block is offered to a read ahead once, keeps its place in the next batch, and stays counted as held
+    /// input until the batch drops it.
+    @Test func blocksAreOfferedToReadAheadOnceEachAndKeepTheirPlace() throws {
+        let tracker = ReceivedBlockTracker(log: nil, metrics: StreamingMetrics())
+        let graph = StreamGraph()
+        try WordCountJob.build(on: graph, configuration: .init())
+        let blocks = [Self.block(0..<5), Self.block(5..<9), Self.block(9..<12), Self.block(12..<14)]
+        let bytes = blocks.map(\.bytes.count)
+        var offered: [[PartitionRange]] = []
+        func readAhead() -> Int {
+            tracker.readAhead { block in
+                offered.append(block.ranges)
+                #expect(graph.readAhead(&block, nextBatchAfter: 0))
+            }
+        }
+        try tracker.add(blocks[0])
+        try tracker.add(blocks[1])
+        #expect(readAhead() == 2 && readAhead() == 0)
+        try tracker.add(blocks[2])
+        #expect(readAhead() == 1)
+        #expect(offered == blocks.prefix(3).map(\.ranges))
+        #expect(tracker.heldBytes == bytes[0] + bytes[1] + bytes[2] && tracker.backlogBytes == tracker.heldBytes)
+        var allocation = try tracker.allocateBatch(time: 1000)
+        #expect(allocation.blocks.map(\.ranges) == blocks.prefix(3).map(\.ranges))
+        #expect(allocation.blocks.allSatisfy { $0.bytes.isEmpty && $0.recordCount > 0 })
+        let output = graph.runBatch(time: 1000, blocks: allocation.takeBlocks())
+        #expect(output.recordsIn == 12 && output.recordsOut > 0)
+        #expect(tracker.heldBytes == 0)
+        // The next batch's blocks are offered from its first.
+        try tracker.add(blocks[3])
+        #expect(readAhead() == 1 && offered.last == blocks[3].ranges)
+    }
 }
 
 /// A fresh directory path under the system's temporary directory.
