@@ -176,6 +176,12 @@ public final class KafkaConsumer: Sendable {
         return count
     }
 
+    /// Makes a ``poll(timeout:maxMessages:_:)`` that is waiting, on another thread, return at once (with what it has).
+    public func wakeUp() {
+        guard !isClosed.load(ordering: .acquiring) else { return }
+        rd_kafka_queue_yield(queue.pointer)
+    }
+
     /// Takes up to `maxMessages` events from the queue, waiting up to `timeout` (rebalance callbacks run meanwhile),
     /// hands each to `body`, and destroys every one, even when `body` throws; returns how many there were.
     private func consumeBatch(

@@ -130,8 +130,9 @@ final class BatchDriver: @unchecked Sendable {
             )
             switch schedule.next(now: WallClock.milliseconds(), observed: observed) {
             case .wait(let milliseconds):
-                // Rather than wait, read the next batch's blocks as they come (the receiver wakes this thread for each).
-                if readAhead() == 0 { control.sleep(milliseconds: milliseconds) }
+                // Rather than wait, read the next batch's blocks as they come (the receiver wakes this thread for each),
+                // one at a time, so that a batch that became due meanwhile starts without waiting for the rest.
+                if !readAhead() { control.sleep(milliseconds: milliseconds) }
             case .runBatch(let time):
                 try runAllocatedBatch(time: time, checkpoint: .whenDue)
             case .finish(let time):
@@ -153,8 +154,8 @@ final class BatchDriver: @unchecked Sendable {
         }
     }
 
-    /// Reads the records of blocks queued for the next batch ahead of it; returns how many blocks were offered.
-    private func readAhead() -> Int {
+    /// Reads the records of the next block queued for the next batch ahead of it; false if there was none.
+    private func readAhead() -> Bool {
         tracker.readAhead { [graph, lastBatchTime] block in _ = graph.readAhead(&block, nextBatchAfter: lastBatchTime) }
     }
 

@@ -111,24 +111,21 @@ final class ReceivedBlockTracker: Sendable {
         held.waitForRelease(milliseconds: milliseconds)
     }
 
-    /// Offers each block queued since the last call to `read`, which may replace it (by the block without its records,
-    /// once it has read them): the next batch takes what `read` left. Returns how many blocks were offered.
+    /// Offers the first queued block not offered yet to `read`, which may replace it (by the block without its
+    /// records, once it has read them): the next batch takes what `read` left. Returns false if there was none.
     ///
-    /// Call it on the thread that allocates batches: a block is read outside the lock, so that the receiver can queue
-    /// the next one meanwhile, and put back at its place, which no allocation can move in between.
-    func readAhead(_ read: (inout Block) -> Void) -> Int {
-        var offered = 0
-        while let (index, block) = state.withLock({ state -> (Int, Block)? in
+    /// Call it on the thread that allocates batches: the block is read outside the lock, so that the receiver can
+    /// queue the next one meanwhile, and put back at its place, which no allocation can move in between.
+    func readAhead(_ read: (inout Block) -> Void) -> Bool {
+        guard let (index, offered) = state.withLock({ state -> (Int, Block)? in
             guard state.offeredAhead < state.pending.count else { return nil }
             defer { state.offeredAhead += 1 }
             return (state.offeredAhead, state.pending[state.offeredAhead])
-        }) {
-            var block = block
-            read(&block)
-            state.withLock { $0.pending[index] = block }
-            offered += 1
-        }
-        return offered
+        }) else { return false }
+        var block = consume offered
+        read(&block)
+        state.withLock { $0.pending[index] = block }
+        return true
     }
 
     /// Takes every queued block and assignment for the batch of `time`, logging and syncing the allocation when

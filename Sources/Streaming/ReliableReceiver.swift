@@ -53,9 +53,10 @@ final class ReliableReceiver: Sendable {
         self.loop = ReceiverLoopState(nextOffsets: knownOffsets, flow: flow)
     }
 
-    /// Asks ``run()`` to finish its current block and return.
+    /// Asks ``run()`` to finish its current block and return, waking its poll.
     func requestStop() {
         stopRequested.store(true, ordering: .releasing)
+        consumer.wakeUp()
     }
 
     /// Commits offsets that a checkpoint covers (used without a WAL): on the polling thread while ``run()`` polls,

@@ -102,7 +102,8 @@ struct OperationsTests {
         let stopped = child.wait(timeout: .seconds(20))
         #expect(stopped.wasKilled && !stopped.timedOut, "exit \(stopped.exitCode); stderr: \(stopped.standardError.suffix(2000))")
         #expect(ContinuousClock.now - signalled < .seconds(5))
-        #expect(!stopped.standardError.contains("streaming stopped"))
+        // Where the shutdown waits depends on what the last batch had to deliver: in its output, or, once streaming
+        // stopped, in leaving the group. Either way only the second signal ended it (`wasKilled` above).
         kill(broker, SIGCONT)
         try scenario.checkNothingCommittedIsLost()
         try scenario.finishAndCheckExactOutput()
