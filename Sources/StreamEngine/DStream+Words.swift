@@ -21,21 +21,18 @@ extension DStream where Element == InputRecord {
                 // block is released as soon as its words are read, and runs of blocks are read in parallel, then
                 // merged in block order (see ``WordBatch/append(_:)``), so the result is the same as one pass. Words
                 // read ahead are those of the batch's first blocks, so the read goes on from there.
+                // Only the reading holds the blocks (`blocks` and `runs` are moved out), so each is released once read.
                 var blocks = context.takeBlocks()
-                var parts: [WordsRead] = []
-                if !blocks.isEmpty, var first = readAhead.take() {
-                    first.takeBlocksReadAhead(from: &blocks)
-                    let runs = BlockTasks.split(blocks, into: graph.parallelism)
-                    blocks = []
-                    if runs.count > 1 {
-                        parts = [first] + WordsRead.read(runs, expectedDistinctWords: expectedDistinctWords)
-                    } else {
-                        first.read(runs.first ?? [])
-                        parts = [first]
-                    }
+                var first = blocks.isEmpty ? nil : readAhead.take()
+                first?.takeBlocksReadAhead(from: &blocks)
+                var runs = BlockTasks.split(consume blocks, into: graph.parallelism)
+                var parts: [WordsRead]
+                if var first, runs.count <= 1 {
+                    first.read(runs.popLast() ?? [])
+                    parts = [first]
                 } else {
-                    parts = WordsRead.read(
-                        BlockTasks.split(blocks, into: graph.parallelism), expectedDistinctWords: expectedDistinctWords)
+                    parts = (first.map { [$0] } ?? [])
+                        + WordsRead.read(consume runs, expectedDistinctWords: expectedDistinctWords)
                 }
                 context.malformed += parts.flatMap(\.malformed)
                 let wordCount = parts.reduce(0) { $0 + $1.words.wordCount }

@@ -156,7 +156,7 @@ final class BatchDriver: @unchecked Sendable {
 
     /// Reads the records of the next block queued for the next batch ahead of it; false if there was none.
     private func readAhead() -> Bool {
-        tracker.readAhead { [graph, lastBatchTime] block in _ = graph.readAhead(&block, nextBatchAfter: lastBatchTime) }
+        tracker.readAhead { _ = graph.readAhead(&$0, nextBatchAfter: lastBatchTime) }
     }
 
     /// Allocates the received blocks to the batch of `time` (logged first, with a log) and runs it.

@@ -66,7 +66,7 @@ extension ReliableReceiver {
         guard loop.builder.isEmpty, hasReceivedToEnd else { return }
         if !status.withLock({ $0.reachedEnd }) {
             status.withLock { $0.reachedEnd = true }
-            onStatusChange()
+            wakeBatchThread()
         }
     }
 
@@ -134,6 +134,6 @@ extension ReliableReceiver {
             return held && !status.isInputHeld
         }
         // A full backlog starts the next batch at once (``BatchSchedule``).
-        if becameHeld { onStatusChange() }
+        if becameHeld { wakeBatchThread() }
     }
 }

@@ -25,7 +25,7 @@ final class ReliableReceiver: Sendable {
     let logger: Logger
     let metrics: StreamingMetrics
     private let crashTrigger: CrashTrigger?
-    let onStatusChange: @Sendable () -> Void
+    let wakeBatchThread: @Sendable () -> Void
     let loop: ReceiverLoopState
     private let stopRequested = Atomic<Bool>(false)
     private let handoff = CommitHandoff()
@@ -33,12 +33,12 @@ final class ReliableReceiver: Sendable {
 
     /// - Parameters:
     ///   - committer: Where offsets are committed; the consumer itself unless a test observes the commits.
-    ///   - onStatusChange: Called when a block is stored, input is held back, the end of input is reached or the
-    ///     receiver fails (wakes the batch thread).
+    ///   - wakeBatchThread: Called when a block is stored, input is held back, the end of input is reached or the
+    ///     receiver fails: each is something the batch thread acts on.
     init(
         consumer: KafkaConsumer, committer: (any OffsetCommitter)? = nil, tracker: ReceivedBlockTracker,
         configuration: StreamingConfiguration, knownOffsets: [KafkaPartition: Int64], logger: Logger,
-        metrics: StreamingMetrics, crashTrigger: CrashTrigger?, onStatusChange: @escaping @Sendable () -> Void = {}
+        metrics: StreamingMetrics, crashTrigger: CrashTrigger?, wakeBatchThread: @escaping @Sendable () -> Void = {}
     ) {
         self.consumer = consumer
         self.committer = committer ?? consumer
@@ -47,7 +47,7 @@ final class ReliableReceiver: Sendable {
         self.logger = logger
         self.metrics = metrics
         self.crashTrigger = crashTrigger
-        self.onStatusChange = onStatusChange
+        self.wakeBatchThread = wakeBatchThread
         let flow = InputFlowControl(
             maxBacklogBytes: configuration.maxBacklogBytes, maxRatePerPartition: configuration.maxRatePerPartition, now: .now)
         self.loop = ReceiverLoopState(nextOffsets: knownOffsets, flow: flow)
@@ -197,7 +197,7 @@ final class ReliableReceiver: Sendable {
         }
         if loop.flow.backlog(bytes: tracker.heldBytes) { reportFlow() }
         // The batch thread reads a stored block ahead of its batch while it would otherwise wait.
-        onStatusChange()
+        wakeBatchThread()
         CrashPoint.reach(.afterBlockSync, armed: crashTrigger)
         if tracker.isLogging {
             loop.uncommitted.advance(past: [block])
@@ -260,7 +260,7 @@ final class ReliableReceiver: Sendable {
         stopTakingRecords()
         logger.error("\(message)", metadata: ["stream.error": "\(error)"])
         status.withLock { $0.failure = "\(message): \(error)" }
-        onStatusChange()
+        wakeBatchThread()
     }
 
     /// From now on records and end-of-partition events are ignored and nothing is stored or committed.

@@ -79,7 +79,7 @@ public final class StreamingContext: Sendable {
         let (consumer, producer) = try makeClients(configuration: configuration, logger: logger)
         let receiver = ReliableReceiver(
             consumer: consumer, tracker: tracker, configuration: configuration, knownOffsets: restored.plan.knownOffsets,
-            logger: logger, metrics: metrics, crashTrigger: crashTrigger, onStatusChange: { control.wake() }
+            logger: logger, metrics: metrics, crashTrigger: crashTrigger, wakeBatchThread: { control.wake() }
         )
         let checkpointer = Checkpointer(
             store: restored.store, sequence: restored.sequence, coverage: restored.plan.coverage,
