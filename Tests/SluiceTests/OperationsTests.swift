@@ -29,7 +29,9 @@ struct OperationsTests {
         try produceLines(lines, topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
         var after: [String: Double] = [:]
         let until = ContinuousClock.now + .seconds(20)
-        while after["sluice_output_records_total"] ?? 0 < 502, ContinuousClock.now < until {
+        // A batch's checkpoint is written after its output is delivered, so the two counters move one after the other.
+        while after["sluice_output_records_total"] ?? 0 < 502 || after["sluice_checkpoints_written_total"] ?? 0 < 1,
+              ContinuousClock.now < until {
             Thread.sleep(forTimeInterval: 0.3)
             after = try metrics(port: port)
         }
