@@ -153,8 +153,16 @@ public final class KafkaConsumer: Sendable {
             throw KafkaError(kind: .closed, message: "poll on a closed consumer")
         }
         var firstError: KafkaError?
+        // A poll's records mostly share one topic: its name is looked up once per run of records, not per record.
+        var lastTopic: (handle: OpaquePointer?, name: String)?
         let count = try consumeBatch(timeout: timeout, maxMessages: maxMessages) { message in
-            let topic = topicName(message.pointee.rkt)
+            let topic: String
+            if let lastTopic, lastTopic.handle == message.pointee.rkt {
+                topic = lastTopic.name
+            } else {
+                topic = topicName(message.pointee.rkt)
+                lastTopic = (message.pointee.rkt, topic)
+            }
             switch message.pointee.err {
             case RD_KAFKA_RESP_ERR_NO_ERROR:
                 if hasInjectedSkips.load(ordering: .relaxed), dropInjected(KafkaPartition(topic: topic, partition: message.pointee.partition), offset: message.pointee.offset) {

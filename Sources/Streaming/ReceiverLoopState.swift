@@ -24,7 +24,7 @@ final class ReceiverLoopState: @unchecked Sendable {
     @exclusivity(unchecked) var builder = BlockBuilder(reservingCapacity: 1 << 20)
     var blockStart = ContinuousClock.now
     /// Next offset per partition known to be durable or received (records below it are duplicates).
-    @exclusivity(unchecked) var nextOffsets: [KafkaPartition: Int64]
+    @exclusivity(unchecked) var nextOffsets: NextOffsets
     /// The offset each partition was assigned to start at, until its first record arrives: a first record below
     /// it means the consumer's position was reset (the topic was recreated or truncated).
     @exclusivity(unchecked) var startedAt: [KafkaPartition: Int64] = [:]
@@ -47,8 +47,44 @@ final class ReceiverLoopState: @unchecked Sendable {
     var errorLog = RateLimitedLog(interval: .seconds(10))
 
     init(nextOffsets: [KafkaPartition: Int64], flow: InputFlowControl) {
-        self.nextOffsets = nextOffsets
+        self.nextOffsets = NextOffsets(nextOffsets)
         self.flow = flow
     }
 }
 
+
+/// The next offset per partition, looked up for every record: records come in runs of one partition, so the index of
+/// the last partition looked up is kept, and the records of a run after the first skip hashing their topic.
+struct NextOffsets {
+    typealias Index = [KafkaPartition: Int64].Index
+
+    private(set) var offsets: [KafkaPartition: Int64]
+    /// Cleared by every change by partition, which may add one and so move every index.
+    private var lastLookup: (partition: KafkaPartition, index: Index)?
+
+    init(_ offsets: [KafkaPartition: Int64]) {
+        self.offsets = offsets
+    }
+
+    subscript(partition: KafkaPartition) -> Int64? {
+        get { offsets[partition] }
+        set {
+            lastLookup = nil
+            offsets[partition] = newValue
+        }
+    }
+
+    /// Where `partition`'s next offset is, if it has one.
+    mutating func index(of partition: KafkaPartition) -> Index? {
+        if let lastLookup, lastLookup.partition == partition { return lastLookup.index }
+        guard let index = offsets.index(forKey: partition) else { return nil }
+        lastLookup = (partition, index)
+        return index
+    }
+
+    /// The next offset at an ``index(of:)`` (setting it keeps every index valid).
+    subscript(index: Index) -> Int64 {
+        get { offsets.values[index] }
+        set { offsets.values[index] = newValue }
+    }
+}

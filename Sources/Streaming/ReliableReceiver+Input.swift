@@ -118,7 +118,7 @@ extension ReliableReceiver {
         if !resumed.isEmpty {
             do {
                 try consumer.resume(resumed)
-                try consumer.seek(loop.nextOffsets.filter { resumed.contains($0.key) })
+                try consumer.seek(loop.nextOffsets.offsets.filter { resumed.contains($0.key) })
             } catch {
                 fail("resuming rate-limited partitions failed", error)
             }

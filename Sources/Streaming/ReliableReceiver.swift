@@ -146,9 +146,9 @@ final class ReliableReceiver: Sendable {
             // the offset after its last record, so they come again in its next window.
             if !loop.flow.ratePaused.isEmpty, loop.flow.ratePaused.contains(partition) { return }
             // One lookup for the read and the update of the partition's next offset.
-            let known = loop.nextOffsets.index(forKey: partition)
+            let known = loop.nextOffsets.index(of: partition)
             if let known {
-                let next = loop.nextOffsets.values[known]
+                let next = loop.nextOffsets[known]
                 if message.offset < next {
                     metrics.duplicateRecordsSkipped.increment()
                     return
@@ -162,7 +162,7 @@ final class ReliableReceiver: Sendable {
                 timestamp: message.timestamp, key: message.key, value: message.value
             )
             if let known {
-                loop.nextOffsets.values[known] = message.offset + 1
+                loop.nextOffsets[known] = message.offset + 1
             } else {
                 loop.nextOffsets[partition] = message.offset + 1
             }
@@ -231,7 +231,7 @@ final class ReliableReceiver: Sendable {
         case .assigned(let partitions):
             loop.assigned = Array(Set(loop.assigned).union(partitions)).sorted()
             status.withLock { $0.assigned = loop.assigned }
-            let starts = loop.nextOffsets.filter { partitions.contains($0.key) }
+            let starts = loop.nextOffsets.offsets.filter { partitions.contains($0.key) }
             loop.startedAt.merge(starts) { $1 }
             do {
                 try tracker.noteAssignment(partitions.map(TopicPartition.init))
