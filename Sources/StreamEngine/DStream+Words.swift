@@ -49,7 +49,7 @@ extension DStream where Element == InputRecord {
                 let values = records.decodedValues
                 words.reserve(textBytes: values.reduce(0) { $0 + $1.withValueBytes { $0.count } })
                 for (record, time) in zip(values, records.decodedTimes) {
-                    if let reason = words.add(record, at: time) {
+                    if let reason = record.withValueBytes({ words.add(value: $0, at: time) }) {
                         context.malformed.append(MalformedRecord(record: record, reason: reason))
                     }
                 }
@@ -109,10 +109,14 @@ private struct WordsRead: Sendable {
         blocksReadAhead = []
     }
 
+    /// Reads the values in place: an ``InputRecord`` (which holds the block's bytes and topic) is made only for a
+    /// malformed record.
     private mutating func add(_ block: Block) {
-        InputRecord.forEach(in: block) { record in
-            if let reason = words.add(record, at: record.timestamp) {
-                malformed.append(MalformedRecord(record: record, reason: reason))
+        block.bytes.withUnsafeBytes { raw in
+            block.forEachLayout(in: raw) { layout in
+                if let reason = words.add(value: UnsafeRawBufferPointer(rebasing: raw[layout.value]), at: layout.timestamp) {
+                    malformed.append(MalformedRecord(record: InputRecord(in: block, at: layout), reason: reason))
+                }
             }
         }
     }
@@ -175,9 +179,9 @@ private struct WordBatch: Sendable {
         }
     }
 
-    /// Adds the words of `record`, or none of them and returns why it is malformed.
-    mutating func add(_ record: InputRecord, at time: Int64) -> MalformedRecord.Reason? {
-        if let reason = record.withValueBytes({ interner.appendIDs(ofWordsIn: $0, to: &ids) }) { return reason }
+    /// Adds the words of a record's `value`, or none of them and returns why it is malformed.
+    mutating func add(value: UnsafeRawBufferPointer, at time: Int64) -> MalformedRecord.Reason? {
+        if let reason = interner.appendIDs(ofWordsIn: value, to: &ids) { return reason }
         if ids.count > Int(runEnds.last ?? 0) {
             if runTimes.last == time {
                 runEnds[runEnds.count - 1] = Int32(ids.count)

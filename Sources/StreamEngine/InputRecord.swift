@@ -56,19 +56,22 @@ public struct InputRecord: Sendable, Equatable {
     /// Calls `body` with each record of `block`, in order.
     static func forEach(in block: Block, _ body: (InputRecord) -> Void) {
         block.bytes.withUnsafeBytes { raw in
-            block.forEachLayout(in: raw) { layout in
-                let range = block.ranges[layout.range]
-                body(InputRecord(
-                    topic: range.topic, partition: range.partition, offset: layout.offset, timestamp: layout.timestamp,
-                    storage: block.bytes,
-                    keyStart: UInt32(layout.key?.lowerBound ?? 0), keyCount: layout.key.map { UInt32($0.count) } ?? .max,
-                    valueStart: UInt32(layout.value.lowerBound), valueCount: UInt32(layout.value.count)))
-            }
+            block.forEachLayout(in: raw) { body(InputRecord(in: block, at: $0)) }
         }
     }
 }
 
 extension InputRecord {
+    /// The record of `block` at `layout`, referencing the block's bytes.
+    init(in block: Block, at layout: Block.RecordLayout) {
+        let range = block.ranges[layout.range]
+        self.init(
+            topic: range.topic, partition: range.partition, offset: layout.offset, timestamp: layout.timestamp,
+            storage: block.bytes,
+            keyStart: UInt32(layout.key?.lowerBound ?? 0), keyCount: layout.key.map { UInt32($0.count) } ?? .max,
+            valueStart: UInt32(layout.value.lowerBound), valueCount: UInt32(layout.value.count))
+    }
+
     /// A record that owns a copy of its key and value.
     public init(topic: String, partition: Int32, offset: Int64, timestamp: Int64, key: [UInt8]?, value: [UInt8]) {
         self.init(
