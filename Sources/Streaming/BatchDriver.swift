@@ -171,7 +171,8 @@ final class BatchDriver: @unchecked Sendable {
             schedulingDelay: schedulingDelay)
     }
 
-    /// Runs one batch: output delivered, then the state checkpointed (as `checkpoint` says).
+    /// Runs one batch: output delivered, then the state checkpointed (as `checkpoint` says; the state is encoded
+    /// before the output's delivery is awaited, and written after it).
     ///
     /// - Parameters:
     ///   - coverage: What the state covers once this batch is in it (nil: unchanged).
@@ -205,6 +206,8 @@ final class BatchDriver: @unchecked Sendable {
             } catch { sendError = error }
         }
         if let sendError { throw sendError }
+        let pendingCheckpoint = checkpointer.prepare(
+            hadData: blockCount > 0 || !assigned.isEmpty || result.recordsOut > 0, rule: checkpoint, state: graph.checkpoint)
         if emits {
             if !result.malformed.isEmpty, output.deadLetterTopic != nil { try openTransaction() }
             try output.complete(sent)
@@ -217,10 +220,7 @@ final class BatchDriver: @unchecked Sendable {
         if let coverage { checkpointer.coverage = coverage }
         metrics.lateRecords.increment(by: result.lateRecords)
         metrics.futureRecords.increment(by: result.futureRecords)
-        let checkpointed = try checkpointer.batchCompleted(
-            hadData: blockCount > 0 || !assigned.isEmpty || result.recordsOut > 0, rule: checkpoint, batchTime: time, offsets: offsets,
-            state: graph.checkpoint
-        )
+        if let pendingCheckpoint { try checkpointer.write(pendingCheckpoint, batchTime: time, offsets: offsets) }
         metrics.batchesCompleted.increment()
         let duration = ContinuousClock.now - started
         metrics.batchProcessingDuration.record(duration: duration)
@@ -229,7 +229,7 @@ final class BatchDriver: @unchecked Sendable {
             malformedRecords: result.malformedRecords, lateRecords: result.lateRecords,
             schedulingDelayMilliseconds: schedulingDelay ?? 0, processingMilliseconds: duration / .milliseconds(1),
             completedAt: WallClock.milliseconds(), isReplay: schedulingDelay == nil)
-        history.add(info, futureRecords: result.futureRecords, watermark: graph.watermark, checkpointed: checkpointed)
+        history.add(info, futureRecords: result.futureRecords, watermark: graph.watermark, checkpointed: pendingCheckpoint != nil)
         logger.debug("batch completed", metadata: [
             "stream.batch_time": "\(time)", "stream.records": "\(result.recordsIn)", "stream.blocks": "\(blockCount)",
             "stream.processing_ms": "\(Int(duration / .milliseconds(1)))", "stream.backlog_bytes": "\(tracker.backlogBytes)",

@@ -52,9 +52,15 @@ final class Checkpointer {
         previousPosition = Self.position(in: coverage, of: tracker.logID)
     }
 
-    /// Notes a completed batch, and writes a checkpoint of `state` if `rule` says so; returns whether it did.
-    @discardableResult
-    func batchCompleted(hadData: Bool, rule: Rule, batchTime: Int64, offsets: [KafkaPartition: Int64], state: () -> [UInt8]) throws -> Bool {
+    /// A checkpoint's graph state, encoded as soon as its batch was computed: it is written once the batch's output
+    /// is delivered (``write(_:batchTime:offsets:)``), and encoding it meanwhile overlaps the wait for delivery.
+    struct Pending {
+        let graphState: [UInt8]
+        let encodingTime: Duration
+    }
+
+    /// Notes a computed batch and, if `rule` says a checkpoint is due after it, encodes `state` for it.
+    func prepare(hadData: Bool, rule: Rule, state: () -> [UInt8]) -> Pending? {
         if hadData { batchesSinceCheckpoint += 1 }
         let isDue =
             switch rule {
@@ -62,11 +68,17 @@ final class Checkpointer {
             case .ifChanged: batchesSinceCheckpoint > 0
             case .always: true
             }
-        guard isDue else { return false }
+        guard isDue else { return nil }
         let started = ContinuousClock.now
-        try write(DriverCheckpoint(batchTime: batchTime, log: coverage, offsets: offsets, settings: settings, graphState: state()))
-        lastWrite = (.now - started, .now)
-        return true
+        let graphState = state()
+        return Pending(graphState: graphState, encodingTime: .now - started)
+    }
+
+    /// Writes a prepared checkpoint; its batch's output must be delivered.
+    func write(_ pending: Pending, batchTime: Int64, offsets: [KafkaPartition: Int64]) throws {
+        let started = ContinuousClock.now
+        try write(DriverCheckpoint(batchTime: batchTime, log: coverage, offsets: offsets, settings: settings, graphState: pending.graphState))
+        lastWrite = (pending.encodingTime + (.now - started), .now)
     }
 
     /// At most this share of the time goes to writing checkpoints: a state that takes long to write is checkpointed
