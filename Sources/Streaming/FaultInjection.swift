@@ -5,7 +5,7 @@ import Glibc
 public enum CrashPoint: String, Sendable, CaseIterable {
     /// After a block is durable in the WAL, before its offsets are committed.
     case afterBlockSync = "after-block-sync"
-    /// After a block's offsets are committed, before the block is queued for a batch.
+    /// After an offset commit by the receiver (of durable blocks, or of a checkpoint without the WAL).
     case afterCommit = "after-commit"
     /// After a batch's output is flushed, before its checkpoint is written.
     case afterOutputFlush = "after-output-flush"

@@ -31,6 +31,8 @@ final class ReceivedBlockTracker: Sendable {
         var offeredAhead = 0
         var assigned: [TopicPartition] = []
         var pendingBytes = 0
+        /// Blocks logged so far; a block's number is the count when it was logged (the first is 1).
+        var blocksLogged = 0
     }
 
     private let log: (any BlockLog)?
@@ -60,24 +62,39 @@ final class ReceivedBlockTracker: Sendable {
     /// yet read (a batch releases each block once read).
     var heldBytes: Int { held.bytes }
 
-    /// Logs the block, queues it for the next batch, and makes it durable (when logging).
+    /// Logs the block and queues it for the next batch. When logging, returns the block's number in the log: it is
+    /// durable once ``syncLog()`` (or a batch allocation) has returned a number at least as high.
     ///
-    /// - Throws: A storage error if the block could not be written or synced; the log is then unusable and the
-    ///   next batch allocation fails too, so nothing built on the block is checkpointed.
-    func add(_ block: Block) throws {
+    /// - Throws: A storage error if the block could not be written; the log is then unusable and the next batch
+    ///   allocation fails too, so nothing built on the block is checkpointed.
+    @discardableResult
+    func add(_ block: Block) throws -> Int? {
+        var number: Int?
         if let log {
             let written = try state.withLock { state in
                 let written = try log.append(.block(block)).bytes
                 enqueue(block, into: &state)
+                state.blocksLogged += 1
+                number = state.blocksLogged
                 return written
             }
             metrics.walBytesWritten.increment(by: Int64(written))
-            try metrics.walFsyncDuration.measure { try log.sync() }
         } else {
             state.withLock { enqueue(block, into: &$0) }
         }
         metrics.blocksWritten.increment()
         metrics.backlogBytes.record(backlogBytes)
+        return number
+    }
+
+    /// Makes every block logged so far durable; returns how many blocks that is (0 without a log).
+    ///
+    /// - Throws: A storage error if the sync failed: the log is unusable after it.
+    func syncLog() throws -> Int {
+        guard let log else { return 0 }
+        let logged = state.withLock { $0.blocksLogged }
+        try metrics.walFsyncDuration.measure { try log.sync() }
+        return logged
     }
 
     /// Queues a block recovered from the log without logging it again.
@@ -137,7 +154,7 @@ final class ReceivedBlockTracker: Sendable {
         let allocation = try state.withLock { state -> Allocation in
             guard !state.pending.isEmpty || !state.assigned.isEmpty else { return Allocation(blocks: [], assigned: [], position: nil) }
             let position = try log?.append(.batchAllocated(time: time)).position
-            defer { state = State() }
+            defer { state = State(blocksLogged: state.blocksLogged) }
             return Allocation(blocks: state.pending, assigned: state.assigned, position: position)
         }
         if let log, allocation.position != nil {

@@ -30,6 +30,8 @@ final class ReceiverLoopState: @unchecked Sendable {
     @exclusivity(unchecked) var startedAt: [KafkaPartition: Int64] = [:]
     /// Offsets durable (in the WAL, or in a checkpoint without one) whose commit has not succeeded yet.
     var uncommitted: [KafkaPartition: Int64] = [:]
+    /// Stored blocks not known to be synced yet, in log order: each block's number and the offsets after it.
+    var awaitingSync: [(number: Int, offsets: [KafkaPartition: Int64])] = []
     /// Offsets to reach before stopping, with `stopsAtEnd`.
     var endOffsets: [KafkaPartition: Int64]?
     @exclusivity(unchecked) var flow: InputFlowControl

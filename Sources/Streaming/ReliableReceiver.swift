@@ -9,8 +9,9 @@ import Synchronization
 /// Receives records from Kafka into blocks, stores each block durably, and only then commits its offsets.
 ///
 /// Spark Streaming's reliable receiver: every block interval (or when a block reaches its size cap) the records
-/// received so far become a ``Block``; the ``ReceivedBlockTracker`` writes it to the write-ahead log and syncs it,
-/// and only after that are the block's "next" offsets committed to Kafka. A record whose offset Kafka holds as
+/// received so far become a ``Block``; the ``ReceivedBlockTracker`` writes it to the write-ahead log, a
+/// ``LogSyncer`` syncs it while the receiver goes on taking records, and only after the sync are the block's "next"
+/// offsets committed to Kafka. A record whose offset Kafka holds as
 /// committed is therefore always durable. Records below the offsets already known to be durable (from the
 /// checkpoint and the log) are skipped, so a record delivered again after a crash is never counted twice.
 ///
@@ -29,6 +30,8 @@ final class ReliableReceiver: Sendable {
     let loop: ReceiverLoopState
     private let stopRequested = Atomic<Bool>(false)
     private let handoff = CommitHandoff()
+    /// Syncs stored blocks while the receiver goes on (nil without a write-ahead log).
+    private let logSyncer: LogSyncer?
     let status = Mutex(ReceiverStatus())
 
     /// - Parameters:
@@ -48,6 +51,7 @@ final class ReliableReceiver: Sendable {
         self.metrics = metrics
         self.crashTrigger = crashTrigger
         self.wakeBatchThread = wakeBatchThread
+        logSyncer = tracker.isLogging ? LogSyncer(tracker: tracker) : nil
         let flow = InputFlowControl(
             maxBacklogBytes: configuration.maxBacklogBytes, maxRatePerPartition: configuration.maxRatePerPartition, now: .now)
         self.loop = ReceiverLoopState(nextOffsets: knownOffsets, flow: flow)
@@ -78,6 +82,8 @@ final class ReliableReceiver: Sendable {
             return
         }
         handoff.setPolling(true)
+        logSyncer?.start()
+        defer { logSyncer?.stop() }
         while !stopRequested.load(ordering: .acquiring), !loop.failed || loop.heldFailure != nil {
             reportHeldFailure()
             do {
@@ -95,6 +101,7 @@ final class ReliableReceiver: Sendable {
                 metrics.recordsReceived.increment(by: loop.receivedSinceReport)
                 loop.receivedSinceReport = 0
             }
+            if takeSyncedBlocks() { commitDurableOffsets() }
             // The block is stored at its size cap, at the end of its interval, or at once when it completes the
             // input to be read (with `stopsAtEnd`), which need not wait for the interval.
             if !loop.failed, loop.builder.byteCount >= configuration.maxBlockBytes
@@ -109,6 +116,7 @@ final class ReliableReceiver: Sendable {
         }
         reportHeldFailure(stopping: true)
         storeBlock()
+        takeSyncedBlocks(waiting: true)
         handoff.setPolling(false)
         commitDurableOffsets()
     }
@@ -183,13 +191,20 @@ final class ReliableReceiver: Sendable {
         }
     }
 
-    /// Stores the current block durably, then commits its offsets (with the WAL on).
+    /// Stores the current block, and with the WAL on has it synced: its offsets are committed once it is durable.
+    ///
+    /// The previous block's sync has had a block interval to finish, and is waited for before this block is logged,
+    /// so a block is durable before the next one is written: a failed write leaves every block before it durable and
+    /// committed, as when the receiver synced each block itself.
     private func storeBlock() {
         defer { loop.blockStart = .now }
         guard !loop.builder.isEmpty, !loop.failed else { return }
+        if takeSyncedBlocks(waiting: true) { commitDurableOffsets() }
+        guard !loop.failed else { return }
         let block = loop.builder.finish()
+        let number: Int?
         do {
-            try tracker.add(block)
+            number = try tracker.add(block)
         } catch {
             // The block's offsets were never committed: Kafka still has these records.
             fail("storing a block failed; offsets are no longer committed", error)
@@ -198,12 +213,33 @@ final class ReliableReceiver: Sendable {
         if loop.flow.backlog(bytes: tracker.heldBytes) { reportFlow() }
         // The batch thread reads a stored block ahead of its batch while it would otherwise wait.
         wakeBatchThread()
-        CrashPoint.reach(.afterBlockSync, armed: crashTrigger)
-        if tracker.isLogging {
-            loop.uncommitted.advance(past: [block])
-            commitDurableOffsets()
+        if let number, let logSyncer {
+            var offsets: [KafkaPartition: Int64] = [:]
+            offsets.advance(past: [block])
+            loop.awaitingSync.append((number, offsets))
+            logSyncer.request(number)
         }
-        CrashPoint.reach(.afterCommit, armed: crashTrigger)
+    }
+
+    /// Moves the offsets of the stored blocks the log has synced to those to commit (waiting for the last stored
+    /// block's sync if asked); a failed sync fails the receiver. Returns whether any block became durable.
+    @discardableResult
+    private func takeSyncedBlocks(waiting: Bool = false) -> Bool {
+        guard let logSyncer, let last = loop.awaitingSync.last, !loop.failed else { return false }
+        let (durable, failure) = waiting ? logSyncer.waitUntilDurable(last.number) : logSyncer.progress
+        if let failure {
+            // The blocks not synced were never committed: Kafka still has their records.
+            fail("storing a block failed; offsets are no longer committed", failure)
+            return false
+        }
+        let synced = loop.awaitingSync.prefix { $0.number <= durable }
+        guard !synced.isEmpty else { return false }
+        CrashPoint.reach(.afterBlockSync, armed: crashTrigger)
+        for block in synced {
+            loop.uncommitted.merge(block.offsets, uniquingKeysWith: max)
+        }
+        loop.awaitingSync.removeFirst(synced.count)
+        return true
     }
 
     /// Commits the offsets of durable blocks and of checkpoints; a failed commit is retried on the next block tick.
@@ -212,6 +248,7 @@ final class ReliableReceiver: Sendable {
         // The records are durable: a failed commit is retried on the next block tick.
         guard !loop.uncommitted.isEmpty, !loop.failed, commit(loop.uncommitted) else { return }
         loop.uncommitted = [:]
+        CrashPoint.reach(.afterCommit, armed: crashTrigger)
     }
 
     /// Commits, timed; a failure is counted and logged. Whether it succeeded.
@@ -242,6 +279,7 @@ final class ReliableReceiver: Sendable {
             return starts
         case .revoked(let partitions):
             storeBlock()
+            takeSyncedBlocks(waiting: true)
             commitDurableOffsets()
             let revoked = Set(partitions)
             // A commit for a partition that is no longer ours must not be retried over its new owner's.
