@@ -12,10 +12,11 @@ One ``sluice-broker`` (librdkafka's mock) in its own process holds the same dete
 
 No run stops at the end of input by itself (distributed mode has no end-of-input trigger), so each runs until
 *output quiescence* (every input partition's offset committed to its end, in distributed mode every partial applied:
-the shards' group committed to the end of the partials topic, and the counts topic no longer growing for 3 s) and is timed from the first moment one of its instances answers ``/readyz`` with 200 (recovered, partitions
-assigned: polled every 20 ms) to the timestamp of its last counts record (sluice's producer stamps a record when
-it sends it). So the group join (3 s on the mock, more with rebalances between several instances) is left out,
-and the input's processing, output included, is all that is timed: no baseline run to subtract, whose own join
+the shards' group committed to the end of the partials topic, and the counts topic no longer growing for 3 s) and
+is timed from the first moment one of its instances answers ``/readyz`` with 200 (recovered, partitions assigned:
+polled every 20 ms) to the timestamp of its last counts record (sluice's producer stamps a record when it sends it).
+So the group join (3 s on the mock, more with rebalances between several instances) is left out, and the input's
+processing, output included, is all that is timed: no baseline run to subtract, whose own join
 time varied by seconds. The last batch waits for its batch boundary, so a time carries up to one batch interval
 (1 s) of quantisation: each configuration runs ``--repeats`` times (fresh group, fresh output topics) and the
 median is reported, every run listed.
@@ -389,7 +390,8 @@ def main() -> int:
         f"load at start {load_at_start[0]:.2f}; revision {bench.git_revision()}; python {platform.python_version()}.",
         "", text, "",
         "Time: from the first 200 of any instance's /readyz (polled every 20 ms) to the timestamp of the last counts "
-        "record, once all input is committed (and, distributed, every partial applied) and the counts topic has been still for 3 s; the group join is outside "
+        "record, once all input is committed (and, distributed, every partial applied) and the counts topic has been "
+        "still for 3 s; the group join is outside "
         f"it. Median of {args.repeats} runs, each with its counts verified exactly; the first run also had its windows "
         "verified and its latency probed. CPU: every instance of the first run, including the idle seconds while it "
         "was verified and probed.",

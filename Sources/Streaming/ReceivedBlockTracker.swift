@@ -63,7 +63,7 @@ final class ReceivedBlockTracker: Sendable {
     var heldBytes: Int { held.bytes }
 
     /// Logs the block and queues it for the next batch. When logging, returns the block's number in the log: it is
-    /// durable once ``syncLog()`` (or a batch allocation) has returned a number at least as high.
+    /// durable once ``syncLog()`` has returned a number at least as high.
     ///
     /// - Throws: A storage error if the block could not be written; the log is then unusable and the next batch
     ///   allocation fails too, so nothing built on the block is checkpointed.

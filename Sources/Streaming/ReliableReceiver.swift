@@ -11,9 +11,9 @@ import Synchronization
 /// Spark Streaming's reliable receiver: every block interval (or when a block reaches its size cap) the records
 /// received so far become a ``Block``; the ``ReceivedBlockTracker`` writes it to the write-ahead log, a
 /// ``LogSyncer`` syncs it while the receiver goes on taking records, and only after the sync are the block's "next"
-/// offsets committed to Kafka. A record whose offset Kafka holds as
-/// committed is therefore always durable. Records below the offsets already known to be durable (from the
-/// checkpoint and the log) are skipped, so a record delivered again after a crash is never counted twice.
+/// offsets committed to Kafka. A record whose offset Kafka holds as committed is therefore always durable. Records
+/// below the offsets already known to be durable (from the checkpoint and the log) are skipped, so a record
+/// delivered again after a crash is never counted twice.
 ///
 /// - Important: ``run()`` runs on a dedicated thread; all blocking Kafka calls happen there, commits included
 ///   (librdkafka 2.0.2 #4059: a commit from another thread during a rebalance can lose the assignment). The
