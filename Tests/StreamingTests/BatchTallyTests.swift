@@ -24,10 +24,10 @@ struct BatchTallyTests {
         let partials = tally.partials(of: batch, horizon: 5_000)
         // In first-seen order; "dog" was only in malformed records, and bucket 9000 is past the horizon.
         #expect(partials.records == [
-            Partial(batch: batch, word: "the", count: 2, buckets: [0: 2]),
-            Partial(batch: batch, word: "cat", count: 3, buckets: [0: 1, 1_000: 1]),
-            Partial(batch: batch, word: "later", count: 1, buckets: [:]),
-            Partial(batch: batch, word: "soon", count: 1, buckets: [5_000: 1]),
+            Partial(batch: batch, word: "the", count: 2, buckets: [BucketCount(start: 0, count: 2)]),
+            Partial(batch: batch, word: "cat", count: 3, buckets: [BucketCount(start: 0, count: 1), BucketCount(start: 1_000, count: 1)]),
+            Partial(batch: batch, word: "later", count: 1, buckets: []),
+            Partial(batch: batch, word: "soon", count: 1, buckets: [BucketCount(start: 5_000, count: 1)]),
         ])
         #expect(partials.futureWords == 2)
         // Every record moves the event time, as in standalone mode, a record without words (at 1600) too; the record

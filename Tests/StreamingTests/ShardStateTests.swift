@@ -16,7 +16,9 @@ struct ShardStateTests {
     {
         let id = SourceBatch(source: source, sequence: sequence)
         let partials = words.sorted { $0.key < $1.key }.map { word, buckets in
-            ExchangeRecord.partials([Partial(batch: id, word: word, count: buckets.values.reduce(0, +), buckets: buckets)])
+            ExchangeRecord.partials([Partial(
+                batch: id, word: word, count: buckets.values.reduce(0, +),
+                buckets: buckets.sorted { $0.key < $1.key }.map { BucketCount(start: $0.key, count: $0.value) })])
         }
         return partials + [.marker(BatchMarker(batch: id, start: start, end: end, batchTime: 0, maxEventTime: maxEventTime))]
     }
@@ -53,7 +55,8 @@ struct ShardStateTests {
     }
 
     /// Random interleavings of three sources' batches, each batch delivered once or twice (a replay after a crash,
-    /// partials and marker again): the totals are the sums over distinct batches.
+    /// partials and marker again), some after a first part of their partials (a crash while they were sent): the
+    /// totals are the sums over distinct batches.
     @Test func replayedBatchesAreAppliedOnce() throws {
         var random = SplitMix64(seed: 3)
         for _ in 0..<50 {
@@ -73,6 +76,7 @@ struct ShardStateTests {
                     }
                     let end = start + Int64(1 + random.next() % 9)
                     let records = Self.batch(source, sequence, start: start, end: end, words: words, maxEventTime: nil)
+                    if random.next() % 3 == 0 { stream += records.prefix(Int(random.next() % UInt64(records.count))) }
                     stream += records
                     if random.next() % 2 == 0 { stream += records }
                     start = end
@@ -96,7 +100,9 @@ struct ShardStateTests {
     @Test func partialsRoundTripInRecordsBelowTheLimit() throws {
         let batch = SourceBatch(source: Self.p1, sequence: 42)
         let partials = (0..<40_000).map { (index: Int) -> Partial in
-            let buckets: [Int64: Int64] = index.isMultiple(of: 3) ? [:] : [-1_000: 1, Int64(index) * 1_000: Int64(index % 7)]
+            let buckets = index.isMultiple(of: 3) ? [] : [
+                BucketCount(start: -1_000, count: 1), BucketCount(start: Int64(index) * 1_000, count: Int64(index % 7)),
+            ]
             return Partial(batch: batch, word: "word\(index)", count: Int64(index % 7 + 1), buckets: buckets)
         }
         let records = ExchangeRecord.partials(partials).values()
@@ -113,7 +119,8 @@ struct ShardStateTests {
         #expect(decoded == partials)
         #expect(ExchangeRecord(key: nil, value: Array(records[0].dropLast())) == nil)
         #expect(ExchangeRecord(key: Array("w".utf8), value: Array("p lines 1 42 3 0:1 1000:2".utf8))
-            == .partials([Partial(batch: batch, word: "w", count: 3, buckets: [0: 1, 1_000: 2])]))
+            == .partials([Partial(
+                batch: batch, word: "w", count: 3, buckets: [BucketCount(start: 0, count: 1), BucketCount(start: 1_000, count: 2)])]))
         for record in [
             ExchangeRecord.marker(BatchMarker(batch: batch, start: 7, end: 9, batchTime: 1_000, maxEventTime: nil)),
             .marker(BatchMarker(batch: batch, start: 7, end: 9, batchTime: 1_000, maxEventTime: -5)),

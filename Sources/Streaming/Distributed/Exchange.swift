@@ -37,9 +37,16 @@ struct Partial: Equatable, Sendable {
     var word: String
     /// Occurrences of the word in the batch.
     var count: Int64
-    /// Occurrences per event-time bucket (bucket start, a multiple of the window slide), for the windows; records
-    /// too far ahead of the batch time are in ``count`` only.
-    var buckets: [Int64: Int64]
+    /// Occurrences per event-time bucket, in increasing order of bucket start, for the windows; records too far
+    /// ahead of the batch time are in ``count`` only.
+    var buckets: [BucketCount]
+}
+
+/// A word's occurrences in one event-time bucket of a batch.
+struct BucketCount: Equatable, Sendable {
+    /// The bucket's start, a multiple of the window slide.
+    var start: Int64
+    var count: Int64
 }
 
 /// Closes one source batch: every partial of it is before the marker in each shard's partition.
@@ -115,9 +122,9 @@ enum ExchangeRecord: Equatable, Sendable {
             chunk.writeString(partial.word)
             chunk.writeSigned(partial.count)
             chunk.writeUnsigned(UInt64(partial.buckets.count))
-            for (bucket, bucketCount) in partial.buckets.sorted(by: { $0.key < $1.key }) {
-                chunk.writeSigned(bucket)
-                chunk.writeSigned(bucketCount)
+            for bucket in partial.buckets {
+                chunk.writeSigned(bucket.start)
+                chunk.writeSigned(bucket.count)
             }
             count += 1
             if chunk.bytes.count >= partialsRecordBytes { close() }
@@ -145,7 +152,9 @@ enum ExchangeRecord: Equatable, Sendable {
                 guard parts.count == 2, let bucket = Int64(parts[0]), let bucketCount = Int64(parts[1]) else { return nil }
                 buckets[bucket] = bucketCount
             }
-            self = .partials([Partial(batch: batch, word: String(decoding: key, as: UTF8.self), count: count, buckets: buckets)])
+            self = .partials([Partial(
+                batch: batch, word: String(decoding: key, as: UTF8.self), count: count,
+                buckets: buckets.sorted { $0.key < $1.key }.map { BucketCount(start: $0.key, count: $0.value) })])
         case "m":
             guard fields.count == 8, let start = Int64(fields[4]), let end = Int64(fields[5]), let time = Int64(fields[6]) else { return nil }
             self = .marker(BatchMarker(batch: batch, start: start, end: end, batchTime: time, maxEventTime: Int64(fields[7])))
@@ -168,9 +177,11 @@ extension ExchangeRecord {
             for _ in 0..<(try reader.readUnsigned()) {
                 let word = try reader.readString()
                 let count = try reader.readSigned()
-                var buckets: [Int64: Int64] = [:]
+                var buckets: [BucketCount] = []
                 for _ in 0..<(try reader.readUnsigned()) {
-                    buckets[try reader.readSigned()] = try reader.readSigned()
+                    let bucket = BucketCount(start: try reader.readSigned(), count: try reader.readSigned())
+                    guard bucket.start > buckets.last?.start ?? .min else { throw StreamEngineError.malformed("bucket order") }
+                    buckets.append(bucket)
                 }
                 partials.append(Partial(batch: batch, word: word, count: count, buckets: buckets))
             }

@@ -59,7 +59,9 @@ struct ShardState {
     private(set) var changes = Changes()
     /// Words counted into no window because every window of their time was closed.
     private(set) var lateWords: Int64 = 0
-    private var pending: [SourceBatch: [String: Partial]] = [:]
+    /// The partials of each batch whose marker has not come yet, as received (a word twice if a batch was sent
+    /// again: the later one counts).
+    private var pending: [SourceBatch: [Partial]] = [:]
     /// The offset in the partials partition of each pending batch's first partial.
     private var pendingStarts: [SourceBatch: Int64] = [:]
     /// The partials partition's offset after the last record received.
@@ -83,13 +85,7 @@ struct ShardState {
         case .partials(let partials):
             guard let batch = partials.first?.batch else { return }
             if let applied = sources[batch.source], batch.sequence <= applied.sequence { return }
-            // Taken out of the table while it is changed, so that no second reference makes it copy.
-            var words = pending.removeValue(forKey: batch) ?? [:]
-            words.reserveCapacity(words.count + partials.count)
-            for partial in partials {
-                words[partial.word] = partial
-            }
-            pending[batch] = words
+            pending[batch, default: []] += partials
             pendingStarts[batch] = min(pendingStarts[batch] ?? offset, offset)
         case .marker(let marker):
             try apply(marker)
@@ -125,7 +121,9 @@ struct ShardState {
                     + "input between them is missing (its committed offsets were lost or reset)")
             }
         }
-        for partial in (pending.removeValue(forKey: batch) ?? [:]).values.sorted(by: { $0.word < $1.word }) {
+        // By word, and of a word sent twice the later partial (the sort is stable).
+        let partials = (pending.removeValue(forKey: batch) ?? []).sorted { $0.word < $1.word }
+        for (index, partial) in partials.enumerated() where index + 1 == partials.count || partials[index + 1].word != partial.word {
             add(partial)
         }
         pendingStarts[batch] = nil
@@ -145,9 +143,10 @@ struct ShardState {
             changes.totalsOrder.append(word)
         }
         totals[word, default: 0] += partial.count
-        for (bucket, count) in partial.buckets.sorted(by: { $0.key < $1.key }) {
+        for bucket in partial.buckets {
+            let count = bucket.count
             var counted = false
-            for start in window.starts(containing: bucket) where !window.isClosed(start: start, watermark: watermark) {
+            for start in window.starts(containing: bucket.start) where !window.isClosed(start: start, watermark: watermark) {
                 let key = WindowKey(start: start, word: word)
                 if changes.windows[key] == nil {
                     changes.windows[key] = .some(windows[start]?[word])

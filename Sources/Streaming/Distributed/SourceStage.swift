@@ -49,6 +49,10 @@ final class SourceStage: @unchecked Sendable {
     private let transactions: StageTransactions?
     private let stopRequested = Atomic<Bool>(false)
     private var sources: [KafkaPartition: Source] = [:]
+    /// The source whose records are being taken, out of ``sources`` while it is: a poll's records come in runs of
+    /// one partition, so the table is looked up once per run rather than per record (and no second reference makes
+    /// the tally copy). Put back by ``endRun()`` at the end of every poll.
+    private var taking: (partition: KafkaPartition, source: Source)?
     let status = Mutex(StageStatus())
 
     init(
@@ -87,6 +91,7 @@ final class SourceStage: @unchecked Sendable {
         while !stopRequested.load(ordering: .acquiring) {
             let wait = min(max(nextBatch - .now, .zero), .milliseconds(100))
             try consumer.poll(timeout: wait) { event in try handle(event) }
+            endRun()
             status.withLock { $0.lastPoll = .now }
             if ContinuousClock.now >= nextBatch {
                 try sendBatches(of: Array(sources.keys))
@@ -102,26 +107,42 @@ final class SourceStage: @unchecked Sendable {
     private func handle(_ event: KafkaConsumerEvent) throws {
         switch event {
         case .message(let message):
-            let partition = KafkaPartition(topic: message.topic, partition: message.partition)
-            if let plan = sources[partition]?.replay, message.offset >= plan.end { try finishReplay(of: partition) }
-            // Taken out of the table while it is changed: a second reference would make every add copy the tally.
-            guard var source = sources.removeValue(forKey: partition) else { return }
-            defer { sources[partition] = source }
-            if let next = source.next, message.offset < next { return }
-            source.start = source.start ?? message.offset
-            source.next = message.offset + 1
-            if let reason = source.tally.add(message.value, at: message.timestamp, window: setup.window) {
-                source.tally.malformed.append(MalformedRecord(
-                    record: InputRecord(
-                        topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp,
-                        key: message.key.map { Array($0) }, value: Array(message.value)),
-                    reason: reason))
+            let sameRun = taking.map { $0.partition.partition == message.partition && $0.partition.topic == message.topic } ?? false
+            if !sameRun || taking!.source.replay.map({ message.offset >= $0.end }) == true {
+                endRun()
+                let partition = KafkaPartition(topic: message.topic, partition: message.partition)
+                if let plan = sources[partition]?.replay, message.offset >= plan.end { try finishReplay(of: partition) }
+                guard let source = sources.removeValue(forKey: partition) else { return }
+                taking = (partition, source)
             }
-            metrics.recordsReceived.increment()
+            take(message, into: &taking!.source)
         case .endOfPartition(let partition, let nextOffset):
+            endRun()
             guard let plan = sources[partition]?.replay, nextOffset >= plan.end else { return }
             try finishReplay(of: partition)
         }
+    }
+
+    /// Counts a record into its source's open batch, unless it was taken before.
+    private func take(_ message: KafkaMessageView, into source: inout Source) {
+        if let next = source.next, message.offset < next { return }
+        source.start = source.start ?? message.offset
+        source.next = message.offset + 1
+        if let reason = source.tally.add(message.value, at: message.timestamp, window: setup.window) {
+            source.tally.malformed.append(MalformedRecord(
+                record: InputRecord(
+                    topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp,
+                    key: message.key.map { Array($0) }, value: Array(message.value)),
+                reason: reason))
+        }
+        metrics.recordsReceived.increment()
+    }
+
+    /// Puts the source whose records were being taken back into ``sources``.
+    private func endRun() {
+        guard let (partition, source) = taking else { return }
+        sources[partition] = source
+        taking = nil
     }
 
     private func rebalance(_ event: KafkaRebalance) throws {
@@ -330,12 +351,23 @@ final class SourceStage: @unchecked Sendable {
 ///
 /// Words are interned (``WordInterner``): one `String` per distinct word, and per bucket one count per word id.
 struct BatchTally {
+    /// One event-time bucket of the batch.
+    private struct Bucket {
+        var start: Int64
+        /// The latest event time of every record in the bucket (with or without words, malformed or not), as a
+        /// block's latest timestamps are in standalone mode.
+        var latest: Int64
+        /// The count of each word by id (ids past the end: none yet).
+        var counts: [Int64] = []
+    }
+
     private var words = WordInterner()
-    /// Per bucket start, the count of each word by id (ids past the end: none yet).
-    private var buckets: [Int64: [Int64]] = [:]
-    /// The latest event time per bucket, of every record (with or without words, malformed or not), as a block's
-    /// latest timestamps are in standalone mode.
-    private var latest: [Int64: Int64] = [:]
+    /// In order of first record.
+    private var buckets: [Bucket] = []
+    /// The index of each bucket by start; the bucket of the last record is tried first (records mostly come in
+    /// event-time order, so most records fall in the bucket of the one before).
+    private var bucketIndex: [Int64: Int] = [:]
+    private var lastBucket = 0
     /// The ids of the record being added.
     private var recordIDs: [Int32] = []
     var malformed: [MalformedRecord] = []
@@ -347,21 +379,30 @@ struct BatchTally {
     /// Every record moves the event time.
     mutating func add(_ value: UnsafeRawBufferPointer, at time: Int64, window: WindowSpec) -> MalformedRecord.Reason? {
         records += 1
-        let bucket = window.latestStart(containing: time)
-        latest[bucket] = max(latest[bucket] ?? time, time)
+        let index = bucket(startingAt: window.latestStart(containing: time))
+        buckets[index].latest = max(buckets[index].latest, time)
         recordIDs.removeAll(keepingCapacity: true)
         if let reason = words.appendIDs(ofWordsIn: value, to: &recordIDs) { return reason }
-        guard !recordIDs.isEmpty else { return nil }
-        // Taken out of the table while it is changed, so that no second reference makes it copy.
-        var counts = buckets.removeValue(forKey: bucket) ?? []
-        if counts.count < words.count {
-            counts.append(contentsOf: repeatElement(0, count: words.count - counts.count))
+        if buckets[index].counts.count < words.count {
+            buckets[index].counts.append(contentsOf: repeatElement(0, count: words.count - buckets[index].counts.count))
         }
         for id in recordIDs {
-            counts[Int(id)] += 1
+            buckets[index].counts[Int(id)] += 1
         }
-        buckets[bucket] = counts
         return nil
+    }
+
+    /// The index of the bucket starting at `start`, added if new.
+    private mutating func bucket(startingAt start: Int64) -> Int {
+        if lastBucket < buckets.count, buckets[lastBucket].start == start { return lastBucket }
+        if let index = bucketIndex[start] {
+            lastBucket = index
+        } else {
+            lastBucket = buckets.count
+            bucketIndex[start] = lastBucket
+            buckets.append(Bucket(start: start, latest: .min))
+        }
+        return lastBucket
     }
 
     /// The partial counts of the batch, in first-seen order of the words; buckets that start after `horizon` count in
@@ -370,12 +411,16 @@ struct BatchTally {
     /// time no record had.
     func partials(of batch: SourceBatch, horizon: Int64) -> (records: [Partial], maxEventTime: Int64?, futureWords: Int) {
         var totals = [Int64](repeating: 0, count: words.count)
-        var windowed = [[Int64: Int64]](repeating: [:], count: words.count)
+        var windowed = [[BucketCount]](repeating: [], count: words.count)
         var futureWords = 0
-        for (bucket, counts) in buckets {
-            for (id, count) in counts.enumerated() where count > 0 {
+        for bucket in buckets.sorted(by: { $0.start < $1.start }) {
+            for (id, count) in bucket.counts.enumerated() where count > 0 {
                 totals[id] += count
-                if bucket <= horizon { windowed[id][bucket] = count } else { futureWords += Int(count) }
+                if bucket.start <= horizon {
+                    windowed[id].append(BucketCount(start: bucket.start, count: count))
+                } else {
+                    futureWords += Int(count)
+                }
             }
         }
         var records: [Partial] = []
@@ -383,7 +428,7 @@ struct BatchTally {
         for (id, word) in words.words.enumerated() where totals[id] > 0 {
             records.append(Partial(batch: batch, word: word, count: totals[id], buckets: windowed[id]))
         }
-        let maxEventTime = latest.values.filter { $0 <= horizon }.max()
+        let maxEventTime = buckets.map(\.latest).filter { $0 <= horizon }.max()
         return (records, maxEventTime, futureWords)
     }
 }
