@@ -63,6 +63,13 @@ public struct KafkaConsumerConfig: Sendable {
     ///
     /// Default: nil (dynamic membership).
     public var groupInstanceID: String?
+    /// The most record bytes librdkafka prefetches for the application, in KiB (`queued.max.messages.kbytes`).
+    /// Every queued record costs a few hundred bytes besides its payload, so the queue is small for topics of many
+    /// small records (KafkaConsumer wakes the fetchers as it drains); a topic of few large records needs room for
+    /// more than a few of them, or each fetch waits for the queue to drain.
+    ///
+    /// Default: 1024.
+    public var prefetchKilobytes: Int
 
     public init(
         common: KafkaConfig = KafkaConfig(),
@@ -70,7 +77,8 @@ public struct KafkaConsumerConfig: Sendable {
         offsetReset: OffsetReset = .earliest,
         sessionTimeoutMilliseconds: Int = 10_000,
         reportsEndOfPartition: Bool = true,
-        groupInstanceID: String? = nil
+        groupInstanceID: String? = nil,
+        prefetchKilobytes: Int = 1024
     ) {
         self.common = common
         self.groupID = groupID
@@ -78,6 +86,7 @@ public struct KafkaConsumerConfig: Sendable {
         self.sessionTimeoutMilliseconds = sessionTimeoutMilliseconds
         self.reportsEndOfPartition = reportsEndOfPartition
         self.groupInstanceID = groupInstanceID
+        self.prefetchKilobytes = prefetchKilobytes
     }
 
     /// Offsets are committed only by explicit calls; librdkafka prefetches up to a bounded queue.
@@ -90,11 +99,9 @@ public struct KafkaConsumerConfig: Sendable {
             ("enable.partition.eof", reportsEndOfPartition ? "true" : "false"),
             ("session.timeout.ms", String(sessionTimeoutMilliseconds)),
             ("heartbeat.interval.ms", String(max(100, sessionTimeoutMilliseconds / 5))),
-            // The high-level consumer's prefetch queue is one queue for all partitions. Every queued record costs
-            // a few hundred bytes besides its payload, so it is kept small; KafkaConsumer wakes the fetchers as it
-            // drains, so a small queue does not slow consumption down.
+            // The high-level consumer's prefetch queue is one queue for all partitions (see prefetchKilobytes).
             ("queued.min.messages", "10000"),
-            ("queued.max.messages.kbytes", "1024"),
+            ("queued.max.messages.kbytes", String(prefetchKilobytes)),
             ("fetch.wait.max.ms", "50"),
         ] + (groupInstanceID.map { [("group.instance.id", $0)] } ?? []) + common.properties.sorted { $0.key < $1.key }
     }

@@ -64,16 +64,17 @@ public final class DistributedContext: StreamingRuntime {
                 reportWaiting: { reason in control.state.withLock { $0.failure = reason } },
                 isStoppingNow: { control.stopRequest == false })
         }
-        let consumer = { (group: String, member: String?) in
-            try KafkaConsumer(
-                config: KafkaConsumerConfig(
-                    common: configuration.kafka, groupID: group, sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds,
-                    groupInstanceID: member),
-                logger: logger)
+        let consumerConfig = { (group: String, member: String?) in
+            KafkaConsumerConfig(
+                common: configuration.kafka, groupID: group, sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds,
+                groupInstanceID: member)
         }
         // Static membership: the same instance id in both groups (they are different groups).
-        let sourceConsumer = try consumer(configuration.groupID, configuration.groupInstanceID)
-        let shardConsumer = try consumer(setup.shardGroupID, configuration.groupInstanceID)
+        let sourceConsumer = try KafkaConsumer(config: consumerConfig(configuration.groupID, configuration.groupInstanceID), logger: logger)
+        var shardConfig = consumerConfig(setup.shardGroupID, configuration.groupInstanceID)
+        // Room for 64 partials records (each up to about partialsRecordBytes).
+        shardConfig.prefetchKilobytes = 64 * ExchangeRecord.partialsRecordBytes / 1024
+        let shardConsumer = try KafkaConsumer(config: shardConfig, logger: logger)
         // With exactly-once output each stage has its own transactional producer (a transaction is one thread's).
         let producer = { (stage: String, consumer: KafkaConsumer) throws -> (KafkaProducer, StageTransactions?) in
             guard configuration.isExactlyOnce else {
@@ -95,7 +96,7 @@ public final class DistributedContext: StreamingRuntime {
             consumer: sourceConsumer, output: makeOutput(sourceProducer), setup: setup, configuration: configuration,
             logger: logger, metrics: metrics, crashTrigger: crashTrigger, transactions: sourceTransactions)
         shards = ShardStage(
-            consumer: shardConsumer, restoreConsumer: try consumer("\(setup.shardGroupID)-restore", nil),
+            consumer: shardConsumer, restoreConsumer: try KafkaConsumer(config: consumerConfig("\(setup.shardGroupID)-restore", nil), logger: logger),
             output: makeOutput(shardProducer), setup: setup, configuration: configuration, logger: logger, metrics: metrics,
             crashTrigger: crashTrigger, transactions: shardTransactions)
         probe = BrokerProbe(producer: sourceProducer, bootstrapServers: configuration.kafka.bootstrapServers)

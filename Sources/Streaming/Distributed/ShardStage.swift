@@ -7,8 +7,9 @@ import StreamEngine
 import Synchronization
 
 /// Stage 2 of distributed mode, for the shards the shard group gives this instance: applies each shard's partials
-/// (``ShardState``), and every batch interval writes a cycle: changelog records, then the commit record, then the
-/// counts and closed windows, then the partials offsets (never past a batch still waiting for its marker).
+/// (``ShardState``), and writes a cycle once it has read the partials to their end with a batch applied, or else
+/// every batch interval: changelog records, then the commit record, then the counts and closed windows, then the
+/// partials offsets (never past a batch still waiting for its marker).
 ///
 /// A shard given to this instance is first restored (``Changelog/Restorer``): from its local checkpoint if there is
 /// one, then the changelog records after it, or else from the whole changelog partition; what its last committed
@@ -87,7 +88,7 @@ final class ShardStage: @unchecked Sendable {
         var nextCycle = ContinuousClock.now + interval
         while !stopRequested.load(ordering: .acquiring) {
             let wait = min(max(nextCycle - .now, .zero), .milliseconds(100))
-            try consumer.poll(timeout: wait) { event in
+            let events = try consumer.poll(timeout: wait) { event in
                 guard case .message(let message) = event, let shard = states.index(forKey: message.partition) else { return }
                 guard let record = ExchangeRecord(key: message.key.map { Array($0) }, value: Array(message.value)) else {
                     metrics.malformedRecords.increment()
@@ -96,7 +97,10 @@ final class ShardStage: @unchecked Sendable {
                 try states.values[shard].receive(record, at: message.offset)
             }
             status.withLock { $0.lastPoll = .now }
-            if ContinuousClock.now >= nextCycle {
+            // Read to the end of the partials with a batch applied: its output need not wait for the interval.
+            let caughtUp = events == 0 && states.values.contains { $0.changes.batchTime != nil }
+                && consumer.lag().values.allSatisfy { $0 == 0 }
+            if caughtUp || ContinuousClock.now >= nextCycle {
                 try writeCycle(of: Array(states.keys))
                 try writeCheckpoints(of: Array(states.keys), due: .now - Self.checkpointInterval)
                 status.withLock { $0.lastWork = .now }
