@@ -26,7 +26,7 @@ extension Array where Element == UInt8 {
     }
 
     /// Appends the decimal ASCII digits of `value`.
-    mutating func appendDecimal(_ value: Int64) {
+    public mutating func appendDecimal(_ value: Int64) {
         // Written backwards into a buffer (20 bytes hold any magnitude), then appended in one piece.
         var magnitude = value.magnitude
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in

@@ -70,11 +70,6 @@ public enum WordCountJob {
         return totals
     }
 
-    /// The counts-topic record of a word's running total after the batch of `batchTime`.
-    public static func totalRecord(word: String, total: Int64, batchTime: Int64, topic: String) -> OutputRecord {
-        totalRecord(word: word, total: total, stamp: BatchStamp(batchTime: batchTime), topic: topic)
-    }
-
     /// The fixed parts of the records' JSON values, as bytes: appending an array is a copy, appending a `String`'s
     /// UTF-8 view is not.
     private enum JSON {
@@ -86,11 +81,11 @@ public enum WordCountJob {
 
     /// The parts of a batch's counts records that do not depend on the word, made once per batch: the header (one
     /// array that all the batch's records share) and the end of the value.
-    struct BatchStamp {
+    public struct BatchStamp {
         let headers: [(name: String, value: [UInt8])]
         let valueEnd: [UInt8]
 
-        init(batchTime: Int64) {
+        public init(batchTime: Int64) {
             var time: [UInt8] = []
             time.appendDecimal(batchTime)
             headers = [(name: "sluice-batch", value: time)]
@@ -98,7 +93,8 @@ public enum WordCountJob {
         }
     }
 
-    static func totalRecord(word: String, total: Int64, stamp: BatchStamp, topic: String) -> OutputRecord {
+    /// The counts-topic record of a word's running total after the batch of `stamp`.
+    public static func totalRecord(word: String, total: Int64, stamp: BatchStamp, topic: String) -> OutputRecord {
         var value: [UInt8] = []
         value.reserveCapacity(JSON.word.count + word.utf8.count + 2 + JSON.count.count + 20 + stamp.valueEnd.count)
         value.append(contentsOf: JSON.word)

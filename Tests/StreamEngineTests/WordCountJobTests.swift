@@ -181,7 +181,7 @@ import Testing
             bytes.appendJSONString(text)
             #expect(String(decoding: bytes, as: UTF8.self) == json)
         }
-        let record = WordCountJob.totalRecord(word: "w", total: -3, batchTime: 42, topic: "t")
+        let record = WordCountJob.totalRecord(word: "w", total: -3, stamp: .init(batchTime: 42), topic: "t")
         #expect(record.text == #"{"word":"w","count":-3,"batch_time":42}"#)
         #expect(record.headers.map(\.value) == [Array("42".utf8)])
     }

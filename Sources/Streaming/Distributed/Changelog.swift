@@ -21,21 +21,42 @@ enum Changelog {
     static func records(of changes: ShardState.Changes, state: ShardState, cycle: Int64, topic: String) -> [OutputRecord] {
         var records: [OutputRecord] = []
         records.reserveCapacity(changes.totalsOrder.count + changes.windowsOrder.count + changes.closed.count)
+        var cycleText: [UInt8] = []
+        cycleText.appendDecimal(cycle)
+        /// `CYCLE OLD NEW`, NEW prefixed with `x` for a window that closed.
+        func value(old: Int64?, new: Int64?, closed: Bool = false) -> [UInt8] {
+            var value = cycleText
+            value.reserveCapacity(cycleText.count + 43)
+            value.append(UInt8(ascii: " "))
+            append(old, to: &value)
+            value.append(UInt8(ascii: " "))
+            if closed { value.append(UInt8(ascii: "x")) }
+            append(new, to: &value)
+            return value
+        }
+        func record(_ key: ShardState.WindowKey?, word: String, value: [UInt8]) -> OutputRecord {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(word.utf8.count + 22)
+            if let key {
+                bytes.append(contentsOf: "w ".utf8)
+                bytes.appendDecimal(key.start)
+                bytes.append(UInt8(ascii: " "))
+            } else {
+                bytes.append(contentsOf: "t ".utf8)
+            }
+            bytes.append(contentsOf: word.utf8)
+            return OutputRecord(topic: topic, key: bytes, value: value, partition: state.shard)
+        }
         for word in changes.totalsOrder {
-            let old = changes.totals[word] ?? nil
-            records.append(record(key: "t \(word)", value: "\(cycle) \(text(old)) \(text(state.totals[word]))", shard: state.shard, topic: topic))
+            records.append(record(nil, word: word, value: value(old: changes.totals[word] ?? nil, new: state.totals[word])))
         }
         var closed: [ShardState.WindowKey: Int64] = [:]
         for (key, count) in changes.closed { closed[key] = count }
         for key in changes.windowsOrder where closed[key] == nil {
-            let old = changes.windows[key] ?? nil
-            records.append(record(
-                key: "w \(key.start) \(key.word)", value: "\(cycle) \(text(old)) \(text(state.windows[key.start]?[key.word]))",
-                shard: state.shard, topic: topic))
+            records.append(record(key, word: key.word, value: value(old: changes.windows[key] ?? nil, new: state.windows[key.start]?[key.word])))
         }
         for (key, count) in changes.closed {
-            let old = changes.windows[key] ?? count
-            records.append(record(key: "w \(key.start) \(key.word)", value: "\(cycle) \(text(old)) x\(count)", shard: state.shard, topic: topic))
+            records.append(record(key, word: key.word, value: value(old: changes.windows[key] ?? count, new: count, closed: true)))
         }
         return records
     }
@@ -49,8 +70,9 @@ enum Changelog {
         return OutputRecord(topic: topic, key: commitKey, value: Array(value.utf8), partition: state.shard)
     }
 
-    private static func record(key: String, value: String, shard: Int32, topic: String) -> OutputRecord {
-        OutputRecord(topic: topic, key: Array(key.utf8), value: Array(value.utf8), partition: shard)
+    /// Appends a number, or `-` for absent.
+    private static func append(_ value: Int64?, to bytes: inout [UInt8]) {
+        if let value { bytes.appendDecimal(value) } else { bytes.append(UInt8(ascii: "-")) }
     }
 
     private static func text(_ value: Int64?) -> String {

@@ -195,8 +195,9 @@ final class ShardStage: @unchecked Sendable {
             var republish = restorers[shard]!.build(into: &state)
             // A committed cycle's output committed with it.
             if transactions != nil { republish = .init(batchTime: republish.batchTime, totals: [], closedWindows: []) }
+            let stamp = WordCountJob.BatchStamp(batchTime: republish.batchTime)
             for (word, total) in republish.totals {
-                try output.send(WordCountJob.totalRecord(word: word, total: total, batchTime: republish.batchTime, topic: setup.countsTopic), in: &republished)
+                try output.send(WordCountJob.totalRecord(word: word, total: total, stamp: stamp, topic: setup.countsTopic), in: &republished)
             }
             for (key, count) in republish.closedWindows {
                 try output.send(WordCountJob.windowRecord(
@@ -302,9 +303,10 @@ final class ShardStage: @unchecked Sendable {
         var published = KafkaOutput.Batch()
         for (shard, _, batchTime, changes) in cycles {
             let state = states[shard]!
+            let stamp = WordCountJob.BatchStamp(batchTime: batchTime)
             for word in changes.totalsOrder {
                 guard let total = state.totals[word] else { continue }
-                try output.send(WordCountJob.totalRecord(word: word, total: total, batchTime: batchTime, topic: setup.countsTopic), in: &published)
+                try output.send(WordCountJob.totalRecord(word: word, total: total, stamp: stamp, topic: setup.countsTopic), in: &published)
             }
             for (key, count) in changes.closed {
                 try output.send(WordCountJob.windowRecord(

@@ -38,6 +38,12 @@ final class SourceStage: @unchecked Sendable {
         var lastIdleMarker: ContinuousClock.Instant?
     }
 
+    /// A source whose records are being taken, with its partition.
+    private struct Run {
+        var partition: KafkaPartition
+        var source: Source
+    }
+
     private let consumer: KafkaConsumer
     private let output: KafkaOutput
     private let setup: DistributedSetup
@@ -52,7 +58,9 @@ final class SourceStage: @unchecked Sendable {
     /// The source whose records are being taken, out of ``sources`` while it is: a poll's records come in runs of
     /// one partition, so the table is looked up once per run rather than per record (and no second reference makes
     /// the tally copy). Put back by ``endRun()`` at the end of every poll.
-    private var taking: (partition: KafkaPartition, source: Source)?
+    private var taking: Run?
+    /// Records taken in the current poll (counted into the metrics once per poll).
+    private var recordsTaken = 0
     let status = Mutex(StageStatus())
 
     init(
@@ -92,6 +100,8 @@ final class SourceStage: @unchecked Sendable {
             let wait = min(max(nextBatch - .now, .zero), .milliseconds(100))
             try consumer.poll(timeout: wait) { event in try handle(event) }
             endRun()
+            metrics.recordsReceived.increment(by: recordsTaken)
+            recordsTaken = 0
             status.withLock { $0.lastPoll = .now }
             if ContinuousClock.now >= nextBatch {
                 try sendBatches(of: Array(sources.keys))
@@ -107,13 +117,13 @@ final class SourceStage: @unchecked Sendable {
     private func handle(_ event: KafkaConsumerEvent) throws {
         switch event {
         case .message(let message):
-            let sameRun = taking.map { $0.partition.partition == message.partition && $0.partition.topic == message.topic } ?? false
-            if !sameRun || taking!.source.replay.map({ message.offset >= $0.end }) == true {
+            let sameRun = taking?.partition.partition == message.partition && taking?.partition.topic == message.topic
+            if !sameRun || message.offset >= taking?.source.replay?.end ?? .max {
                 endRun()
                 let partition = KafkaPartition(topic: message.topic, partition: message.partition)
                 if let plan = sources[partition]?.replay, message.offset >= plan.end { try finishReplay(of: partition) }
                 guard let source = sources.removeValue(forKey: partition) else { return }
-                taking = (partition, source)
+                taking = Run(partition: partition, source: source)
             }
             take(message, into: &taking!.source)
         case .endOfPartition(let partition, let nextOffset):
@@ -135,14 +145,14 @@ final class SourceStage: @unchecked Sendable {
                     key: message.key.map { Array($0) }, value: Array(message.value)),
                 reason: reason))
         }
-        metrics.recordsReceived.increment()
+        recordsTaken += 1
     }
 
     /// Puts the source whose records were being taken back into ``sources``.
     private func endRun() {
-        guard let (partition, source) = taking else { return }
-        sources[partition] = source
-        taking = nil
+        guard let taking else { return }
+        sources[taking.partition] = taking.source
+        self.taking = nil
     }
 
     private func rebalance(_ event: KafkaRebalance) throws {
