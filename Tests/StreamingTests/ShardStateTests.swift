@@ -129,4 +129,25 @@ struct ShardStateTests {
             #expect(record.values().map { ExchangeRecord(key: nil, value: $0) } == [record])
         }
     }
+
+    /// A shard checkpoint comes back as it was written (open windows, a source without event time, an idle one); a
+    /// checkpoint of the earlier JSON form, or a cut one, does not decode (the shard then restores from its changelog).
+    @Test func shardCheckpointsRoundTrip() throws {
+        var state = ShardState(shard: 3, window: Self.window, expectedSources: [Self.p0, Self.p1])
+        var offset: Int64 = 0
+        for record in Self.batch(Self.p0, 1, start: 0, end: 10, words: ["a": [0: 1, 2_000: 4], "é": [1_000: 2]], maxEventTime: 2_500)
+            + Self.batch(Self.p1, 5, start: 3, end: 8, words: ["b": [3_000: 1]], maxEventTime: nil) + [.idle(SourceBatch(source: Self.p1, sequence: 5))]
+        {
+            try state.receive(record, at: offset)
+            offset += 1
+        }
+        state.cycle = 9
+        state.batchTime = 1_234
+        let checkpoint = ShardCheckpoint(of: state, changelogOffset: 77)
+        #expect(checkpoint.sources.count == 2 && checkpoint.watermark == 2_500 && !checkpoint.windows.isEmpty)
+        let bytes = checkpoint.encoded()
+        #expect(try ShardCheckpoint(decoding: bytes) == checkpoint)
+        #expect(throws: (any Error).self) { try ShardCheckpoint(decoding: Array(bytes.dropLast())) }
+        #expect(throws: (any Error).self) { try ShardCheckpoint(decoding: Array(#"{"cycle":9,"changelogOffset":77}"#.utf8)) }
+    }
 }

@@ -10,7 +10,7 @@ import StreamEngine
 /// ended, or skips a sequence number, is an error (input was lost or its offsets were reset).
 struct ShardState {
     /// How far one source is applied.
-    struct SourceProgress: Codable, Equatable, Sendable {
+    struct SourceProgress: Equatable, Sendable {
         var sequence: Int64
         /// The input offset after the last applied batch.
         var end: Int64
@@ -138,25 +138,35 @@ struct ShardState {
 
     private mutating func add(_ partial: Partial) {
         let word = partial.word
-        if changes.totals[word] == nil {
-            changes.totals[word] = .some(totals[word])
+        let oldTotal = Self.add(partial.count, to: word, in: &totals)
+        if changes.totals.index(forKey: word) == nil {
+            changes.totals[word] = .some(oldTotal)
             changes.totalsOrder.append(word)
         }
-        totals[word, default: 0] += partial.count
         for bucket in partial.buckets {
-            let count = bucket.count
             var counted = false
             for start in window.starts(containing: bucket.start) where !window.isClosed(start: start, watermark: watermark) {
+                let old = Self.add(bucket.count, to: word, in: &windows[start, default: [:]])
                 let key = WindowKey(start: start, word: word)
-                if changes.windows[key] == nil {
-                    changes.windows[key] = .some(windows[start]?[word])
+                if changes.windows.index(forKey: key) == nil {
+                    changes.windows[key] = .some(old)
                     changes.windowsOrder.append(key)
                 }
-                windows[start, default: [:]][word, default: 0] += count
                 counted = true
             }
-            if !counted { lateWords += count }
+            if !counted { lateWords += bucket.count }
         }
+    }
+
+    /// Adds `count` to the word's value in `table` (absent: 0) and returns the value before (nil: absent), looking
+    /// the word up once when it is present.
+    private static func add(_ count: Int64, to word: String, in table: inout [String: Int64]) -> Int64? {
+        guard let index = table.index(forKey: word) else {
+            table[word] = count
+            return nil
+        }
+        defer { table.values[index] += count }
+        return table.values[index]
     }
 
     /// The shard's watermark: the least event time over the sources that are not idle, never going back, and none
