@@ -63,6 +63,7 @@ struct ByteCursor {
 
     /// Reads a length-prefixed string, which must be valid UTF-8.
     mutating func string() -> String? {
-        lengthPrefixed().flatMap { String(validating: buffer[$0], as: UTF8.self) }
+        // Over a typed buffer, not a slice of the raw one: the slice took the generic path (metadata lookups per call).
+        lengthPrefixed().flatMap { String(validating: UnsafeRawBufferPointer(rebasing: buffer[$0]).assumingMemoryBound(to: UInt8.self), as: UTF8.self) }
     }
 }

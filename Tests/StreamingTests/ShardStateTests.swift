@@ -150,4 +150,24 @@ struct ShardStateTests {
         #expect(throws: (any Error).self) { try ShardCheckpoint(decoding: Array(bytes.dropLast())) }
         #expect(throws: (any Error).self) { try ShardCheckpoint(decoding: Array(#"{"cycle":9,"changelogOffset":77}"#.utf8)) }
     }
+
+    /// Stage 1 tells words apart by their bytes: two Unicode forms of one text are two words of a batch, and both
+    /// partials count (Swift's `String` equality would have taken the second for a copy of the first).
+    @Test func wordsThatDifferInBytesOnlyBothCount() throws {
+        let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        #expect(composed == decomposed && !composed.utf8.elementsEqual(decomposed.utf8))
+        var state = ShardState(shard: 0, window: Self.window, expectedSources: [Self.p0])
+        var offset: Int64 = 0
+        let batch = SourceBatch(source: Self.p0, sequence: 1)
+        for record in [
+            ExchangeRecord.partials([
+                Partial(batch: batch, word: composed, count: 2, buckets: []), Partial(batch: batch, word: decomposed, count: 3, buckets: []),
+            ]),
+            .marker(BatchMarker(batch: batch, start: 0, end: 4, batchTime: 0, maxEventTime: nil)),
+        ] {
+            try state.receive(record, at: offset)
+            offset += 1
+        }
+        #expect(state.totals[composed] == 5)
+    }
 }

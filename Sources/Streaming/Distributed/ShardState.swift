@@ -121,10 +121,12 @@ struct ShardState {
                     + "input between them is missing (its committed offsets were lost or reset)")
             }
         }
-        // By word, and of a word sent twice the later partial (the sort is stable).
-        let partials = (pending.removeValue(forKey: batch) ?? []).sorted { $0.word < $1.word }
-        for (index, partial) in partials.enumerated() where index + 1 == partials.count || partials[index + 1].word != partial.word {
-            add(partial)
+        // By word, and of a word sent twice the later partial.
+        let partials = pending.removeValue(forKey: batch) ?? []
+        let order = Self.byteOrder(of: partials)
+        for (position, index) in order.enumerated()
+        where position + 1 == order.count || !partials[order[position + 1]].word.utf8.elementsEqual(partials[index].word.utf8) {
+            add(partials[index])
         }
         pendingStarts[batch] = nil
         idleUnseen.remove(batch.source)
@@ -134,6 +136,27 @@ struct ShardState {
         changes.progressChanged = true
         changes.batchTime = max(changes.batchTime ?? marker.batchTime, marker.batchTime)
         advanceWatermark()
+    }
+
+    /// The indices of `partials` in the byte order of their words' UTF-8, equal words in the order received: sorted
+    /// on each word's first eight bytes as one big-endian integer, the bytes after them compared only on a tie.
+    /// (Bytes, as stage 1 tells words apart: two words that differ in bytes only, such as two Unicode forms of one
+    /// text, are two words, whose partials both count.)
+    private static func byteOrder(of partials: [Partial]) -> [Int] {
+        var keys = partials.indices.map { index in
+            var prefix: UInt64 = 0
+            withUnsafeMutableBytes(of: &prefix) { prefix in
+                for (offset, byte) in partials[index].word.utf8.prefix(8).enumerated() { prefix[offset] = byte }
+            }
+            return (prefix: UInt64(bigEndian: prefix), index: index)
+        }
+        keys.sort { first, second in
+            guard first.prefix == second.prefix else { return first.prefix < second.prefix }
+            let (a, b) = (partials[first.index].word.utf8, partials[second.index].word.utf8)
+            if a.elementsEqual(b) { return first.index < second.index }
+            return a.lexicographicallyPrecedes(b)
+        }
+        return keys.map(\.index)
     }
 
     private mutating func add(_ partial: Partial) {
