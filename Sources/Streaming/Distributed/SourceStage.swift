@@ -8,7 +8,9 @@ import Synchronization
 
 /// Stage 1 of distributed mode, for the input partitions the group gives this instance: cuts each partition's
 /// records into batches, counts the words of a batch per word and event-time bucket (map-side combine), and sends the
-/// counts to the words' shards in `<group>-partials`, followed by a marker per shard.
+/// counts to the words' shards in `<group>-partials`, followed by a marker per shard. Batches are cut every batch
+/// interval, and when the last ones were cut with input still waiting, again as soon as that input is taken: the
+/// interval bounds how long a record waits, never the rate.
 ///
 /// The partials topic plays the write-ahead log's role: a batch's input offsets are committed only once all its
 /// partials and markers are delivered (`acks=all`). Before a batch is sent, its plan (sequence, end offset, batch
@@ -96,6 +98,8 @@ final class SourceStage: @unchecked Sendable {
         }
         let interval = Duration.milliseconds(configuration.batchIntervalMilliseconds)
         var nextBatch = ContinuousClock.now + interval
+        // The last batches were cut with input still waiting: the next ones are cut as soon as it is taken.
+        var behind = false
         while !stopRequested.load(ordering: .acquiring) {
             let wait = min(max(nextBatch - .now, .zero), .milliseconds(100))
             try consumer.poll(timeout: wait) { event in try handle(event) }
@@ -103,7 +107,9 @@ final class SourceStage: @unchecked Sendable {
             metrics.recordsReceived.increment(by: recordsTaken)
             recordsTaken = 0
             status.withLock { $0.lastPoll = .now }
-            if ContinuousClock.now >= nextBatch {
+            let caughtUp = behind && consumer.lag().values.allSatisfy { $0 == 0 }
+            if caughtUp || ContinuousClock.now >= nextBatch {
+                behind = consumer.lag().values.contains { $0 > 0 }
                 try sendBatches(of: Array(sources.keys))
                 try sendIdleMarkers()
                 status.withLock { $0.lastWork = .now }
