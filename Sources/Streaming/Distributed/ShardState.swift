@@ -5,7 +5,7 @@ import StreamEngine
 /// partition (source) has been applied.
 ///
 /// The apply rule makes replays harmless and losses loud: a source's batches are applied in sequence, each once,
-/// when its marker arrives (its partials were buffered until then, a partial sent twice overwriting itself); a
+/// when its marker arrives (its partials were buffered until then, a word's partial sent twice counting once); a
 /// batch at or below the applied sequence is a replay and skipped; a batch that does not start where the applied one
 /// ended, or skips a sequence number, is an error (input was lost or its offsets were reset).
 struct ShardState {
