@@ -9,8 +9,8 @@ import Synchronization
 /// Stage 1 of distributed mode, for the input partitions the group gives this instance: cuts each partition's
 /// records into batches, counts the words of a batch per word and event-time bucket (map-side combine), and sends the
 /// counts to the words' shards in `<group>-partials`, followed by a marker per shard. Batches are cut every batch
-/// interval, and when the last ones were cut with input still waiting, again as soon as that input is taken: the
-/// interval bounds how long a record waits, never the rate.
+/// interval, and when the last ones were cut with input waiting (more than a tenth of what they held), again as soon
+/// as that input is taken: the interval bounds how long a record waits, never the rate.
 ///
 /// The partials topic plays the write-ahead log's role: a batch's input offsets are committed only once all its
 /// partials and markers are delivered (`acks=all`). Before a batch is sent, its plan (sequence, end offset, batch
@@ -98,7 +98,8 @@ final class SourceStage: @unchecked Sendable {
         }
         let interval = Duration.milliseconds(configuration.batchIntervalMilliseconds)
         var nextBatch = ContinuousClock.now + interval
-        // The last batches were cut with input still waiting: the next ones are cut as soon as it is taken.
+        // The last batches were cut with input waiting (more than a tenth of what they held, so not records merely
+        // in flight): the next ones are cut as soon as it is taken.
         var behind = false
         while !stopRequested.load(ordering: .acquiring) {
             let wait = min(max(nextBatch - .now, .zero), .milliseconds(100))
@@ -109,7 +110,8 @@ final class SourceStage: @unchecked Sendable {
             status.withLock { $0.lastPoll = .now }
             let caughtUp = behind && consumer.lag().values.allSatisfy { $0 == 0 }
             if caughtUp || ContinuousClock.now >= nextBatch {
-                behind = consumer.lag().values.contains { $0 > 0 }
+                let held = sources.values.reduce(Int64(0)) { $0 + ($1.next ?? 0) - ($1.start ?? 0) }
+                behind = consumer.lag().values.reduce(0, +) > held / 10
                 try sendBatches(of: Array(sources.keys))
                 try sendIdleMarkers()
                 status.withLock { $0.lastWork = .now }
