@@ -91,8 +91,64 @@ struct ShardStateTests {
                 try state.receive(streams[pick].removeFirst(), at: offset)
                 offset += 1
             }
+            state.settle()
             #expect(state.totals == expected)
         }
+    }
+
+    /// Settling once after many batches gives the state, lateness and closed windows of settling after every record:
+    /// each batch's words meet the watermark as it was before that batch, although the batches after it moved it on
+    /// and closed windows (random batches of three sources, watermarks moving within a settle, idle markers, partials
+    /// sent twice).
+    @Test func settlingLateGivesTheStateOfSettlingAtEveryRecord() throws {
+        var random = SplitMix64(seed: 11)
+        let window = try WindowSpec(length: 2_000, slide: 1_000, allowedLateness: 500)
+        var (lateWords, closedWindows): (Int64, Int) = (0, 0)
+        for _ in 0..<40 {
+            let sources = (0..<3).map { KafkaPartition(topic: "lines", partition: Int32($0)) }
+            var streams: [[ExchangeRecord]] = []
+            for source in sources {
+                var stream: [ExchangeRecord] = []
+                var (start, eventTime): (Int64, Int64) = (0, 0)
+                for sequence in Int64(1)...6 {
+                    eventTime += Int64(random.next() % 3_000)
+                    var words: [String: [Int64: Int64]] = [:]
+                    for _ in 0..<(1 + random.next() % 5) {
+                        let bucket = (eventTime - Int64(random.next() % 6_000)) / 1_000 * 1_000
+                        words["w\(random.next() % 5)", default: [:]][bucket, default: 0] += Int64(1 + random.next() % 3)
+                    }
+                    let end = start + Int64(1 + random.next() % 9)
+                    var records = Self.batch(source, sequence, start: start, end: end, words: words, maxEventTime: eventTime)
+                    if random.next() % 3 == 0 { records.insert(contentsOf: records.prefix(records.count - 1), at: 0) }
+                    stream += records
+                    if random.next() % 4 == 0 { stream.append(.idle(SourceBatch(source: source, sequence: sequence))) }
+                    start = end
+                }
+                streams.append(stream)
+            }
+            var eager = ShardState(shard: 0, window: window, expectedSources: Set(sources))
+            var late = eager
+            var offset: Int64 = 0
+            while streams.contains(where: { !$0.isEmpty }) {
+                let candidates = streams.indices.filter { !streams[$0].isEmpty }
+                let record = streams[candidates[Int(random.next() % UInt64(candidates.count))]].removeFirst()
+                try eager.receive(record, at: offset)
+                eager.settle()
+                try late.receive(record, at: offset)
+                if random.next() % 8 == 0 { late.settle() }
+                offset += 1
+            }
+            let (eagerChanges, lateChanges) = (eager.takeChanges(), late.takeChanges())
+            #expect(late.totals == eager.totals && late.windows == eager.windows && late.lateWords == eager.lateWords)
+            #expect(late.watermark == eager.watermark && late.sources == eager.sources)
+            #expect(lateChanges.closed.map { "\($0.key.start) \($0.key.word) \($0.count)" }
+                == eagerChanges.closed.map { "\($0.key.start) \($0.key.word) \($0.count)" })
+            #expect(lateChanges.totals == eagerChanges.totals && lateChanges.windows == eagerChanges.windows)
+            #expect(Set(lateChanges.totalsOrder) == Set(eagerChanges.totalsOrder))
+            lateWords += eager.lateWords
+            closedWindows += eagerChanges.closed.count
+        }
+        #expect(lateWords > 0 && closedWindows > 0, "the batches close windows and come late")
     }
 
     /// Partials travel many to a record, cut below the record limit, and come back as they were sent; a partial of the
@@ -141,6 +197,7 @@ struct ShardStateTests {
             try state.receive(record, at: offset)
             offset += 1
         }
+        state.settle()
         state.cycle = 9
         state.batchTime = 1_234
         let checkpoint = ShardCheckpoint(of: state, changelogOffset: 77)
@@ -168,6 +225,7 @@ struct ShardStateTests {
             try state.receive(record, at: offset)
             offset += 1
         }
+        state.settle()
         #expect(state.totals[composed] == 5)
     }
 }

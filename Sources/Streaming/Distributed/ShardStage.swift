@@ -96,6 +96,9 @@ final class ShardStage: @unchecked Sendable {
                 }
                 try states.values[shard].receive(record, at: message.offset)
             }
+            if events > 0 {
+                for shard in Array(states.keys) { states[shard]?.settle() }
+            }
             status.withLock { $0.lastPoll = .now }
             // Read to the end of the partials with a batch applied: its output need not wait for the interval.
             let caughtUp = events == 0 && states.values.contains { $0.changes.batchTime != nil }

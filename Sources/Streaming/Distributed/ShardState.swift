@@ -8,6 +8,12 @@ import StreamEngine
 /// when its marker arrives (its partials were buffered until then, a word's partial sent twice counting once); a
 /// batch at or below the applied sequence is a replay and skipped; a batch that does not start where the applied one
 /// ended, or skips a sequence number, is an error (input was lost or its offsets were reset).
+///
+/// A marker checks and records its batch at once; the batch's partials are added at the next ``settle()``, together
+/// with those of every batch whose marker came since, and windows the watermark passed are closed after them. The state
+/// is the one adding each batch at its marker gives (each batch's words meet the watermark before that batch), with
+/// one table lookup per word for all those batches instead of one per word and batch: stage 1 sends a word's partials
+/// per input partition, so one cut of an instance reading many partitions brings a shard many partials per word.
 struct ShardState {
     /// How far one source is applied.
     struct SourceProgress: Equatable, Sendable {
@@ -64,6 +70,11 @@ struct ShardState {
     private var pending: [SourceBatch: [Partial]] = [:]
     /// The offset in the partials partition of each pending batch's first partial.
     private var pendingStarts: [SourceBatch: Int64] = [:]
+    /// Batches whose markers came, in marker order, with the watermark before each: their partials are added at the
+    /// next ``settle()``.
+    private var ready: [(partials: [Partial], watermark: Int64?)] = []
+    /// The watermark at the last closing of windows (windows added since were open at it).
+    private var windowsClosedAt: Int64?
     /// The partials partition's offset after the last record received.
     private(set) var nextOffset: Int64?
 
@@ -121,13 +132,7 @@ struct ShardState {
                     + "input between them is missing (its committed offsets were lost or reset)")
             }
         }
-        // By word, and of a word sent twice the later partial.
-        let partials = pending.removeValue(forKey: batch) ?? []
-        let order = Self.byteOrder(of: partials)
-        for (position, index) in order.enumerated()
-        where position + 1 == order.count || !partials[order[position + 1]].word.utf8.elementsEqual(partials[index].word.utf8) {
-            add(partials[index])
-        }
+        ready.append((pending.removeValue(forKey: batch) ?? [], watermark))
         pendingStarts[batch] = nil
         idleUnseen.remove(batch.source)
         let previous = sources[batch.source]
@@ -138,46 +143,95 @@ struct ShardState {
         advanceWatermark()
     }
 
-    /// The indices of `partials` in the byte order of their words' UTF-8, equal words in the order received: sorted
-    /// on each word's first eight bytes as one big-endian integer, the bytes after them compared only on a tie.
-    /// (Bytes, as stage 1 tells words apart: two words that differ in bytes only, such as two Unicode forms of one
-    /// text, are two words, whose partials both count.)
-    private static func byteOrder(of partials: [Partial]) -> [Int] {
-        var keys = partials.indices.map { index in
-            var prefix: UInt64 = 0
-            withUnsafeMutableBytes(of: &prefix) { prefix in
-                for (offset, byte) in partials[index].word.utf8.prefix(8).enumerated() { prefix[offset] = byte }
+    /// Adds the partials of the batches whose markers came since the last call, then closes the windows the
+    /// watermark has passed; call it after a run of ``receive(_:at:)`` (``takeChanges()`` does).
+    mutating func settle() {
+        if !ready.isEmpty { addReady() }
+        closePassedWindows()
+    }
+
+    /// Adds the ready batches' partials, word by word in the byte order of their UTF-8: of a word sent twice in one
+    /// batch the later partial, and per window only the counts of batches whose watermark had not closed it. (Bytes,
+    /// as stage 1 tells words apart: two words that differ in bytes only, such as two Unicode forms of one text, are
+    /// two words, whose partials both count.)
+    private mutating func addReady() {
+        let batches = ready
+        ready = []
+        let order = Self.byteOrder(of: batches.map(\.partials))
+        var windowCounts: [BucketCount] = []
+        var position = 0
+        while position < order.count {
+            let word = batches[Int(order[position].batch)].partials[Int(order[position].index)].word
+            var total: Int64 = 0
+            windowCounts.removeAll(keepingCapacity: true)
+            while position < order.count {
+                let (batch, index) = (Int(order[position].batch), Int(order[position].index))
+                let partial = batches[batch].partials[index]
+                guard partial.word.utf8.elementsEqual(word.utf8) else { break }
+                position += 1
+                // Equal words are in batch order, each batch's in the order received: the last of a batch counts.
+                if position < order.count, Int(order[position].batch) == batch,
+                    batches[batch].partials[Int(order[position].index)].word.utf8.elementsEqual(word.utf8)
+                {
+                    continue
+                }
+                total += partial.count
+                for bucket in partial.buckets {
+                    var counted = false
+                    for start in window.starts(containing: bucket.start)
+                    where !window.isClosed(start: start, watermark: batches[batch].watermark) {
+                        if let slot = windowCounts.firstIndex(where: { $0.start == start }) {
+                            windowCounts[slot].count += bucket.count
+                        } else {
+                            windowCounts.append(BucketCount(start: start, count: bucket.count))
+                        }
+                        counted = true
+                    }
+                    if !counted { lateWords += bucket.count }
+                }
             }
-            return (prefix: UInt64(bigEndian: prefix), index: index)
+            add(total, windowCounts, to: word)
+        }
+    }
+
+    /// The (batch, index) of every partial of `batches` in the byte order of their words' UTF-8, equal words in batch
+    /// order and then in the order received: sorted on each word's first eight bytes as one big-endian integer, the
+    /// bytes after them compared only on a tie.
+    private static func byteOrder(of batches: [[Partial]]) -> [(batch: Int32, index: Int32)] {
+        var keys: [(prefix: UInt64, batch: Int32, index: Int32)] = []
+        keys.reserveCapacity(batches.reduce(0) { $0 + $1.count })
+        for (batch, partials) in batches.enumerated() {
+            for (index, partial) in partials.enumerated() {
+                var prefix: UInt64 = 0
+                withUnsafeMutableBytes(of: &prefix) { prefix in
+                    for (offset, byte) in partial.word.utf8.prefix(8).enumerated() { prefix[offset] = byte }
+                }
+                keys.append((UInt64(bigEndian: prefix), Int32(batch), Int32(index)))
+            }
         }
         keys.sort { first, second in
             guard first.prefix == second.prefix else { return first.prefix < second.prefix }
-            let (a, b) = (partials[first.index].word.utf8, partials[second.index].word.utf8)
-            if a.elementsEqual(b) { return first.index < second.index }
+            let (a, b) = (batches[Int(first.batch)][Int(first.index)].word.utf8, batches[Int(second.batch)][Int(second.index)].word.utf8)
+            if a.elementsEqual(b) { return (first.batch, first.index) < (second.batch, second.index) }
             return a.lexicographicallyPrecedes(b)
         }
-        return keys.map(\.index)
+        return keys.map { ($0.batch, $0.index) }
     }
 
-    private mutating func add(_ partial: Partial) {
-        let word = partial.word
-        let oldTotal = Self.add(partial.count, to: word, in: &totals)
+    /// Adds a word's total and window counts, noting each changed key's value before the cycle.
+    private mutating func add(_ total: Int64, _ windowCounts: [BucketCount], to word: String) {
+        let oldTotal = Self.add(total, to: word, in: &totals)
         if changes.totals.index(forKey: word) == nil {
             changes.totals[word] = .some(oldTotal)
             changes.totalsOrder.append(word)
         }
-        for bucket in partial.buckets {
-            var counted = false
-            for start in window.starts(containing: bucket.start) where !window.isClosed(start: start, watermark: watermark) {
-                let old = Self.add(bucket.count, to: word, in: &windows[start, default: [:]])
-                let key = WindowKey(start: start, word: word)
-                if changes.windows.index(forKey: key) == nil {
-                    changes.windows[key] = .some(old)
-                    changes.windowsOrder.append(key)
-                }
-                counted = true
+        for counted in windowCounts {
+            let old = Self.add(counted.count, to: word, in: &windows[counted.start, default: [:]])
+            let key = WindowKey(start: counted.start, word: word)
+            if changes.windows.index(forKey: key) == nil {
+                changes.windows[key] = .some(old)
+                changes.windowsOrder.append(key)
             }
-            if !counted { lateWords += bucket.count }
         }
     }
 
@@ -193,22 +247,29 @@ struct ShardState {
     }
 
     /// The shard's watermark: the least event time over the sources that are not idle, never going back, and none
-    /// while an expected source has not been heard from; windows that it closes move to ``Changes/closed``.
+    /// while an expected source has not been heard from. The windows it closes close at the next ``settle()``.
     private mutating func advanceWatermark() {
         guard !expectedSources.contains(where: { sources[$0] == nil && !idleUnseen.contains($0) }) else { return }
         guard let least = sources.values.filter({ !$0.isIdle }).compactMap(\.eventTime).min(),
             least > watermark ?? .min
         else { return }
         watermark = least
-        for start in windows.keys.sorted() where window.isClosed(start: start, watermark: least) {
+    }
+
+    /// Moves the windows the watermark has closed to ``Changes/closed``, by start then word.
+    private mutating func closePassedWindows() {
+        guard watermark != windowsClosedAt else { return }
+        windowsClosedAt = watermark
+        for start in windows.keys.sorted() where window.isClosed(start: start, watermark: watermark) {
             for (word, count) in (windows.removeValue(forKey: start) ?? [:]).sorted(by: { $0.key < $1.key }) {
                 changes.closed.append((WindowKey(start: start, word: word), count))
             }
         }
     }
 
-    /// Ends a cycle: the changes are written; the next ones start empty.
+    /// Ends a cycle (after settling): the changes are written; the next ones start empty.
     mutating func takeChanges() -> Changes {
+        settle()
         defer { changes = Changes() }
         return changes
     }
