@@ -16,11 +16,11 @@ struct ShardStateTests {
     {
         let id = SourceBatch(source: source, sequence: sequence)
         let partials = words.sorted { $0.key < $1.key }.map { word, buckets in
-            ExchangeRecord.partials([Partial(
-                batch: id, word: word, count: buckets.values.reduce(0, +),
+            ExchangeRecord.partials(Cut([id]), [Partial(
+                word: word, count: buckets.values.reduce(0, +),
                 buckets: buckets.sorted { $0.key < $1.key }.map { BucketCount(start: $0.key, count: $0.value) })])
         }
-        return partials + [.marker(BatchMarker(batch: id, start: start, end: end, batchTime: 0, maxEventTime: maxEventTime))]
+        return partials + [.marker([BatchMarker(batch: id, start: start, end: end, batchTime: 0, maxEventTime: maxEventTime)])]
     }
 
     /// A source partition not heard from yet holds the watermark back: its records are not late when they come.
@@ -96,6 +96,64 @@ struct ShardStateTests {
         }
     }
 
+    /// Cuts of three sources, some sent in part before a crash (then their batches cut again, each alone, as the next
+    /// owner does from the batch plans), some sent whole and then cut again alone (a crash before the input was
+    /// committed): every source batch counts once, partials of a cut that can no longer be applied are dropped, and
+    /// the committable offset is not held back by them.
+    @Test func cutsSentInPartAndCutAgainAloneCountOnce() throws {
+        var random = SplitMix64(seed: 5)
+        let sources = (0..<3).map { KafkaPartition(topic: "lines", partition: Int32($0)) }
+        for _ in 0..<50 {
+            var stream: [ExchangeRecord] = []
+            var expected: [String: Int64] = [:]
+            var starts: [Int64] = [0, 0, 0]
+            for sequence in Int64(1)...5 {
+                var words: [[String: Int64]] = []
+                var markers: [BatchMarker] = []
+                for (index, source) in sources.enumerated() {
+                    var counts: [String: Int64] = [:]
+                    for _ in 0..<(1 + random.next() % 4) { counts["w\(random.next() % 6)", default: 0] += Int64(1 + random.next() % 3) }
+                    for (word, count) in counts { expected[word, default: 0] += count }
+                    words.append(counts)
+                    let end = starts[index] + Int64(1 + random.next() % 9)
+                    markers.append(BatchMarker(
+                        batch: SourceBatch(source: source, sequence: sequence), start: starts[index], end: end, batchTime: 0, maxEventTime: nil))
+                    starts[index] = end
+                }
+                let cut = Cut(markers.map(\.batch))
+                let combined = words.reduce(into: [String: Int64]()) { $0.merge($1, uniquingKeysWith: +) }.sorted { $0.key < $1.key }
+                let records: [ExchangeRecord] = combined.map { .partials(cut, [Partial(word: $0.key, count: $0.value, buckets: [])]) }
+                    + [.marker(markers)]
+                let alone = markers.indices.flatMap { index -> [ExchangeRecord] in
+                    words[index].sorted { $0.key < $1.key }.map {
+                        .partials(Cut([markers[index].batch]), [Partial(word: $0.key, count: $0.value, buckets: [])])
+                    } + [.marker([markers[index]])]
+                }
+                switch random.next() % 3 {
+                case 0: stream += records
+                case 1: stream += records.prefix(Int(random.next() % UInt64(records.count))) + alone  // the marker not sent
+                default: stream += records + alone
+                }
+            }
+            var state = ShardState(shard: 0, window: Self.window, expectedSources: Set(sources))
+            for (offset, record) in stream.enumerated() {
+                try state.receive(record, at: Int64(offset))
+            }
+            state.settle()
+            #expect(state.totals == expected)
+            #expect(state.committableOffset == Int64(stream.count))
+        }
+    }
+
+    /// A cut of an applied batch and a new one is never cut by stage 1: it stops the shard, naming the batches.
+    @Test func aCutOfAppliedAndNewBatchesIsAnError() throws {
+        var state = ShardState(shard: 0, window: Self.window, expectedSources: [Self.p0, Self.p1])
+        let first = [Self.p0, Self.p1].map { BatchMarker(batch: SourceBatch(source: $0, sequence: 1), start: 0, end: 5, batchTime: 0, maxEventTime: nil) }
+        try state.receive(.marker(first), at: 0)
+        let mixed = [first[0], BatchMarker(batch: SourceBatch(source: Self.p1, sequence: 2), start: 5, end: 9, batchTime: 0, maxEventTime: nil)]
+        #expect(throws: StreamingError.self) { try state.receive(.marker(mixed), at: 1) }
+    }
+
     /// Settling once after many batches gives the state, lateness and closed windows of settling after every record:
     /// each batch's words meet the watermark as it was before that batch, although the batches after it moved it on
     /// and closed windows (random batches of three sources, watermarks moving within a settle, idle markers, partials
@@ -151,39 +209,56 @@ struct ShardStateTests {
         #expect(lateWords > 0 && closedWindows > 0, "the batches close windows and come late")
     }
 
-    /// Partials travel many to a record, cut below the record limit, and come back as they were sent; a partial of the
-    /// earlier one-per-record ASCII form is still read.
+    /// Partials travel many to a record, cut below the record limit, and come back as they were sent, with their cut;
+    /// records of earlier versions (binary partials of one source batch, ASCII partials and batch markers) are read as
+    /// cuts of one batch; a cut whose batches are out of partition order is not ours.
     @Test func partialsRoundTripInRecordsBelowTheLimit() throws {
         let batch = SourceBatch(source: Self.p1, sequence: 42)
+        let cut = Cut([batch, SourceBatch(source: Self.p0, sequence: 7), SourceBatch(source: KafkaPartition(topic: "other", partition: 0), sequence: 1)])
+        #expect(cut.batches.map(\.source) == [Self.p0, Self.p1, KafkaPartition(topic: "other", partition: 0)])
         let partials = (0..<40_000).map { (index: Int) -> Partial in
             let buckets = index.isMultiple(of: 3) ? [] : [
                 BucketCount(start: -1_000, count: 1), BucketCount(start: Int64(index) * 1_000, count: Int64(index % 7)),
             ]
-            return Partial(batch: batch, word: "word\(index)", count: Int64(index % 7 + 1), buckets: buckets)
+            return Partial(word: "word\(index)", count: Int64(index % 7 + 1), buckets: buckets)
         }
-        let records = ExchangeRecord.partials(partials).values()
+        let records = ExchangeRecord.partials(cut, partials).values()
         #expect(records.count > 1)
         #expect(records.allSatisfy { $0.count < ExchangeRecord.partialsRecordBytes + 1_024 })
         var decoded: [Partial] = []
         for record in records {
-            guard case .partials(let some) = ExchangeRecord(key: nil, value: record) else {
+            guard case .partials(let some, let those) = ExchangeRecord(key: nil, value: record), some == cut else {
                 Issue.record("a partials record did not decode")
                 return
             }
-            decoded += some
+            decoded += those
         }
         #expect(decoded == partials)
         #expect(ExchangeRecord(key: nil, value: Array(records[0].dropLast())) == nil)
+        var earlier = StateWriter()  // format 1: one source batch
+        earlier.writeUnsigned(1)
+        earlier.writeString("lines")
+        earlier.writeSigned(1)
+        earlier.writeSigned(42)
+        earlier.writeUnsigned(1)
+        earlier.writeString("w")
+        earlier.writeSigned(3)
+        earlier.writeUnsigned(0)
+        #expect(ExchangeRecord(key: nil, value: earlier.bytes) == .partials(Cut([batch]), [Partial(word: "w", count: 3, buckets: [])]))
         #expect(ExchangeRecord(key: Array("w".utf8), value: Array("p lines 1 42 3 0:1 1000:2".utf8))
-            == .partials([Partial(
-                batch: batch, word: "w", count: 3, buckets: [BucketCount(start: 0, count: 1), BucketCount(start: 1_000, count: 2)])]))
-        for record in [
-            ExchangeRecord.marker(BatchMarker(batch: batch, start: 7, end: 9, batchTime: 1_000, maxEventTime: nil)),
-            .marker(BatchMarker(batch: batch, start: 7, end: 9, batchTime: 1_000, maxEventTime: -5)),
-            .idle(batch),
-        ] {
+            == .partials(Cut([batch]), [Partial(
+                word: "w", count: 3, buckets: [BucketCount(start: 0, count: 1), BucketCount(start: 1_000, count: 2)])]))
+        #expect(ExchangeRecord(key: nil, value: Array("m lines 1 42 7 9 1000 -".utf8))
+            == .marker([BatchMarker(batch: batch, start: 7, end: 9, batchTime: 1_000, maxEventTime: nil)]))
+        let markers = [
+            BatchMarker(batch: SourceBatch(source: Self.p0, sequence: 7), start: 0, end: 3, batchTime: 1_000, maxEventTime: -5),
+            BatchMarker(batch: batch, start: 7, end: 9, batchTime: 1_000, maxEventTime: nil),
+        ]
+        for record in [ExchangeRecord.marker(markers), .marker([markers[1]]), .idle(batch)] {
             #expect(record.values().map { ExchangeRecord(key: nil, value: $0) } == [record])
         }
+        #expect(ExchangeRecord(key: nil, value: Array("c 2 lines 1 42 7 9 1000 - lines 0 7 0 3 1000 -5".utf8)) == nil)
+        #expect(ExchangeRecord(key: nil, value: Array("c 2 lines 0 7 0 3 1000 -5".utf8)) == nil)
     }
 
     /// A shard checkpoint comes back as it was written (open windows, a source without event time, an idle one); a
@@ -217,10 +292,10 @@ struct ShardStateTests {
         var offset: Int64 = 0
         let batch = SourceBatch(source: Self.p0, sequence: 1)
         for record in [
-            ExchangeRecord.partials([
-                Partial(batch: batch, word: composed, count: 2, buckets: []), Partial(batch: batch, word: decomposed, count: 3, buckets: []),
+            ExchangeRecord.partials(Cut([batch]), [
+                Partial(word: composed, count: 2, buckets: []), Partial(word: decomposed, count: 3, buckets: []),
             ]),
-            .marker(BatchMarker(batch: batch, start: 0, end: 4, batchTime: 0, maxEventTime: nil)),
+            .marker([BatchMarker(batch: batch, start: 0, end: 4, batchTime: 0, maxEventTime: nil)]),
         ] {
             try state.receive(record, at: offset)
             offset += 1

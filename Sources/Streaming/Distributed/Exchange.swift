@@ -24,18 +24,38 @@ public struct ShardMap: Sendable, Hashable {
     }
 }
 
-/// One batch of one input partition, as stage 1 cut it: the unit that stage 2 applies exactly once.
+/// One batch of one input partition, as stage 1 cut it.
 struct SourceBatch: Hashable, Sendable {
     var source: KafkaPartition
     /// Consecutive per source: batch `q + 1` starts at the offset where batch `q` ended.
     var sequence: Int64
 }
 
-/// The pre-aggregated count of one word in one source batch.
+/// The batches of several input partitions that stage 1 cut at one moment and sent as one: their words counted
+/// together, so a shard gets one partial per word and cut rather than one per word and input partition. The unit
+/// that stage 2 applies, all its batches or none, exactly once. (A planned batch cut again after a crash or a
+/// rebalance goes in a cut of its own: only its own records are in its plan.)
+struct Cut: Hashable, Sendable {
+    /// In partition order, one per input partition.
+    let batches: [SourceBatch]
+
+    /// A cut of batches of distinct input partitions.
+    init(_ batches: [SourceBatch]) {
+        self.batches = batches.sorted { $0.source < $1.source }
+        precondition(zip(self.batches, self.batches.dropFirst()).allSatisfy { $0.source < $1.source }, "one batch per partition")
+    }
+
+    /// As read from a record: nil unless in partition order, one per partition, and at least one.
+    init?(decoding batches: [SourceBatch]) {
+        guard !batches.isEmpty, zip(batches, batches.dropFirst()).allSatisfy({ $0.source < $1.source }) else { return nil }
+        self.batches = batches
+    }
+}
+
+/// The pre-aggregated count of one word in one cut.
 struct Partial: Equatable, Sendable {
-    var batch: SourceBatch
     var word: String
-    /// Occurrences of the word in the batch.
+    /// Occurrences of the word in the cut.
     var count: Int64
     /// Occurrences per event-time bucket, in increasing order of bucket start, for the windows; records too far
     /// ahead of the batch time are in ``count`` only.
@@ -49,7 +69,7 @@ struct BucketCount: Equatable, Sendable {
     var count: Int64
 }
 
-/// Closes one source batch: every partial of it is before the marker in each shard's partition.
+/// Closes one batch of a cut: all the partials of the cut are before the cut's markers in each shard's partition.
 struct BatchMarker: Equatable, Sendable {
     var batch: SourceBatch
     /// The batch's input offsets, `[start, end)`.
@@ -63,62 +83,71 @@ struct BatchMarker: Equatable, Sendable {
 
 /// A record of the `<group>-partials` topic.
 ///
-/// Partials go many to a record, in binary: byte 1, then the source topic (varint length, UTF-8), zigzag
-/// partition and sequence, a varint partial count, and per partial the word (varint length, UTF-8), zigzag count,
-/// a varint bucket count and per bucket zigzag start and count (buckets in increasing order). No key. One record per
-/// shard and source batch, cut into several when it would exceed ``partialsRecordBytes``.
+/// Partials go many to a record, in binary: byte 2, a varint batch count and per batch of the cut the source topic
+/// (varint length, UTF-8), zigzag partition and sequence, then a varint partial count and per partial the word (varint
+/// length, UTF-8), zigzag count, a varint bucket count and per bucket zigzag start and count (buckets in increasing
+/// order). No key. One record per shard and cut, cut into several when it would exceed ``partialsRecordBytes``.
 ///
 /// Markers are ASCII, fields separated by one space (topic names hold no spaces), no key:
-/// - batch marker: `m TOPIC PARTITION SEQ START END BATCH_TIME MAX_EVENT_TIME|-`
+/// - cut marker: `c N` and per batch of the cut `TOPIC PARTITION SEQ START END BATCH_TIME MAX_EVENT_TIME|-`
 /// - idle marker: `i TOPIC PARTITION SEQ` (the source had no batch after SEQ for a while: it stops holding the
 ///   watermark back until its next batch)
 ///
-/// A partial of the earlier ASCII form, one per record keyed by its word (`p TOPIC PARTITION SEQ COUNT
-/// [BUCKET:COUNT ...]`), is still read, so a topic written by an earlier version is applied as it was meant.
+/// Records of earlier versions are still read, a batch of one partition each being a cut of one: binary partials
+/// of format 1 (one source batch, `TOPIC PARTITION SEQ` without the count), batch markers `m TOPIC PARTITION SEQ START
+/// END BATCH_TIME MAX_EVENT_TIME|-`, and partials of the ASCII form, one per record keyed by its word (`p TOPIC
+/// PARTITION SEQ COUNT [BUCKET:COUNT ...]`).
 enum ExchangeRecord: Equatable, Sendable {
-    /// Partials of one source batch, for one shard.
-    case partials([Partial])
-    case marker(BatchMarker)
+    /// Partials of one cut, for one shard.
+    case partials(Cut, [Partial])
+    /// The markers of a cut's batches, in partition order.
+    case marker([BatchMarker])
     case idle(SourceBatch)
 
-    /// The first byte of a binary partials record (the ASCII kinds start with a letter).
-    private static let partialsFormat: UInt8 = 1
+    /// The first byte of a binary partials record (the ASCII kinds start with a letter): of one source batch, as
+    /// earlier versions wrote them, and of a cut.
+    private static let sourceBatchPartialsFormat: UInt8 = 1
+    private static let cutPartialsFormat: UInt8 = 2
     /// About the most bytes of partials one record holds: well below the producer's 1 MB default limit.
     static let partialsRecordBytes = 256 << 10
 
-    /// The record values (no key) that carry this: one for a marker, and for partials, all of one source batch,
-    /// as many as keep each at most about ``partialsRecordBytes``.
+    /// The record values (no key) that carry this: one for a marker, and for partials, all of one cut, as many as
+    /// keep each at most about ``partialsRecordBytes``.
     func values() -> [[UInt8]] {
         switch self {
-        case .partials(let partials):
-            return Self.partialsRecords(partials)
-        case .marker(let marker):
-            let text = "m \(marker.batch.source.topic) \(marker.batch.source.partition) \(marker.batch.sequence) \(marker.start) "
-                + "\(marker.end) \(marker.batchTime) \(marker.maxEventTime.map(String.init) ?? "-")"
+        case .partials(let cut, let partials):
+            return Self.partialsRecords(of: cut, partials)
+        case .marker(let markers):
+            let text = (["c \(markers.count)"] + markers.map { marker in
+                "\(marker.batch.source.topic) \(marker.batch.source.partition) \(marker.batch.sequence) \(marker.start) "
+                    + "\(marker.end) \(marker.batchTime) \(marker.maxEventTime.map(String.init) ?? "-")"
+            }).joined(separator: " ")
             return [Array(text.utf8)]
         case .idle(let batch):
             return [Array("i \(batch.source.topic) \(batch.source.partition) \(batch.sequence)".utf8)]
         }
     }
 
-    private static func partialsRecords(_ partials: [Partial]) -> [[UInt8]] {
-        guard let batch = partials.first?.batch else { return [] }
+    private static func partialsRecords(of cut: Cut, _ partials: [Partial]) -> [[UInt8]] {
+        var header = StateWriter()
+        header.writeUnsigned(UInt64(cutPartialsFormat))
+        header.writeUnsigned(UInt64(cut.batches.count))
+        for batch in cut.batches {
+            header.writeString(batch.source.topic)
+            header.writeSigned(Int64(batch.source.partition))
+            header.writeSigned(batch.sequence)
+        }
         var records: [[UInt8]] = []
         var chunk = StateWriter()
         var count = 0
         func close() {
-            var record = StateWriter()
-            record.writeUnsigned(UInt64(partialsFormat))
-            record.writeString(batch.source.topic)
-            record.writeSigned(Int64(batch.source.partition))
-            record.writeSigned(batch.sequence)
+            var record = header
             record.writeUnsigned(UInt64(count))
             records.append(record.bytes + chunk.bytes)
             chunk = StateWriter()
             count = 0
         }
         for partial in partials {
-            precondition(partial.batch == batch, "partials of one source batch")
             chunk.writeString(partial.word)
             chunk.writeSigned(partial.count)
             chunk.writeUnsigned(UInt64(partial.buckets.count))
@@ -135,14 +164,24 @@ enum ExchangeRecord: Equatable, Sendable {
 
     /// Decodes a record; nil if it is not one of ours.
     init?(key: [UInt8]?, value: [UInt8]) {
-        if value.first == Self.partialsFormat {
-            guard let partials = try? Self.decodePartials(value) else { return nil }
-            self = .partials(partials)
+        if value.first == Self.cutPartialsFormat || value.first == Self.sourceBatchPartialsFormat {
+            guard let (cut, partials) = try? Self.decodePartials(value) else { return nil }
+            self = .partials(cut, partials)
             return
         }
         let fields = value.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
-        guard fields.count >= 4, let partition = Int32(fields[2]), let sequence = Int64(fields[3]) else { return nil }
-        let batch = SourceBatch(source: KafkaPartition(topic: fields[1], partition: partition), sequence: sequence)
+        if fields.first == "c" {
+            guard fields.count >= 2, let count = Int(fields[1]), count > 0, fields.count == 2 + 7 * count else { return nil }
+            var markers: [BatchMarker] = []
+            for index in 0..<count {
+                guard let marker = Self.batchMarker(fields[(2 + 7 * index)...].prefix(7)) else { return nil }
+                markers.append(marker)
+            }
+            guard Cut(decoding: markers.map(\.batch)) != nil else { return nil }
+            self = .marker(markers)
+            return
+        }
+        guard fields.count >= 4, let batch = Self.sourceBatch(fields[1...3]) else { return nil }
         switch fields[0] {
         case "p":
             guard fields.count >= 5, let count = Int64(fields[4]), let key else { return nil }
@@ -152,27 +191,49 @@ enum ExchangeRecord: Equatable, Sendable {
                 guard parts.count == 2, let bucket = Int64(parts[0]), let bucketCount = Int64(parts[1]) else { return nil }
                 buckets[bucket] = bucketCount
             }
-            self = .partials([Partial(
-                batch: batch, word: String(decoding: key, as: UTF8.self), count: count,
+            self = .partials(Cut([batch]), [Partial(
+                word: String(decoding: key, as: UTF8.self), count: count,
                 buckets: buckets.sorted { $0.key < $1.key }.map { BucketCount(start: $0.key, count: $0.value) })])
         case "m":
-            guard fields.count == 8, let start = Int64(fields[4]), let end = Int64(fields[5]), let time = Int64(fields[6]) else { return nil }
-            self = .marker(BatchMarker(batch: batch, start: start, end: end, batchTime: time, maxEventTime: Int64(fields[7])))
+            guard fields.count == 8, let marker = Self.batchMarker(fields[1...]) else { return nil }
+            self = .marker([marker])
         case "i":
             self = .idle(batch)
         default:
             return nil
         }
     }
+
+    /// `TOPIC PARTITION SEQ`.
+    private static func sourceBatch(_ fields: ArraySlice<String>) -> SourceBatch? {
+        guard fields.count == 3, let partition = Int32(fields[fields.startIndex + 1]),
+            let sequence = Int64(fields[fields.startIndex + 2])
+        else { return nil }
+        return SourceBatch(source: KafkaPartition(topic: fields[fields.startIndex], partition: partition), sequence: sequence)
+    }
+
+    /// `TOPIC PARTITION SEQ START END BATCH_TIME MAX_EVENT_TIME|-`.
+    private static func batchMarker(_ fields: ArraySlice<String>) -> BatchMarker? {
+        let first = fields.startIndex
+        guard fields.count == 7, let batch = sourceBatch(fields[first..<(first + 3)]), let start = Int64(fields[first + 3]),
+            let end = Int64(fields[first + 4]), let time = Int64(fields[first + 5])
+        else { return nil }
+        return BatchMarker(batch: batch, start: start, end: end, batchTime: time, maxEventTime: Int64(fields[first + 6]))
+    }
 }
 
 extension ExchangeRecord {
-    private static func decodePartials(_ value: [UInt8]) throws -> [Partial] {
+    private static func decodePartials(_ value: [UInt8]) throws -> (Cut, [Partial]) {
         try StateReader.reading(value) { reader in
-            _ = try reader.readUnsigned()
-            let topic = try reader.readString()
-            guard let partition = Int32(exactly: try reader.readSigned()) else { throw StreamEngineError.malformed("partition") }
-            let batch = SourceBatch(source: KafkaPartition(topic: topic, partition: partition), sequence: try reader.readSigned())
+            let format = try reader.readUnsigned()
+            let batchCount = format == UInt64(cutPartialsFormat) ? try reader.readUnsigned() : 1
+            var batches: [SourceBatch] = []
+            for _ in 0..<batchCount {
+                let topic = try reader.readString()
+                guard let partition = Int32(exactly: try reader.readSigned()) else { throw StreamEngineError.malformed("partition") }
+                batches.append(SourceBatch(source: KafkaPartition(topic: topic, partition: partition), sequence: try reader.readSigned()))
+            }
+            guard let cut = Cut(decoding: batches) else { throw StreamEngineError.malformed("the cut's batches") }
             var partials: [Partial] = []
             for _ in 0..<(try reader.readUnsigned()) {
                 let word = try reader.readString()
@@ -183,10 +244,10 @@ extension ExchangeRecord {
                     guard bucket.start > buckets.last?.start ?? .min else { throw StreamEngineError.malformed("bucket order") }
                     buckets.append(bucket)
                 }
-                partials.append(Partial(batch: batch, word: word, count: count, buckets: buckets))
+                partials.append(Partial(word: word, count: count, buckets: buckets))
             }
             guard reader.isAtEnd else { throw StreamEngineError.malformed("trailing bytes") }
-            return partials
+            return (cut, partials)
         }
     }
 }

@@ -4,16 +4,19 @@ import StreamEngine
 /// The state of one shard in stage 2: the totals and open windows of the words it owns, and how far each input
 /// partition (source) has been applied.
 ///
-/// The apply rule makes replays harmless and losses loud: a source's batches are applied in sequence, each once,
-/// when its marker arrives (its partials were buffered until then, a word's partial sent twice counting once); a
-/// batch at or below the applied sequence is a replay and skipped; a batch that does not start where the applied one
-/// ended, or skips a sequence number, is an error (input was lost or its offsets were reset).
+/// The apply rule makes replays harmless and losses loud: stage 1 sends cuts (batches of several sources at once,
+/// ``Cut``), and a cut is applied once, all its batches together, when its markers arrive (its partials were buffered
+/// until then, a word's partial sent twice counting once). Per source, batches are applied in sequence: a cut whose
+/// batches are all at or below their sources' applied sequences is a replay and skipped; one whose batch does not
+/// start where its source's applied one ended, or skips a sequence number, is an error (input was lost or its offsets
+/// were reset), as is a cut of applied and new batches, which stage 1 never cuts. Partials of a cut that can no
+/// longer be applied (a batch of it was applied in another cut: stage 1 crashed while sending it and its batches were
+/// cut again alone) are dropped.
 ///
-/// A marker checks and records its batch at once; the batch's partials are added at the next ``settle()``, together
-/// with those of every batch whose marker came since, and windows the watermark passed are closed after them. The state
-/// is the one adding each batch at its marker gives (each batch's words meet the watermark before that batch), with
-/// one table lookup per word for all those batches instead of one per word and batch: stage 1 sends a word's partials
-/// per input partition, so one cut of an instance reading many partitions brings a shard many partials per word.
+/// Markers check and record their cut at once; the cut's partials are added at the next ``settle()``, together with
+/// those of every cut whose markers came since, and windows the watermark passed are closed after them. The state is
+/// the one adding each cut at its markers gives (each cut's words meet the watermark before that cut), with one table
+/// lookup per word for all those cuts instead of one per word and cut.
 struct ShardState {
     /// How far one source is applied.
     struct SourceProgress: Equatable, Sendable {
@@ -65,12 +68,12 @@ struct ShardState {
     private(set) var changes = Changes()
     /// Words counted into no window because every window of their time was closed.
     private(set) var lateWords: Int64 = 0
-    /// The partials of each batch whose marker has not come yet, as received (a word twice if a batch was sent
-    /// again: the later one counts).
-    private var pending: [SourceBatch: [Partial]] = [:]
-    /// The offset in the partials partition of each pending batch's first partial.
-    private var pendingStarts: [SourceBatch: Int64] = [:]
-    /// Batches whose markers came, in marker order, with the watermark before each: their partials are added at the
+    /// The partials of each cut whose markers have not come yet, as received (a word twice if a cut was sent again:
+    /// the later one counts).
+    private var pending: [Cut: [Partial]] = [:]
+    /// The offset in the partials partition of each pending cut's first partial.
+    private var pendingStarts: [Cut: Int64] = [:]
+    /// Cuts whose markers came, in marker order, with the watermark before each: their partials are added at the
     /// next ``settle()``.
     private var ready: [(partials: [Partial], watermark: Int64?)] = []
     /// The watermark at the last closing of windows (windows added since were open at it).
@@ -84,7 +87,7 @@ struct ShardState {
         self.expectedSources = expectedSources
     }
 
-    /// The partials offset to commit: never past the first partial of a batch whose marker has not come yet.
+    /// The partials offset to commit: never past the first partial of a cut whose markers have not come yet.
     var committableOffset: Int64? {
         pendingStarts.values.min() ?? nextOffset
     }
@@ -93,13 +96,12 @@ struct ShardState {
     mutating func receive(_ record: ExchangeRecord, at offset: Int64) throws(StreamingError) {
         nextOffset = offset + 1
         switch record {
-        case .partials(let partials):
-            guard let batch = partials.first?.batch else { return }
-            if let applied = sources[batch.source], batch.sequence <= applied.sequence { return }
-            pending[batch, default: []] += partials
-            pendingStarts[batch] = min(pendingStarts[batch] ?? offset, offset)
-        case .marker(let marker):
-            try apply(marker)
+        case .partials(let cut, let partials):
+            guard !cut.batches.contains(where: isApplied) else { return }
+            pending[cut, default: []] += partials
+            pendingStarts[cut] = min(pendingStarts[cut] ?? offset, offset)
+        case .marker(let markers):
+            try apply(markers)
         case .idle(let batch):
             guard sources[batch.source] != nil else {
                 idleUnseen.insert(batch.source)
@@ -114,44 +116,66 @@ struct ShardState {
         }
     }
 
-    private mutating func apply(_ marker: BatchMarker) throws(StreamingError) {
-        let batch = marker.batch
-        if let applied = sources[batch.source] {
-            if batch.sequence <= applied.sequence {
-                if batch.sequence == applied.sequence, marker.end != applied.end {
-                    throw StreamingError(.lostInput, "\(batch.source) batch \(batch.sequence) was applied as ending at offset "
-                        + "\(applied.end), and now comes again ending at \(marker.end): the input offsets were reset")
-                }
-                pending[batch] = nil
-                pendingStarts[batch] = nil
-                return
-            }
-            guard batch.sequence == applied.sequence + 1, marker.start == applied.end else {
-                throw StreamingError(.lostInput, "shard \(shard) applied \(batch.source) up to batch \(applied.sequence) "
-                    + "(offset \(applied.end)), and the next batch to come is \(batch.sequence) from offset \(marker.start): "
-                    + "input between them is missing (its committed offsets were lost or reset)")
+    /// Whether the batch, or a later one of its source, is applied.
+    private func isApplied(_ batch: SourceBatch) -> Bool {
+        batch.sequence <= sources[batch.source]?.sequence ?? .min
+    }
+
+    private mutating func apply(_ markers: [BatchMarker]) throws(StreamingError) {
+        let cut = Cut(markers.map(\.batch))
+        let applied = markers.filter { isApplied($0.batch) }
+        for marker in applied {
+            let progress = sources[marker.batch.source]!
+            if marker.batch.sequence == progress.sequence, marker.end != progress.end {
+                throw StreamingError(.lostInput, "\(marker.batch.source) batch \(marker.batch.sequence) was applied as ending at "
+                    + "offset \(progress.end), and now comes again ending at \(marker.end): the input offsets were reset")
             }
         }
-        ready.append((pending.removeValue(forKey: batch) ?? [], watermark))
-        pendingStarts[batch] = nil
-        idleUnseen.remove(batch.source)
-        let previous = sources[batch.source]
-        let eventTime = [previous?.eventTime, marker.maxEventTime].compactMap { $0 }.max()
-        sources[batch.source] = SourceProgress(sequence: batch.sequence, end: marker.end, eventTime: eventTime, isIdle: false)
+        guard applied.isEmpty else {
+            guard applied.count == markers.count else {
+                throw StreamingError(.lostInput, "shard \(shard) got a cut of applied and new batches "
+                    + "(\(markers.map { "\($0.batch.source) \($0.batch.sequence)" }.joined(separator: ", "))): "
+                    + "the input's committed offsets were changed while it was sent")
+            }
+            dropPending(cut)
+            return
+        }
+        for marker in markers {
+            guard let progress = sources[marker.batch.source] else { continue }
+            guard marker.batch.sequence == progress.sequence + 1, marker.start == progress.end else {
+                throw StreamingError(.lostInput, "shard \(shard) applied \(marker.batch.source) up to batch \(progress.sequence) "
+                    + "(offset \(progress.end)), and the next batch to come is \(marker.batch.sequence) from offset "
+                    + "\(marker.start): input between them is missing (its committed offsets were lost or reset)")
+            }
+        }
+        ready.append((pending[cut] ?? [], watermark))
+        for marker in markers {
+            let source = marker.batch.source
+            idleUnseen.remove(source)
+            let eventTime = [sources[source]?.eventTime, marker.maxEventTime].compactMap { $0 }.max()
+            sources[source] = SourceProgress(sequence: marker.batch.sequence, end: marker.end, eventTime: eventTime, isIdle: false)
+            changes.batchTime = max(changes.batchTime ?? marker.batchTime, marker.batchTime)
+        }
         changes.progressChanged = true
-        changes.batchTime = max(changes.batchTime ?? marker.batchTime, marker.batchTime)
+        // This one, and any other with a batch now applied: partials of a cut sent in part before a crash.
+        for other in pending.keys.filter({ $0.batches.contains(where: isApplied) }) { dropPending(other) }
         advanceWatermark()
     }
 
-    /// Adds the partials of the batches whose markers came since the last call, then closes the windows the
-    /// watermark has passed; call it after a run of ``receive(_:at:)`` (``takeChanges()`` does).
+    private mutating func dropPending(_ cut: Cut) {
+        pending[cut] = nil
+        pendingStarts[cut] = nil
+    }
+
+    /// Adds the partials of the cuts whose markers came since the last call, then closes the windows the watermark
+    /// has passed; call it after a run of ``receive(_:at:)`` (``takeChanges()`` does).
     mutating func settle() {
         if !ready.isEmpty { addReady() }
         closePassedWindows()
     }
 
-    /// Adds the ready batches' partials, word by word in the byte order of their UTF-8: of a word sent twice in one
-    /// batch the later partial, and per window only the counts of batches whose watermark had not closed it. (Bytes,
+    /// Adds the ready cuts' partials, word by word in the byte order of their UTF-8: of a word sent twice in one cut
+    /// the later partial, and per window only the counts of cuts whose watermark had not closed it. (Bytes,
     /// as stage 1 tells words apart: two words that differ in bytes only, such as two Unicode forms of one text, are
     /// two words, whose partials both count.)
     private mutating func addReady() {

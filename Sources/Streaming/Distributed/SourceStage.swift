@@ -7,9 +7,9 @@ import StreamEngine
 import Synchronization
 
 /// Stage 1 of distributed mode, for the input partitions the group gives this instance: cuts each partition's
-/// records into batches, counts the words of a batch per word and event-time bucket (map-side combine), and sends the
-/// counts to the words' shards in `<group>-partials`, followed by a marker per shard. Batches are cut every batch
-/// interval, and when the last ones were cut with input waiting (more than a tenth of what they held), again as soon
+/// records into batches, all partitions at once (a ``Cut``), counts the words of a cut per word and event-time bucket
+/// (map-side combine, over all its partitions), and sends the counts to the words' shards in `<group>-partials`,
+/// followed by the cut's markers to every shard. Batches are cut every batch interval, and when the last ones were cut with input waiting (more than a tenth of what they held), again as soon
 /// as that input is taken: the interval bounds how long a record waits, never the rate.
 ///
 /// The partials topic plays the write-ahead log's role: a batch's input offsets are committed only once all its
@@ -30,9 +30,10 @@ final class SourceStage: @unchecked Sendable {
         /// The offset after the last record taken.
         var next: Int64?
         var sequence: Int64
-        /// A planned batch to cut again exactly.
-        var replay: BatchPlan?
-        var tally = BatchTally()
+        /// A planned batch to cut again exactly, alone, with the counts of its records taken so far.
+        var replay: (plan: BatchPlan, tally: BatchTally)?
+        /// The source's slot in ``SourceStage/tally``; nil while it took no record since the last cut.
+        var slot: Int?
         /// The last batch sent (for idle markers), and when.
         var lastSequence: Int64?
         var lastBatch = ContinuousClock.now
@@ -57,6 +58,10 @@ final class SourceStage: @unchecked Sendable {
     private let transactions: StageTransactions?
     private let stopRequested = Atomic<Bool>(false)
     private var sources: [KafkaPartition: Source] = [:]
+    /// The counts of the next cut: the records taken from every source since the last cut (but a replay's).
+    private var tally = BatchTally()
+    /// How many sources have a slot in ``tally``.
+    private var slots = 0
     /// The source whose records are being taken, out of ``sources`` while it is: a poll's records come in runs of
     /// one partition, so the table is looked up once per run rather than per record (and no second reference makes
     /// the tally copy). Put back by ``endRun()`` at the end of every poll.
@@ -112,48 +117,59 @@ final class SourceStage: @unchecked Sendable {
             if caughtUp || ContinuousClock.now >= nextBatch {
                 let held = sources.values.reduce(Int64(0)) { $0 + ($1.next ?? 0) - ($1.start ?? 0) }
                 behind = consumer.lag().values.reduce(0, +) > held / 10
-                try sendBatches(of: Array(sources.keys))
+                try sendCut()
                 try sendIdleMarkers()
                 status.withLock { $0.lastWork = .now }
                 nextBatch = .now + interval
             }
         }
         if let failure = status.withLock({ $0.failure }) { throw StreamingError(.receiver, failure) }
-        try sendBatches(of: Array(sources.keys))
+        try sendCut()
     }
 
     private func handle(_ event: KafkaConsumerEvent) throws {
         switch event {
         case .message(let message):
             let sameRun = taking?.partition.partition == message.partition && taking?.partition.topic == message.topic
-            if !sameRun || message.offset >= taking?.source.replay?.end ?? .max {
+            if !sameRun || message.offset >= taking?.source.replay?.plan.end ?? .max {
                 endRun()
                 let partition = KafkaPartition(topic: message.topic, partition: message.partition)
-                if let plan = sources[partition]?.replay, message.offset >= plan.end { try finishReplay(of: partition) }
+                if let plan = sources[partition]?.replay?.plan, message.offset >= plan.end { try finishReplay(of: partition) }
                 guard let source = sources.removeValue(forKey: partition) else { return }
                 taking = Run(partition: partition, source: source)
             }
             take(message, into: &taking!.source)
         case .endOfPartition(let partition, let nextOffset):
             endRun()
-            guard let plan = sources[partition]?.replay, nextOffset >= plan.end else { return }
+            guard let plan = sources[partition]?.replay?.plan, nextOffset >= plan.end else { return }
             try finishReplay(of: partition)
         }
     }
 
-    /// Counts a record into its source's open batch, unless it was taken before.
+    /// Counts a record into the next cut (or its source's replay), unless it was taken before.
     private func take(_ message: KafkaMessageView, into source: inout Source) {
         if let next = source.next, message.offset < next { return }
         source.start = source.start ?? message.offset
         source.next = message.offset + 1
-        if let reason = source.tally.add(message.value, at: message.timestamp, window: setup.window) {
-            source.tally.malformed.append(MalformedRecord(
-                record: InputRecord(
-                    topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp,
-                    key: message.key.map { Array($0) }, value: Array(message.value)),
-                reason: reason))
+        if source.replay != nil {
+            Self.count(message, in: &source.replay!.tally, slot: 0, window: setup.window)
+        } else {
+            if source.slot == nil {
+                source.slot = slots
+                slots += 1
+            }
+            Self.count(message, in: &tally, slot: source.slot!, window: setup.window)
         }
         recordsTaken += 1
+    }
+
+    private static func count(_ message: KafkaMessageView, in tally: inout BatchTally, slot: Int, window: WindowSpec) {
+        guard let reason = tally.add(message.value, at: message.timestamp, slot: slot, window: window) else { return }
+        tally.malformed.append(MalformedRecord(
+            record: InputRecord(
+                topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp,
+                key: message.key.map { Array($0) }, value: Array(message.value)),
+            reason: reason))
     }
 
     /// Puts the source whose records were being taken back into ``sources``.
@@ -170,6 +186,8 @@ final class SourceStage: @unchecked Sendable {
             // A partition without a plan starts a new run of sequence numbers, above any earlier one: a shard that
             // applied batches of it before (its committed offsets were lost) sees a gap and stops, loudly.
             let fresh = WallClock.milliseconds()
+            // Taken again from the committed offsets: counts of them still in the next cut would count twice.
+            if partitions.contains(where: { sources[$0]?.slot != nil }) { try rewindCut(except: Set(partitions)) }
             for partition in partitions {
                 var source = Source(sequence: fresh)
                 if let entry = committed[partition] {
@@ -179,7 +197,7 @@ final class SourceStage: @unchecked Sendable {
                         source.sequence = plan.sequence + 1
                         source.lastSequence = plan.sequence
                         if entry.offset < plan.end {
-                            source.replay = plan
+                            source.replay = (plan, BatchTally())
                             source.sequence = plan.sequence
                             logger.info("cutting a planned batch again", metadata: [
                                 "kafka.partition": "\(partition)", "stream.sequence": "\(plan.sequence)",
@@ -199,37 +217,47 @@ final class SourceStage: @unchecked Sendable {
                 ])
             } else {
                 // Finish the work taken so far, so that the next owner starts after it.
-                try sendBatches(of: partitions.filter { sources[$0]?.replay == nil })
+                try sendCut()
             }
+            // Records of leaving partitions still in the next cut (lost, or their plans could not be committed) go
+            // to the next owner: the cut starts again without them.
+            if partitions.contains(where: { sources[$0]?.slot != nil }) { try rewindCut(except: Set(partitions)) }
             for partition in partitions { sources[partition] = nil }
             status.withLock { $0.owned = sources.keys.sorted() }
         }
     }
 
-    /// Sends a planned batch whose records are all taken, and commits its end.
+    /// Sends a planned batch whose records are all taken, in a cut of its own, and commits its end.
     private func finishReplay(of partition: KafkaPartition) throws {
-        guard var source = sources[partition], let plan = source.replay, let start = source.start else { return }
-        guard try send([(partition, start, plan, source.tally)]) else { return }
+        guard var source = sources[partition], let replay = source.replay, let start = source.start else { return }
+        guard try send(PlannedCut(batches: [(partition, start, replay.plan, 0)], tally: replay.tally, isReplay: true)) else { return }
         source.replay = nil
-        source.tally = BatchTally()
-        source.start = plan.end
-        source.next = max(source.next ?? plan.end, plan.end)
-        source.sequence = plan.sequence + 1
-        source.lastSequence = plan.sequence
+        source.start = replay.plan.end
+        source.next = max(source.next ?? replay.plan.end, replay.plan.end)
+        source.sequence = replay.plan.sequence + 1
+        source.lastSequence = replay.plan.sequence
         source.lastBatch = .now
         source.lastIdleMarker = nil
         sources[partition] = source
     }
 
-    /// Cuts a batch of every given partition that took records: plans committed, partials sent, ends committed.
-    private func sendBatches(of partitions: [KafkaPartition]) throws {
+    /// Batches of several partitions, sent as one ``Cut`` with the counts of all their records.
+    private struct PlannedCut {
+        /// In partition order; each batch's slot in `tally`.
+        var batches: [(partition: KafkaPartition, start: Int64, plan: BatchPlan, slot: Int)]
+        var tally: BatchTally
+        /// A planned batch cut again (alone); else the batches of ``SourceStage/tally``.
+        var isReplay = false
+    }
+
+    /// Cuts a batch of every partition that took records since the last cut, in one cut: plans committed, partials
+    /// sent, ends committed.
+    private func sendCut() throws {
         let batchTime = WallClock.milliseconds()
-        var batches: [(KafkaPartition, Int64, BatchPlan, BatchTally)] = []
-        for partition in partitions.sorted() {
-            guard let source = sources[partition], source.replay == nil, !source.tally.isEmpty,
-                let start = source.start, let next = source.next
-            else { continue }
-            batches.append((partition, start, BatchPlan(sequence: source.sequence, end: next, batchTime: batchTime), source.tally))
+        var batches: [(partition: KafkaPartition, start: Int64, plan: BatchPlan, slot: Int)] = []
+        for (partition, source) in sources.sorted(by: { $0.key < $1.key }) {
+            guard let slot = source.slot, let start = source.start, let next = source.next else { continue }
+            batches.append((partition, start, BatchPlan(sequence: source.sequence, end: next, batchTime: batchTime), slot))
         }
         guard !batches.isEmpty else { return }
         // At least once, a batch is sent only once its plan is committed: a next owner must cut exactly the batch
@@ -237,14 +265,16 @@ final class SourceStage: @unchecked Sendable {
         // next tick, or by the next owner from the committed offset).
         if transactions == nil {
             guard commit(
-                Dictionary(uniqueKeysWithValues: batches.map { ($0.0, $0.1) }),
-                metadata: Dictionary(uniqueKeysWithValues: batches.map { ($0.0, $0.2.metadata) }), what: "batch plans")
+                Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.start) }),
+                metadata: Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.metadata) }), what: "batch plans")
             else { return }
             CrashPoint.reach(.afterPlanCommit, armed: crashTrigger)
         }
-        guard try send(batches) else { return }
+        guard try send(PlannedCut(batches: batches, tally: tally)) else { return }
+        tally = BatchTally()
+        slots = 0
         for (partition, _, plan, _) in batches {
-            sources[partition]?.tally = BatchTally()
+            sources[partition]?.slot = nil
             sources[partition]?.start = plan.end
             sources[partition]?.sequence = plan.sequence + 1
             sources[partition]?.lastSequence = plan.sequence
@@ -253,68 +283,83 @@ final class SourceStage: @unchecked Sendable {
         }
     }
 
-    /// Sends the partials and markers of planned batches and commits their ends: after their delivery, or in their
-    /// transaction. Whether the batches are done; false after an aborted transaction, once the partitions are
+    /// Sends the partials and markers of a planned cut and commits its batches' ends: after their delivery, or in
+    /// their transaction. Whether the cut is done; false after an aborted transaction, once its partitions are
     /// rewound to their committed offsets.
-    private func send(_ batches: [(partition: KafkaPartition, start: Int64, plan: BatchPlan, tally: BatchTally)]) throws -> Bool {
-        let ends = Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.end) })
-        let plans = Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.metadata) })
+    private func send(_ cut: PlannedCut) throws -> Bool {
+        let ends = Dictionary(uniqueKeysWithValues: cut.batches.map { ($0.partition, $0.plan.end) })
+        let plans = Dictionary(uniqueKeysWithValues: cut.batches.map { ($0.partition, $0.plan.metadata) })
         if let transactions {
-            guard try transactions.run(offsets: ends, metadata: plans, { try produce(batches) }) == .committed else {
-                try rewind(batches.map(\.partition))
+            guard try transactions.run(offsets: ends, metadata: plans, { try produce(cut) }) == .committed else {
+                if cut.isReplay {
+                    try rewindReplay(of: cut.batches[0].partition)
+                } else {
+                    try rewindCut()
+                }
                 return false
             }
         } else {
-            try produce(batches)
+            try produce(cut)
             // Failing, the plans stay committed: the next owner cuts the same batches again, and the shards skip them.
             _ = commit(ends, metadata: plans, what: "batch ends")
         }
-        metrics.batchesCompleted.increment(by: batches.count)
+        metrics.batchesCompleted.increment(by: cut.batches.count)
         return true
     }
 
-    /// Takes the records of the given partitions again from their committed offsets (the open batches' starts).
-    private func rewind(_ partitions: [KafkaPartition]) throws {
+    /// Forgets the next cut's counts and takes its sources' records again from their open batches' starts (the
+    /// committed offsets), but those of `leaving`.
+    private func rewindCut(except leaving: Set<KafkaPartition> = []) throws {
         var offsets: [KafkaPartition: Int64] = [:]
-        for partition in partitions {
-            guard let start = sources[partition]?.start else { continue }
-            sources[partition]?.tally = BatchTally()
+        for (partition, source) in sources.filter({ $0.value.slot != nil }) {
+            sources[partition]?.slot = nil
+            guard !leaving.contains(partition), let start = source.start else { continue }
             sources[partition]?.next = start
             offsets[partition] = start
         }
+        tally = BatchTally()
+        slots = 0
         try consumer.seek(offsets)
     }
 
-    /// Produces the partials and markers of planned batches, and their malformed records to the dead-letter topic,
-    /// and waits for their delivery.
-    private func produce(_ batches: [(partition: KafkaPartition, start: Int64, plan: BatchPlan, tally: BatchTally)]) throws {
+    /// Takes a planned batch's records again from its start.
+    private func rewindReplay(of partition: KafkaPartition) throws {
+        guard let start = sources[partition]?.start else { return }
+        sources[partition]?.replay?.tally = BatchTally()
+        sources[partition]?.next = start
+        try consumer.seek([partition: start])
+    }
+
+    /// Produces the partials and markers of a planned cut, and its malformed records to the dead-letter topic, and
+    /// waits for their delivery.
+    private func produce(_ cut: PlannedCut) throws {
         var sent = KafkaOutput.Batch()
-        var malformed: [MalformedRecord] = []
-        for (partition, start, plan, tally) in batches {
-            let batch = SourceBatch(source: partition, sequence: plan.sequence)
-            let partials = tally.partials(of: batch, horizon: plan.batchTime + configuration.maxEventTimeAheadMilliseconds)
-            let byShard = Dictionary(grouping: partials.records) { setup.shards.shard(of: $0.word.utf8) }
-            var records: [(shard: Int32, value: [UInt8])] = []
-            for (shard, partials) in byShard.sorted(by: { $0.key < $1.key }) {
-                records += ExchangeRecord.partials(partials).values().map { (shard, $0) }
+        // One batch time per cut (a fresh cut's batches share it; a replay is a cut of its own).
+        let counted = cut.tally.partials(horizon: cut.batches[0].plan.batchTime + configuration.maxEventTimeAheadMilliseconds)
+        let id = Cut(cut.batches.map { SourceBatch(source: $0.partition, sequence: $0.plan.sequence) })
+        let byShard = Dictionary(grouping: counted.records) { setup.shards.shard(of: $0.word.utf8) }
+        var records: [(shard: Int32, value: [UInt8])] = []
+        for (shard, partials) in byShard.sorted(by: { $0.key < $1.key }) {
+            records += ExchangeRecord.partials(id, partials).values().map { (shard, $0) }
+        }
+        for (index, record) in records.enumerated() {
+            try output.send(OutputRecord(topic: setup.partialsTopic, key: [], value: record.value, partition: record.shard), in: &sent)
+            if index == records.count / 2 { CrashPoint.reach(.midPartials, armed: crashTrigger) }
+        }
+        let markers = ExchangeRecord.marker(cut.batches.map { batch in
+            BatchMarker(
+                batch: SourceBatch(source: batch.partition, sequence: batch.plan.sequence), start: batch.start, end: batch.plan.end,
+                batchTime: batch.plan.batchTime,
+                maxEventTime: batch.slot < counted.maxEventTimes.count ? counted.maxEventTimes[batch.slot] : nil)
+        }).values()
+        for shard in 0..<setup.shards.count {
+            for value in markers {
+                try output.send(OutputRecord(topic: setup.partialsTopic, key: [], value: value, partition: shard), in: &sent)
             }
-            for (index, record) in records.enumerated() {
-                try output.send(OutputRecord(topic: setup.partialsTopic, key: [], value: record.value, partition: record.shard), in: &sent)
-                if index == records.count / 2 { CrashPoint.reach(.midPartials, armed: crashTrigger) }
-            }
-            let marker = ExchangeRecord.marker(BatchMarker(
-                batch: batch, start: start, end: plan.end, batchTime: plan.batchTime, maxEventTime: partials.maxEventTime)
-            ).values()
-            for shard in 0..<setup.shards.count {
-                for value in marker {
-                    try output.send(OutputRecord(topic: setup.partialsTopic, key: [], value: value, partition: shard), in: &sent)
-                }
-            }
-            malformed += tally.malformed
-            metrics.futureRecords.increment(by: partials.futureWords)
         }
         try output.complete(sent)
-        try output.divertMalformed(malformed)
+        try output.divertMalformed(cut.tally.malformed)
+        metrics.futureRecords.increment(by: counted.futureWords)
         CrashPoint.reach(.afterPartials, armed: crashTrigger)
     }
 
@@ -339,7 +384,7 @@ final class SourceStage: @unchecked Sendable {
         let lag = consumer.lag()
         let now = ContinuousClock.now
         let idle = sources.filter { partition, source in
-            source.tally.isEmpty && source.replay == nil && lag[partition] == 0 && now - source.lastBatch >= idleAfter
+            source.slot == nil && source.replay == nil && lag[partition] == 0 && now - source.lastBatch >= idleAfter
                 && source.lastIdleMarker.map({ now - $0 >= idleAfter }) ?? true
         }
         guard !idle.isEmpty else { return }
@@ -365,16 +410,17 @@ final class SourceStage: @unchecked Sendable {
     }
 }
 
-/// The words of one source batch, counted per word and per event-time bucket (a window slide).
+/// The words of a cut, counted per word and per event-time bucket (a window slide), and the latest event times of each
+/// of its sources (by slot).
 ///
 /// Words are interned (``WordInterner``): one `String` per distinct word, and per bucket one count per word id.
 struct BatchTally {
-    /// One event-time bucket of the batch.
+    /// One event-time bucket of the cut.
     private struct Bucket {
         var start: Int64
-        /// The latest event time of every record in the bucket (with or without words, malformed or not), as a
-        /// block's latest timestamps are in standalone mode.
-        var latest: Int64
+        /// The latest event time of every record in the bucket (with or without words, malformed or not) per slot
+        /// (`.min`: none), as a block's latest timestamps are in standalone mode.
+        var latest: [Int64] = []
         /// The count of each word by id (ids past the end: none yet).
         var counts: [Int64] = []
     }
@@ -389,16 +435,18 @@ struct BatchTally {
     /// The ids of the record being added.
     private var recordIDs: [Int32] = []
     var malformed: [MalformedRecord] = []
-    private var records = 0
+    /// One more than the highest slot of a record.
+    private var slots = 0
 
-    var isEmpty: Bool { records == 0 }
-
-    /// Counts the words of a record value; returns why the record is malformed (then none of its words is counted).
-    /// Every record moves the event time.
-    mutating func add(_ value: UnsafeRawBufferPointer, at time: Int64, window: WindowSpec) -> MalformedRecord.Reason? {
-        records += 1
+    /// Counts the words of a record value of the source in `slot`; returns why the record is malformed (then none of
+    /// its words is counted). Every record moves its source's event time.
+    mutating func add(_ value: UnsafeRawBufferPointer, at time: Int64, slot: Int, window: WindowSpec) -> MalformedRecord.Reason? {
+        slots = max(slots, slot + 1)
         let index = bucket(startingAt: window.latestStart(containing: time))
-        buckets[index].latest = max(buckets[index].latest, time)
+        if buckets[index].latest.count <= slot {
+            buckets[index].latest.append(contentsOf: repeatElement(.min, count: slot + 1 - buckets[index].latest.count))
+        }
+        buckets[index].latest[slot] = max(buckets[index].latest[slot], time)
         recordIDs.removeAll(keepingCapacity: true)
         if let reason = words.appendIDs(ofWordsIn: value, to: &recordIDs) { return reason }
         if buckets[index].counts.count < words.count {
@@ -418,16 +466,16 @@ struct BatchTally {
         } else {
             lastBucket = buckets.count
             bucketIndex[start] = lastBucket
-            buckets.append(Bucket(start: start, latest: .min))
+            buckets.append(Bucket(start: start))
         }
         return lastBucket
     }
 
-    /// The partial counts of the batch, in first-seen order of the words; buckets that start after `horizon` count in
-    /// the totals but in no window, and do not move the watermark. Nor does a bucket whose latest record is after
-    /// `horizon`: its other records' times are not kept, so it holds the event time back rather than move it to a
-    /// time no record had.
-    func partials(of batch: SourceBatch, horizon: Int64) -> (records: [Partial], maxEventTime: Int64?, futureWords: Int) {
+    /// The partial counts of the cut, in first-seen order of the words; buckets that start after `horizon` count in
+    /// the totals but in no window, and do not move the watermark. Nor does a bucket whose latest record of a source
+    /// is after `horizon`: its other records' times are not kept, so it holds the source's event time back rather
+    /// than move it to a time no record had. `maxEventTimes` by slot (nil: none).
+    func partials(horizon: Int64) -> (records: [Partial], maxEventTimes: [Int64?], futureWords: Int) {
         var totals = [Int64](repeating: 0, count: words.count)
         var windowed = [[BucketCount]](repeating: [], count: words.count)
         var futureWords = 0
@@ -444,10 +492,12 @@ struct BatchTally {
         var records: [Partial] = []
         records.reserveCapacity(words.count)
         for (id, word) in words.words.enumerated() where totals[id] > 0 {
-            records.append(Partial(batch: batch, word: word, count: totals[id], buckets: windowed[id]))
+            records.append(Partial(word: word, count: totals[id], buckets: windowed[id]))
         }
-        let maxEventTime = buckets.map(\.latest).filter { $0 <= horizon }.max()
-        return (records, maxEventTime, futureWords)
+        let maxEventTimes = (0..<slots).map { slot in
+            buckets.compactMap { slot < $0.latest.count ? $0.latest[slot] : nil }.filter { $0 != .min && $0 <= horizon }.max()
+        }
+        return (records, maxEventTimes, futureWords)
     }
 }
 
