@@ -50,4 +50,40 @@ struct BatchTallyTests {
         ])
         #expect(partials.maxEventTimes == [400, nil, 2_500])
     }
+
+    /// The counter thread gives, for the blocks handed to it at once (a queue limit below a block, so the stage waits
+    /// on it),
+    /// the counts of adding each record in turn, malformed records listed in order, and the next take starts from zero.
+    @Test func theCounterThreadCountsBlocksAsAddingEachRecordDoes() throws {
+        let window = try WindowSpec(length: 2_000, slide: 1_000)
+        let counter = BlockCounter(window: window, queueLimit: 1_000)
+        counter.start()
+        defer { counter.stop() }
+        var expected = BatchTally()
+        var builder = BlockBuilder(reservingCapacity: 0)
+        var blocks: [Block] = []
+        let partitions = (0..<3).map { KafkaPartition(topic: "lines", partition: Int32($0)) }
+        let slots = [partitions[2]: 0, partitions[0]: 1, partitions[1]: 2]
+        for index in 0..<20_000 {
+            let partition = partitions[index % 3]
+            let value = index % 97 == 0 ? Array("bad ".utf8) + [0xFF] : Array("w\(index % 13) x\(index % 5) w\(index % 7)".utf8)
+            let time = Int64(index * 3)
+            value.withUnsafeBytes { bytes in
+                if let reason = expected.add(bytes, at: time, slot: slots[partition]!, window: window) {
+                    expected.malformed.append(MalformedRecord(
+                        record: InputRecord(topic: partition.topic, partition: partition.partition, offset: Int64(index), timestamp: time, key: nil, value: value),
+                        reason: reason))
+                }
+                builder.append(topic: partition.topic, partition: partition.partition, offset: Int64(index), timestamp: time, key: nil, value: bytes)
+            }
+            if builder.byteCount > 20_000 { blocks.append(builder.finish()) }
+        }
+        blocks.append(builder.finish())
+        for block in blocks { counter.submit(block, slots: slots) }
+        let counted = counter.take()
+        #expect(counted.partials(horizon: 10_000).records == expected.partials(horizon: 10_000).records)
+        #expect(counted.partials(horizon: 10_000).maxEventTimes == expected.partials(horizon: 10_000).maxEventTimes)
+        #expect(counted.malformed == expected.malformed && !counted.malformed.isEmpty)
+        #expect(counter.take().partials(horizon: 10_000).records.isEmpty)
+    }
 }

@@ -30,10 +30,9 @@ final class SourceStage: @unchecked Sendable {
         /// The offset after the last record taken.
         var next: Int64?
         var sequence: Int64
-        /// A planned batch to cut again exactly, alone, with the counts of its records taken so far.
-        var replay: (plan: BatchPlan, tally: BatchTally)?
-        /// The source's slot in ``SourceStage/tally``; nil while it took no record since the last cut.
-        var slot: Int?
+        /// A planned batch to cut again exactly, alone: the counts of its records taken so far, and the records
+        /// taken since they were last counted.
+        var replay: (plan: BatchPlan, tally: BatchTally, records: BlockBuilder)?
         /// The last batch sent (for idle markers), and when.
         var lastSequence: Int64?
         var lastBatch = ContinuousClock.now
@@ -45,7 +44,12 @@ final class SourceStage: @unchecked Sendable {
     private struct Run {
         var partition: KafkaPartition
         var source: Source
+        /// Whether it has a slot in the next cut.
+        var hasSlot: Bool
     }
+
+    /// About the most record bytes of a block handed to the counter.
+    private static let blockBytes = 1 << 20
 
     private let consumer: KafkaConsumer
     private let output: KafkaOutput
@@ -58,10 +62,12 @@ final class SourceStage: @unchecked Sendable {
     private let transactions: StageTransactions?
     private let stopRequested = Atomic<Bool>(false)
     private var sources: [KafkaPartition: Source] = [:]
-    /// The counts of the next cut: the records taken from every source since the last cut (but a replay's).
-    private var tally = BatchTally()
-    /// How many sources have a slot in ``tally``.
-    private var slots = 0
+    /// The records taken since the last cut (but a replay's), not yet handed to ``counter``.
+    private var records = BlockBuilder(reservingCapacity: SourceStage.blockBytes + (64 << 10))
+    /// Counts the next cut's records on a thread of its own.
+    private let counter: BlockCounter
+    /// The slot (in the next cut's tally) of each source that took records since the last cut.
+    private var slots: [KafkaPartition: Int] = [:]
     /// The source whose records are being taken, out of ``sources`` while it is: a poll's records come in runs of
     /// one partition, so the table is looked up once per run rather than per record (and no second reference makes
     /// the tally copy). Put back by ``endRun()`` at the end of every poll.
@@ -82,6 +88,7 @@ final class SourceStage: @unchecked Sendable {
         self.logger = logger
         self.metrics = metrics
         self.crashTrigger = crashTrigger
+        counter = BlockCounter(window: setup.window, queueLimit: 8 * Self.blockBytes)
     }
 
     func requestStop() {
@@ -90,7 +97,11 @@ final class SourceStage: @unchecked Sendable {
 
     /// Receives and sends batches until ``requestStop()``; then sends what it took and leaves the group.
     func run() throws {
-        defer { consumer.close() }
+        counter.start()
+        defer {
+            counter.stop()
+            consumer.close()
+        }
         try transactions?.initialize(configuration: configuration)
         try consumer.subscribe(configuration.inputTopics) { [self] event in
             do {
@@ -136,9 +147,9 @@ final class SourceStage: @unchecked Sendable {
                 let partition = KafkaPartition(topic: message.topic, partition: message.partition)
                 if let plan = sources[partition]?.replay?.plan, message.offset >= plan.end { try finishReplay(of: partition) }
                 guard let source = sources.removeValue(forKey: partition) else { return }
-                taking = Run(partition: partition, source: source)
+                taking = Run(partition: partition, source: source, hasSlot: slots[partition] != nil)
             }
-            take(message, into: &taking!.source)
+            take(message, into: &taking!)
         case .endOfPartition(let partition, let nextOffset):
             endRun()
             guard let plan = sources[partition]?.replay?.plan, nextOffset >= plan.end else { return }
@@ -146,30 +157,42 @@ final class SourceStage: @unchecked Sendable {
         }
     }
 
-    /// Counts a record into the next cut (or its source's replay), unless it was taken before.
-    private func take(_ message: KafkaMessageView, into source: inout Source) {
-        if let next = source.next, message.offset < next { return }
-        source.start = source.start ?? message.offset
-        source.next = message.offset + 1
-        if source.replay != nil {
-            Self.count(message, in: &source.replay!.tally, slot: 0, window: setup.window)
-        } else {
-            if source.slot == nil {
-                source.slot = slots
-                slots += 1
-            }
-            Self.count(message, in: &tally, slot: source.slot!, window: setup.window)
-        }
+    /// Takes a record into the next cut (or its source's replay), unless it was taken before: copied into a block,
+    /// counted when the block is full.
+    private func take(_ message: KafkaMessageView, into run: inout Run) {
+        if let next = run.source.next, message.offset < next { return }
+        run.source.start = run.source.start ?? message.offset
+        run.source.next = message.offset + 1
         recordsTaken += 1
+        if run.source.replay != nil {
+            Self.append(message, to: &run.source.replay!.records)
+            if run.source.replay!.records.byteCount >= Self.blockBytes { countReplay(of: &run.source, partition: run.partition) }
+            return
+        }
+        if !run.hasSlot {
+            slots[run.partition] = slots.count
+            run.hasSlot = true
+        }
+        Self.append(message, to: &records)
+        if records.byteCount >= Self.blockBytes { handOverRecords() }
     }
 
-    private static func count(_ message: KafkaMessageView, in tally: inout BatchTally, slot: Int, window: WindowSpec) {
-        guard let reason = tally.add(message.value, at: message.timestamp, slot: slot, window: window) else { return }
-        tally.malformed.append(MalformedRecord(
-            record: InputRecord(
-                topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp,
-                key: message.key.map { Array($0) }, value: Array(message.value)),
-            reason: reason))
+    private static func append(_ message: KafkaMessageView, to records: inout BlockBuilder) {
+        records.append(
+            topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp,
+            key: message.key, value: message.value)
+    }
+
+    /// Hands the records taken for the next cut to the counter.
+    private func handOverRecords() {
+        guard !records.isEmpty else { return }
+        counter.submit(records.finish(), slots: slots)
+    }
+
+    /// Counts the records a replaying source took since they were last counted.
+    private func countReplay(of source: inout Source, partition: KafkaPartition) {
+        guard source.replay != nil, !source.replay!.records.isEmpty else { return }
+        BlockCounter.count(source.replay!.records.finish(), slots: [partition: 0], into: &source.replay!.tally, window: setup.window)
     }
 
     /// Puts the source whose records were being taken back into ``sources``.
@@ -187,7 +210,7 @@ final class SourceStage: @unchecked Sendable {
             // applied batches of it before (its committed offsets were lost) sees a gap and stops, loudly.
             let fresh = WallClock.milliseconds()
             // Taken again from the committed offsets: counts of them still in the next cut would count twice.
-            if partitions.contains(where: { sources[$0]?.slot != nil }) { try rewindCut(except: Set(partitions)) }
+            if partitions.contains(where: { slots[$0] != nil }) { try rewindCut(except: Set(partitions)) }
             for partition in partitions {
                 var source = Source(sequence: fresh)
                 if let entry = committed[partition] {
@@ -197,7 +220,7 @@ final class SourceStage: @unchecked Sendable {
                         source.sequence = plan.sequence + 1
                         source.lastSequence = plan.sequence
                         if entry.offset < plan.end {
-                            source.replay = (plan, BatchTally())
+                            source.replay = (plan, BatchTally(), BlockBuilder(reservingCapacity: 0))
                             source.sequence = plan.sequence
                             logger.info("cutting a planned batch again", metadata: [
                                 "kafka.partition": "\(partition)", "stream.sequence": "\(plan.sequence)",
@@ -221,7 +244,7 @@ final class SourceStage: @unchecked Sendable {
             }
             // Records of leaving partitions still in the next cut (lost, or their plans could not be committed) go
             // to the next owner: the cut starts again without them.
-            if partitions.contains(where: { sources[$0]?.slot != nil }) { try rewindCut(except: Set(partitions)) }
+            if partitions.contains(where: { slots[$0] != nil }) { try rewindCut(except: Set(partitions)) }
             for partition in partitions { sources[partition] = nil }
             status.withLock { $0.owned = sources.keys.sorted() }
         }
@@ -229,7 +252,10 @@ final class SourceStage: @unchecked Sendable {
 
     /// Sends a planned batch whose records are all taken, in a cut of its own, and commits its end.
     private func finishReplay(of partition: KafkaPartition) throws {
-        guard var source = sources[partition], let replay = source.replay, let start = source.start else { return }
+        guard var source = sources[partition], source.replay != nil, let start = source.start else { return }
+        countReplay(of: &source, partition: partition)
+        sources[partition] = source
+        let replay = source.replay!
         guard try send(PlannedCut(batches: [(partition, start, replay.plan, 0)], tally: replay.tally, isReplay: true)) else { return }
         source.replay = nil
         source.start = replay.plan.end
@@ -246,7 +272,7 @@ final class SourceStage: @unchecked Sendable {
         /// In partition order; each batch's slot in `tally`.
         var batches: [(partition: KafkaPartition, start: Int64, plan: BatchPlan, slot: Int)]
         var tally: BatchTally
-        /// A planned batch cut again (alone); else the batches of ``SourceStage/tally``.
+        /// A planned batch cut again (alone); else the batches of every source with a slot.
         var isReplay = false
     }
 
@@ -256,7 +282,7 @@ final class SourceStage: @unchecked Sendable {
         let batchTime = WallClock.milliseconds()
         var batches: [(partition: KafkaPartition, start: Int64, plan: BatchPlan, slot: Int)] = []
         for (partition, source) in sources.sorted(by: { $0.key < $1.key }) {
-            guard let slot = source.slot, let start = source.start, let next = source.next else { continue }
+            guard let slot = slots[partition], let start = source.start, let next = source.next else { continue }
             batches.append((partition, start, BatchPlan(sequence: source.sequence, end: next, batchTime: batchTime), slot))
         }
         guard !batches.isEmpty else { return }
@@ -270,11 +296,10 @@ final class SourceStage: @unchecked Sendable {
             else { return }
             CrashPoint.reach(.afterPlanCommit, armed: crashTrigger)
         }
-        guard try send(PlannedCut(batches: batches, tally: tally)) else { return }
-        tally = BatchTally()
-        slots = 0
+        handOverRecords()
+        guard try send(PlannedCut(batches: batches, tally: counter.take())) else { return }
+        slots = [:]
         for (partition, _, plan, _) in batches {
-            sources[partition]?.slot = nil
             sources[partition]?.start = plan.end
             sources[partition]?.sequence = plan.sequence + 1
             sources[partition]?.lastSequence = plan.sequence
@@ -311,14 +336,14 @@ final class SourceStage: @unchecked Sendable {
     /// committed offsets), but those of `leaving`.
     private func rewindCut(except leaving: Set<KafkaPartition> = []) throws {
         var offsets: [KafkaPartition: Int64] = [:]
-        for (partition, source) in sources.filter({ $0.value.slot != nil }) {
-            sources[partition]?.slot = nil
-            guard !leaving.contains(partition), let start = source.start else { continue }
+        for partition in slots.keys where !leaving.contains(partition) {
+            guard let start = sources[partition]?.start else { continue }
             sources[partition]?.next = start
             offsets[partition] = start
         }
-        tally = BatchTally()
-        slots = 0
+        handOverRecords()
+        _ = counter.take()
+        slots = [:]
         try consumer.seek(offsets)
     }
 
@@ -326,6 +351,7 @@ final class SourceStage: @unchecked Sendable {
     private func rewindReplay(of partition: KafkaPartition) throws {
         guard let start = sources[partition]?.start else { return }
         sources[partition]?.replay?.tally = BatchTally()
+        _ = sources[partition]?.replay?.records.finish()
         sources[partition]?.next = start
         try consumer.seek([partition: start])
     }
@@ -384,7 +410,7 @@ final class SourceStage: @unchecked Sendable {
         let lag = consumer.lag()
         let now = ContinuousClock.now
         let idle = sources.filter { partition, source in
-            source.slot == nil && source.replay == nil && lag[partition] == 0 && now - source.lastBatch >= idleAfter
+            slots[partition] == nil && source.replay == nil && lag[partition] == 0 && now - source.lastBatch >= idleAfter
                 && source.lastIdleMarker.map({ now - $0 >= idleAfter }) ?? true
         }
         guard !idle.isEmpty else { return }
