@@ -150,7 +150,8 @@ public final class DistributedContext: StreamingRuntime {
         let state = shards.totals.withLock { $0 }
         return control.state.withLock { control in
             var status = StreamingStatus(
-                isRecovered: control.isRecovered, assigned: source.owned + shard.owned, lag: [:], backlogBytes: 0, logBytes: nil,
+                // Ready once both stages have joined their groups: input taken earlier waits for stage 2.
+                isRecovered: control.isRecovered && source.hasJoined && shard.hasJoined, assigned: source.owned + shard.owned, lag: [:], backlogBytes: 0, logBytes: nil,
                 lastCheckpoint: nil, watermark: state.watermark, totals: StreamingTotals(),
                 sinceLastPoll: [source.lastPoll, shard.lastPoll].compactMap { $0 }.min().map { .now - $0 },
                 sinceLastBatch: [source.lastWork, shard.lastWork].compactMap { $0 }.max().map { .now - $0 },

@@ -8,8 +8,8 @@ import Synchronization
 
 /// Stage 2 of distributed mode, for the shards the shard group gives this instance: applies each shard's partials
 /// (``ShardState``), and writes a cycle once it has read the partials to their end with a batch applied, or else
-/// every batch interval: changelog records, then the commit record, then the counts and closed windows, then the
-/// partials offsets (never past a batch still waiting for its marker).
+/// every batch interval: changelog records, then the commit record with the counts and closed windows, then the
+/// partials offsets (never past a cut still waiting for its markers).
 ///
 /// A shard given to this instance is first restored (``Changelog/Restorer``): from its local checkpoint if there is
 /// one, then the changelog records after it, or else from the whole changelog partition; what its last committed
@@ -151,7 +151,10 @@ final class ShardStage: @unchecked Sendable {
                 "at_ms": "\(WallClock.milliseconds())",
             ])
         }
-        status.withLock { $0.owned = states.keys.sorted().map { KafkaPartition(topic: setup.partialsTopic, partition: $0) } }
+        status.withLock { status in
+            status.owned = states.keys.sorted().map { KafkaPartition(topic: setup.partialsTopic, partition: $0) }
+            if case .assigned = event { status.hasJoined = true }
+        }
         publishTotals()
         return startOffsets
     }
@@ -162,19 +165,23 @@ final class ShardStage: @unchecked Sendable {
         guard !shards.isEmpty else { return }
         var restorers: [Int32: Changelog.Restorer] = [:]
         var starts: [KafkaPartition: Int64] = [:]
+        var open: Set<Int32> = []
         for shard in shards {
             let partition = KafkaPartition(topic: setup.changelogTopic, partition: shard)
-            let (checkpoint, reason) = usableCheckpoint(of: shard, in: partition)
+            let offsets = try? restoreConsumer.watermarks(of: partition, timeout: .seconds(30))
+            let (checkpoint, reason) = usableCheckpoint(of: shard, within: offsets)
             restorers[shard] = checkpoint.map { Changelog.Restorer(checkpoint: $0) } ?? Changelog.Restorer()
-            starts[partition] = checkpoint?.changelogOffset ?? -2  // -2: from the beginning
             if let checkpoint { checkpointed[shard] = (checkpoint.cycle, .now) }
             if let reason {
                 logger.warning("shard checkpoint passed over: restoring from the whole changelog", metadata: [
                     "shard.id": "\(shard)", "reason": "\(reason)",
                 ])
             }
+            // Nothing after the checkpoint (or an empty changelog): nothing to read.
+            if let offsets, (checkpoint?.changelogOffset ?? offsets.low) >= offsets.high { continue }
+            starts[partition] = checkpoint?.changelogOffset ?? -2  // -2: from the beginning
+            open.insert(shard)
         }
-        var open = Set(shards)
         try restoreConsumer.assign(starts)
         CrashPoint.reach(.duringRestore, armed: crashTrigger)
         let deadline = ContinuousClock.now + .seconds(300)
@@ -215,8 +222,9 @@ final class ShardStage: @unchecked Sendable {
         try output.complete(republished)
     }
 
-    /// The shard's local checkpoint if it can be used, or why not (nil, nil: there is none).
-    private func usableCheckpoint(of shard: Int32, in partition: KafkaPartition) -> (ShardCheckpoint?, String?) {
+    /// The shard's local checkpoint if it can be used with its changelog partition's `offsets` (nil: they could not
+    /// be read), or why not (nil, nil: there is none).
+    private func usableCheckpoint(of shard: Int32, within offsets: (low: Int64, high: Int64)?) -> (ShardCheckpoint?, String?) {
         let checkpoint: ShardCheckpoint?
         do {
             checkpoint = try checkpoints.load(shard)
@@ -224,9 +232,7 @@ final class ShardStage: @unchecked Sendable {
             return (nil, "unreadable: \(error)")
         }
         guard let checkpoint else { return (nil, nil) }
-        guard let (low, high) = try? restoreConsumer.watermarks(of: partition, timeout: .seconds(30)) else {
-            return (nil, "the changelog's offsets could not be read")
-        }
+        guard let (low, high) = offsets else { return (nil, "the changelog's offsets could not be read") }
         // Outside the partition: the topic was recreated, or compaction removed records the checkpoint did not see.
         guard (low...high).contains(checkpoint.changelogOffset) else {
             return (nil, "its changelog offset \(checkpoint.changelogOffset) is outside \(low)..<\(high)")
@@ -249,8 +255,8 @@ final class ShardStage: @unchecked Sendable {
         }
     }
 
-    /// Writes a cycle of the given shards: changelog records, commit records, output, then the partials offsets; with
-    /// exactly-once output all in one transaction.
+    /// Writes a cycle of the given shards: changelog records, commit records with the output, then the partials
+    /// offsets; with exactly-once output all in one transaction.
     private func writeCycle(of shards: [Int32]) throws {
         var offsets: [KafkaPartition: Int64] = [:]
         for shard in shards {
@@ -279,7 +285,7 @@ final class ShardStage: @unchecked Sendable {
     }
 
     /// Produces a cycle of the shards that changed, adding each to `written` as its changes are taken: changelog
-    /// records, then (once delivered) commit records, then counts and closed windows.
+    /// records, then (once delivered) commit records with the counts and closed windows.
     private func produceCycle(of shards: [Int32], written: inout [Int32]) throws {
         var cycles: [(shard: Int32, cycle: Int64, batchTime: Int64, changes: ShardState.Changes)] = []
         var changelog = KafkaOutput.Batch()
@@ -297,13 +303,13 @@ final class ShardStage: @unchecked Sendable {
             CrashPoint.reach(.midChangelog, armed: crashTrigger)
         }
         try output.complete(changelog)
-        var commits = KafkaOutput.Batch()
+        // The commit records and the output together: output of a cycle whose commit record was lost is the output of
+        // a state that applied whole batches, published again (the same or later) once the batches are applied again.
+        var published = KafkaOutput.Batch()
         for (shard, cycle, batchTime, _) in cycles {
-            try output.send(Changelog.commitRecord(of: states[shard]!, cycle: cycle, batchTime: batchTime, topic: setup.changelogTopic), in: &commits)
+            try output.send(Changelog.commitRecord(of: states[shard]!, cycle: cycle, batchTime: batchTime, topic: setup.changelogTopic), in: &published)
             states[shard]!.batchTime = batchTime
         }
-        try output.complete(commits)
-        var published = KafkaOutput.Batch()
         for (shard, _, batchTime, changes) in cycles {
             let state = states[shard]!
             let stamp = WordCountJob.BatchStamp(batchTime: batchTime)

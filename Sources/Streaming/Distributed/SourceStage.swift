@@ -9,8 +9,10 @@ import Synchronization
 /// Stage 1 of distributed mode, for the input partitions the group gives this instance: cuts each partition's
 /// records into batches, all partitions at once (a ``Cut``), counts the words of a cut per word and event-time bucket
 /// (map-side combine, over all its partitions), and sends the counts to the words' shards in `<group>-partials`,
-/// followed by the cut's markers to every shard. Batches are cut every batch interval, and when the last ones were cut with input waiting (more than a tenth of what they held), again as soon
-/// as that input is taken: the interval bounds how long a record waits, never the rate.
+/// followed by the cut's markers to every shard. A cut is made every batch interval, and when the last one was made
+/// with input waiting (more than a tenth of what it held), again as soon as that input is taken: the interval bounds
+/// how long a record waits, never the rate. (Unlike a standalone batch, a cut holds no records, only their counts,
+/// so its size is not bounded: a smaller cut would only cost stage 2 one more cycle per distinct word.)
 ///
 /// The partials topic plays the write-ahead log's role: a batch's input offsets are committed only once all its
 /// partials and markers are delivered (`acks=all`). Before a batch is sent, its plan (sequence, end offset, batch
@@ -231,7 +233,10 @@ final class SourceStage: @unchecked Sendable {
                 }
                 sources[partition] = source
             }
-            status.withLock { $0.owned = sources.keys.sorted() }
+            status.withLock { status in
+                status.owned = sources.keys.sorted()
+                status.hasJoined = true
+            }
         case .revoked(let partitions):
             if consumer.isAssignmentLost {
                 // Already someone else's: what was taken since the last commit is dropped, the next owner takes it.
@@ -530,6 +535,8 @@ struct BatchTally {
 /// What a stage reports to the status page and health checks.
 struct StageStatus: Sendable {
     var owned: [KafkaPartition] = []
+    /// The stage has had its first assignment (stage 2: with its shards restored).
+    var hasJoined = false
     var lastPoll: ContinuousClock.Instant?
     var lastWork: ContinuousClock.Instant?
     var failure: String?
