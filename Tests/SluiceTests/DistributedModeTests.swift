@@ -49,6 +49,8 @@ struct DistributedModeTests {
         let input = Input(chunks: points.count + 2, lines: 400, partitions: 4, seed: 15)
         var environment = Self.environment(broker: broker.bootstrap, group: group, directory: directory)
         environment["SLUICE_SESSION_TIMEOUT_MS"] = "3000"
+        // The crash runs restart the first instance's pod: its data directory, with the checkpoints of its release.
+        environment["SLUICE_CHECKPOINT_DIR"] = directory.path + "/data-first"
         var runs = Runs(environment: environment, directory: directory.path)
         try runs.start("first")
         try pythonProduce(input.chunks[0], topic: "lines", bootstrap: broker.bootstrap)
@@ -62,7 +64,7 @@ struct DistributedModeTests {
         try pythonProduce(input.chunks[points.count + 1], topic: "lines", bootstrap: broker.bootstrap)
         try Self.finish(input, runs: &runs, group: group, broker: broker)
         #expect(runs.logs.contains("cutting a planned batch again"), "no run cut a planned batch again")
-        // The crash runs share one data directory, as restarts of one pod: their restores start from its checkpoints.
+        // The crash runs share one data directory, as restarts of one pod: restores start from its checkpoints.
         #expect(runs.logs.contains("shard.checkpoint=cycle"), "no restore started from a local checkpoint")
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import KafkaIO
 import StreamEngine
 import Testing
@@ -53,7 +54,8 @@ struct BatchTallyTests {
 
     /// The counter thread gives, for the blocks handed to it at once (a queue limit below a block, so the stage waits
     /// on it),
-    /// the counts of adding each record in turn, malformed records listed in order, and the next take starts from zero.
+    /// the counts of adding each record in turn, malformed records listed in order, and the next take starts from zero;
+    /// a block handed over after it stopped is counted too.
     @Test func theCounterThreadCountsBlocksAsAddingEachRecordDoes() throws {
         let window = try WindowSpec(length: 2_000, slide: 1_000)
         let counter = BlockCounter(window: window, queueLimit: 1_000)
@@ -85,5 +87,10 @@ struct BatchTallyTests {
         #expect(counted.partials(horizon: 10_000).maxEventTimes == expected.partials(horizon: 10_000).maxEventTimes)
         #expect(counted.malformed == expected.malformed && !counted.malformed.isEmpty)
         #expect(counter.take().partials(horizon: 10_000).records.isEmpty)
+        // Stopped (a revoke while the stage closes its consumer still hands records over): counted all the same.
+        counter.stop()
+        Thread.sleep(forTimeInterval: 0.2)  // its thread has ended
+        counter.submit(blocks[0], slots: slots)
+        #expect(!counter.take().partials(horizon: 10_000).records.isEmpty)
     }
 }

@@ -29,7 +29,8 @@ final class BlockCounter: @unchecked Sendable {
         thread.start()
     }
 
-    /// Ends the thread once the blocks handed over are counted.
+    /// Ends the thread once the blocks handed over are counted; blocks handed over later are counted on the caller's
+    /// thread.
     func stop() {
         condition.withLock {
             isStopped = true
@@ -41,6 +42,11 @@ final class BlockCounter: @unchecked Sendable {
     /// counted hold more than the queue limit.
     func submit(_ block: Block, slots: [KafkaPartition: Int]) {
         condition.withLock {
+            if isStopped {
+                while !queue.isEmpty || isCounting { condition.wait() }
+                Self.count(block, slots: slots, into: &tally, window: window)
+                return
+            }
             while queuedBytes > queueLimit { condition.wait() }
             queue.append((block, slots))
             queuedBytes += block.bytes.count

@@ -8,7 +8,7 @@ import Synchronization
 
 /// Stage 2 of distributed mode, for the shards the shard group gives this instance: applies each shard's partials
 /// (``ShardState``), and writes a cycle once it has read the partials to their end with a batch applied, or else
-/// every batch interval: changelog records, then the commit record with the counts and closed windows, then the
+/// every batch interval: changelog records, then the commit record, then the counts and closed windows, then the
 /// partials offsets (never past a cut still waiting for its markers).
 ///
 /// A shard given to this instance is first restored (``Changelog/Restorer``): from its local checkpoint if there is
@@ -255,8 +255,8 @@ final class ShardStage: @unchecked Sendable {
         }
     }
 
-    /// Writes a cycle of the given shards: changelog records, commit records with the output, then the partials
-    /// offsets; with exactly-once output all in one transaction.
+    /// Writes a cycle of the given shards: changelog records, commit records, output, then the partials offsets; with
+    /// exactly-once output all in one transaction.
     private func writeCycle(of shards: [Int32]) throws {
         var offsets: [KafkaPartition: Int64] = [:]
         for shard in shards {
@@ -285,7 +285,7 @@ final class ShardStage: @unchecked Sendable {
     }
 
     /// Produces a cycle of the shards that changed, adding each to `written` as its changes are taken: changelog
-    /// records, then (once delivered) commit records with the counts and closed windows.
+    /// records, then (once delivered) commit records, then counts and closed windows.
     private func produceCycle(of shards: [Int32], written: inout [Int32]) throws {
         var cycles: [(shard: Int32, cycle: Int64, batchTime: Int64, changes: ShardState.Changes)] = []
         var changelog = KafkaOutput.Batch()
@@ -303,13 +303,14 @@ final class ShardStage: @unchecked Sendable {
             CrashPoint.reach(.midChangelog, armed: crashTrigger)
         }
         try output.complete(changelog)
-        // The commit records and the output together: output of a cycle whose commit record was lost is the output of
-        // a state that applied whole batches, published again (the same or later) once the batches are applied again.
-        var published = KafkaOutput.Batch()
+        var commits = KafkaOutput.Batch()
         for (shard, cycle, batchTime, _) in cycles {
-            try output.send(Changelog.commitRecord(of: states[shard]!, cycle: cycle, batchTime: batchTime, topic: setup.changelogTopic), in: &published)
+            try output.send(Changelog.commitRecord(of: states[shard]!, cycle: cycle, batchTime: batchTime, topic: setup.changelogTopic), in: &commits)
             states[shard]!.batchTime = batchTime
         }
+        // Output only once the cycle is committed: a restore never goes back behind a published total.
+        try output.complete(commits)
+        var published = KafkaOutput.Batch()
         for (shard, _, batchTime, changes) in cycles {
             let state = states[shard]!
             let stamp = WordCountJob.BatchStamp(batchTime: batchTime)

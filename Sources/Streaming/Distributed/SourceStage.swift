@@ -101,8 +101,9 @@ final class SourceStage: @unchecked Sendable {
     func run() throws {
         counter.start()
         defer {
-            counter.stop()
+            // Closing can revoke the partitions, and a revoke cuts (or drops) what was taken: the counter is still needed.
             consumer.close()
+            counter.stop()
         }
         try transactions?.initialize(configuration: configuration)
         try consumer.subscribe(configuration.inputTopics) { [self] event in
