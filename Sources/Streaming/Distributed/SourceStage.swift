@@ -10,8 +10,8 @@ import Synchronization
 /// records into batches, all partitions at once (a ``Cut``), counts the words of a cut per word and event-time bucket
 /// (map-side combine, over all its partitions), and sends the counts to the words' shards in `<group>-partials`,
 /// followed by the cut's markers to every shard. A cut is made every batch interval, and when the last one was made
-/// with input waiting (more than a tenth of what it held), again as soon as that input is taken: the interval bounds
-/// how long a record waits, never the rate. (Unlike a standalone batch, a cut holds no records, only their counts,
+/// with input waiting (more than a tenth of what it held) or partitions were just assigned, as soon as what waited is
+/// taken: the interval bounds how long a record waits, never the rate. (Unlike a standalone batch, a cut holds no records, only their counts,
 /// so its size is not bounded: a smaller cut would only cost stage 2 one more cycle per distinct word.)
 ///
 /// The partials topic plays the write-ahead log's role: a batch's input offsets are committed only once all its
@@ -70,6 +70,9 @@ final class SourceStage: @unchecked Sendable {
     private let counter: BlockCounter
     /// The slot (in the next cut's tally) of each source that took records since the last cut.
     private var slots: [KafkaPartition: Int] = [:]
+    /// Input is waiting that the last cut did not take (more than a tenth of what it held, so not records merely in
+    /// flight), or partitions were just assigned: the next cut is made as soon as it is taken, not at the next tick.
+    private var isBehind = false
     /// The source whose records are being taken, out of ``sources`` while it is: a poll's records come in runs of
     /// one partition, so the table is looked up once per run rather than per record (and no second reference makes
     /// the tally copy). Put back by ``endRun()`` at the end of every poll.
@@ -117,9 +120,6 @@ final class SourceStage: @unchecked Sendable {
         }
         let interval = Duration.milliseconds(configuration.batchIntervalMilliseconds)
         var nextBatch = ContinuousClock.now + interval
-        // The last batches were cut with input waiting (more than a tenth of what they held, so not records merely
-        // in flight): the next ones are cut as soon as it is taken.
-        var behind = false
         while !stopRequested.load(ordering: .acquiring) {
             let wait = min(max(nextBatch - .now, .zero), .milliseconds(100))
             try consumer.poll(timeout: wait) { event in try handle(event) }
@@ -127,10 +127,11 @@ final class SourceStage: @unchecked Sendable {
             metrics.recordsReceived.increment(by: recordsTaken)
             recordsTaken = 0
             status.withLock { $0.lastPoll = .now }
-            let caughtUp = behind && consumer.lag().values.allSatisfy { $0 == 0 }
-            if caughtUp || ContinuousClock.now >= nextBatch {
-                let held = sources.values.reduce(Int64(0)) { $0 + ($1.next ?? 0) - ($1.start ?? 0) }
-                behind = consumer.lag().values.reduce(0, +) > held / 10
+            if (isBehind && !slots.isEmpty && isCaughtUp()) || ContinuousClock.now >= nextBatch {
+                if !slots.isEmpty {
+                    let held = sources.values.reduce(Int64(0)) { $0 + ($1.next ?? 0) - ($1.start ?? 0) }
+                    isBehind = consumer.lag().values.reduce(0, +) > held / 10
+                }
                 try sendCut()
                 try sendIdleMarkers()
                 status.withLock { $0.lastWork = .now }
@@ -198,6 +199,12 @@ final class SourceStage: @unchecked Sendable {
         BlockCounter.count(source.replay!.records.finish(), slots: [partition: 0], into: &source.replay!.tally, window: setup.window)
     }
 
+    /// Whether every owned partition is read to its end (a partition not fetched yet has no lag to tell).
+    private func isCaughtUp() -> Bool {
+        let lag = consumer.lag()
+        return lag.count == sources.count && lag.values.allSatisfy { $0 == 0 }
+    }
+
     /// Puts the source whose records were being taken back into ``sources``.
     private func endRun() {
         guard let taking else { return }
@@ -234,6 +241,7 @@ final class SourceStage: @unchecked Sendable {
                 }
                 sources[partition] = source
             }
+            isBehind = true
             status.withLock { status in
                 status.owned = sources.keys.sorted()
                 status.hasJoined = true
