@@ -63,20 +63,29 @@ enum Changelog {
 
     /// The record that commits cycle `cycle` of `state`.
     static func commitRecord(of state: ShardState, cycle: Int64, batchTime: Int64, topic: String) -> OutputRecord {
-        var value = "\(cycle) \(batchTime) \(text(state.watermark))"
-        for (source, progress) in state.sources.sorted(by: { $0.key < $1.key }) {
-            value += " \(source.topic) \(source.partition) \(progress.sequence) \(progress.end) \(text(progress.eventTime)) \(progress.isIdle ? 1 : 0)"
+        var value: [UInt8] = []
+        func field(_ number: Int64?) {
+            value.append(UInt8(ascii: " "))
+            append(number, to: &value)
         }
-        return OutputRecord(topic: topic, key: commitKey, value: Array(value.utf8), partition: state.shard)
+        value.appendDecimal(cycle)
+        field(batchTime)
+        field(state.watermark)
+        for (source, progress) in state.sources.sorted(by: { $0.key < $1.key }) {
+            value.append(UInt8(ascii: " "))
+            value.append(contentsOf: source.topic.utf8)
+            field(Int64(source.partition))
+            field(progress.sequence)
+            field(progress.end)
+            field(progress.eventTime)
+            field(progress.isIdle ? 1 : 0)
+        }
+        return OutputRecord(topic: topic, key: commitKey, value: value, partition: state.shard)
     }
 
     /// Appends a number, or `-` for absent.
     private static func append(_ value: Int64?, to bytes: inout [UInt8]) {
         if let value { bytes.appendDecimal(value) } else { bytes.append(UInt8(ascii: "-")) }
-    }
-
-    private static func text(_ value: Int64?) -> String {
-        value.map(String.init) ?? "-"
     }
 
     /// Rebuilds a shard state from its changelog partition, read from the start or from a local checkpoint on.

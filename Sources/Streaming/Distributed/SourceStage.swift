@@ -40,6 +40,15 @@ final class SourceStage: @unchecked Sendable {
         var lastBatch = ContinuousClock.now
         /// When the last idle marker went out; they repeat while the source stays idle.
         var lastIdleMarker: ContinuousClock.Instant?
+
+        /// Its batch of `plan` is sent: the next one starts at its end.
+        mutating func advance(past plan: BatchPlan) {
+            start = plan.end
+            sequence = plan.sequence + 1
+            lastSequence = plan.sequence
+            lastBatch = .now
+            lastIdleMarker = nil
+        }
     }
 
     /// A source whose records are being taken, with its partition.
@@ -272,12 +281,8 @@ final class SourceStage: @unchecked Sendable {
         let replay = source.replay!
         guard try send(PlannedCut(batches: [(partition, start, replay.plan, 0)], tally: replay.tally, isReplay: true)) else { return }
         source.replay = nil
-        source.start = replay.plan.end
         source.next = max(source.next ?? replay.plan.end, replay.plan.end)
-        source.sequence = replay.plan.sequence + 1
-        source.lastSequence = replay.plan.sequence
-        source.lastBatch = .now
-        source.lastIdleMarker = nil
+        source.advance(past: replay.plan)
         sources[partition] = source
     }
 
@@ -313,13 +318,7 @@ final class SourceStage: @unchecked Sendable {
         handOverRecords()
         guard try send(PlannedCut(batches: batches, tally: counter.take())) else { return }
         slots = [:]
-        for (partition, _, plan, _) in batches {
-            sources[partition]?.start = plan.end
-            sources[partition]?.sequence = plan.sequence + 1
-            sources[partition]?.lastSequence = plan.sequence
-            sources[partition]?.lastBatch = .now
-            sources[partition]?.lastIdleMarker = nil
-        }
+        for (partition, _, plan, _) in batches { sources[partition]?.advance(past: plan) }
     }
 
     /// Sends the partials and markers of a planned cut and commits its batches' ends: after their delivery, or in
