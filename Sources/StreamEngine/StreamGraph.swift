@@ -41,6 +41,8 @@ public final class StreamGraph {
     private var partitionClocks: [TopicPartition: (latest: Int64, lastSeen: Int64)] = [:]
     /// Reads a block's records ahead of its batch, when one stream reads the input this way (``DStream/flatMapWords()``).
     var inputReadAhead: ((inout Block) -> Void)?
+    /// Whether ``readAhead(_:nextBatchAfter:)`` left a block for the next batch to read (it then reads no more).
+    private var leftABlockForItsBatch = false
     private var sinks: [(BatchContext) -> Void] = []
     private var stateful: [StatefulOperator] = []
     private lazy var inputStream = DStream<InputRecord>(graph: self, isGraphInput: true) {
@@ -78,6 +80,7 @@ public final class StreamGraph {
     public func runBatch(
         time: Int64, blocks: consuming [Block], assigned: [TopicPartition] = [], sink: ((OutputRecord) -> Void)? = nil
     ) -> BatchOutput {
+        leftABlockForItsBatch = false
         for partition in assigned {
             partitionClocks[partition] = (partitionClocks[partition]?.latest ?? Self.noRecordYet, time)
         }
@@ -104,15 +107,20 @@ public final class StreamGraph {
     /// the batch finds them read; the output does not change.
     ///
     /// It reads when the graph's input is read by one ``DStream/flatMapWords()`` stream, and the block has no record
-    /// after the event-time horizon of any batch later than `lastBatchTime` (such a block is left for its batch, which
-    /// must read it to find its latest timestamp within the horizon).
+    /// after the event-time horizon of any batch later than `lastBatchTime`. Such a block is left for its batch, which
+    /// must read it to find its latest timestamp within the horizon, and so is every later block until the next
+    /// ``runBatch``: the words read ahead of a batch are those of its first blocks.
     ///
     /// - Returns: Whether it read the block; `block` is then ``Block/droppingRecords()``, and the next ``runBatch``
     ///   must be given it after the blocks read ahead before it and before any other block.
     public func readAhead(_ block: inout Block, nextBatchAfter lastBatchTime: Int64) -> Bool {
-        guard let inputReadAhead, inputStream.hasSingleConsumer, !block.recordsWereReadAhead,
-              lastBatchTime < .max, block.latestTimestamps.allSatisfy({ $0 <= eventTimeHorizon(batchTime: lastBatchTime + 1) })
-        else { return false }
+        guard let inputReadAhead, inputStream.hasSingleConsumer, !block.recordsWereReadAhead, !leftABlockForItsBatch else {
+            return false
+        }
+        guard lastBatchTime < .max, block.latestTimestamps.allSatisfy({ $0 <= eventTimeHorizon(batchTime: lastBatchTime + 1) }) else {
+            leftABlockForItsBatch = true
+            return false
+        }
         inputReadAhead(&block)
         return true
     }

@@ -156,6 +156,26 @@ import Testing
         #expect(run.checkpoint == onePass.checkpoint)
     }
 
+    @Test func aBlockAfterOneLeftForItsBatchIsLeftToo() throws {
+        // A record from a bad clock, far past the horizon, in the first block only: the blocks after it are within the
+        // horizon, but the words read ahead must be those of the batch's first blocks, so they are left as well.
+        func blocks() -> [Block] {
+            [lines(("a b", 1_000), ("c", 900_000)), lines(("a d", 1_500)), lines(("e", 2_000))]
+        }
+        let graph = StreamGraph(maxEventTimeAheadMilliseconds: 10_000)
+        try WordCountJob.build(on: graph, configuration: .init(windowLength: 1_000))
+        var batch = blocks()
+        #expect(batch.indices.map { graph.readAhead(&batch[$0], nextBatchAfter: 0) } == [false, false, false])
+        let output = graph.runBatch(time: 1_000, blocks: batch)
+        let onePass = StreamGraph(maxEventTimeAheadMilliseconds: 10_000)
+        try WordCountJob.build(on: onePass, configuration: .init(windowLength: 1_000))
+        #expect(output == onePass.runBatch(time: 1_000, blocks: blocks()))
+        #expect(output.futureRecords == 1)
+        // The next batch reads ahead again.
+        var next = lines(("f", 2_500))
+        #expect(graph.readAhead(&next, nextBatchAfter: 1_000))
+    }
+
     @Test func onlyAnInputReadByOneWordStreamIsReadAhead() throws {
         let graph = StreamGraph()
         let input = graph.input()
