@@ -140,7 +140,8 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
-    /// Waits up to `timeout` for records and hands each event to `handler`, in partition order.
+    /// Waits up to `timeout` for records and hands each event to `handler`, in partition order: up to `maxMessages` of
+    /// them, as many as are queued once the first has come (it never waits for more).
     ///
     /// Serves rebalance callbacks too, so call it regularly (also while paused) to stay in the group.
     ///
@@ -190,14 +191,22 @@ public final class KafkaConsumer: Sendable {
         rd_kafka_queue_yield(queue.pointer)
     }
 
-    /// Takes up to `maxMessages` events from the queue, waiting up to `timeout` (rebalance callbacks run meanwhile),
-    /// hands each to `body`, and destroys every one, even when `body` throws; returns how many there were.
+    /// Takes up to `maxMessages` events from the queue, waiting up to `timeout` for the first (rebalance callbacks run
+    /// meanwhile), hands each to `body`, and destroys every one, even when `body` throws; returns how many there were.
     private func consumeBatch(
         timeout: Duration, maxMessages: Int, _ body: (UnsafeMutablePointer<rd_kafka_message_t>) throws -> Void
     ) rethrows -> Int {
         let messages = UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: maxMessages)
         defer { messages.deallocate() }
-        let count = rd_kafka_consume_batch_queue(queue.pointer, timeout.milliseconds, messages, maxMessages)
+        // librdkafka's batch call waits until it has `maxMessages` or the timeout has passed, even with events in hand:
+        // what is queued is taken without waiting, and the wait is for the first event only.
+        var count = rd_kafka_consume_batch_queue(queue.pointer, 0, messages, maxMessages)
+        if count == 0, timeout > .zero {
+            count = max(0, rd_kafka_consume_batch_queue(queue.pointer, timeout.milliseconds, messages, 1))
+            if count == 1, maxMessages > 1 {
+                count += max(0, rd_kafka_consume_batch_queue(queue.pointer, 0, messages + 1, maxMessages - 1))
+            }
+        }
         guard count > 0 else { return 0 }
         defer {
             for index in 0..<count {

@@ -1,3 +1,4 @@
+import Foundation
 import KafkaIO
 import Synchronization
 import Testing
@@ -82,6 +83,30 @@ struct KafkaRoundTripTests {
         }
         let records = try consume(consumer, count: 5)
         #expect(records.map(\.offset) == [15, 16, 17, 18, 19])
+        consumer.close()
+    }
+
+    @Test func aPollReturnsWhatIsQueuedWithoutWaitingForAFullBatch() throws {
+        let test = try TestTopic("prompt", partitions: 1)
+        try test.produce(5)
+        let consumer = try test.makeConsumer()
+        try consumer.subscribe([test.name])
+        // Once the first record is in, the fetch has queued the others.
+        var received = 0
+        let deadline = ContinuousClock.now + .seconds(20)
+        while received == 0, ContinuousClock.now < deadline {
+            try consumer.poll(timeout: .milliseconds(100), maxMessages: 1) { event in
+                if case .message = event { received += 1 }
+            }
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        // librdkafka's batch call would wait out the whole timeout for 1,024 events.
+        let started = ContinuousClock.now
+        try consumer.poll(timeout: .seconds(10), maxMessages: 1024) { event in
+            if case .message = event { received += 1 }
+        }
+        #expect(received == 5)
+        #expect(ContinuousClock.now - started < .seconds(5))
         consumer.close()
     }
 
