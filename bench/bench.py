@@ -884,10 +884,13 @@ def write_results(body: list[list[str]], notes: list[str], mismatches: list[str]
     ]
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     content = "\n".join(text)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    # The default input's results are latest.md; another compression's go to a file of their own.
+    suffix = "" if args.compression == "lz4" else f"-{args.compression}"
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + suffix
+    latest = f"latest{suffix}.md"
     (RESULTS_DIR / f"{stamp}.md").write_text(content)
-    (RESULTS_DIR / "latest.md").write_text(content)
-    print(f"\nwrote {RESULTS_DIR / 'latest.md'} and {RESULTS_DIR / (stamp + '.md')}")
+    (RESULTS_DIR / latest).write_text(content)
+    print(f"\nwrote {RESULTS_DIR / latest} and {RESULTS_DIR / (stamp + '.md')}")
 
 
 if __name__ == "__main__":
