@@ -227,6 +227,8 @@ public final class KafkaConsumer: Sendable {
     /// for the rest of the second. So the queue is watched: when it has drained to a quarter of its last peak (of at
     /// least 1,000 records), a ListOffsets request to the assigned partitions' leaders wakes their threads, and
     /// fetching resumes while the rest of the queue is consumed. An idle or slowly fed consumer never sends one.
+    /// librdkafka 2.2 and later instead retry such a partition after `fetch.queue.backoff.ms`, which
+    /// ``KafkaConsumerConfig`` sets short; there the wake-ups change nothing.
     private func keepFetching() {
         let length = Int(rd_kafka_queue_length(queue.pointer))
         let peak = peakQueueLength.load(ordering: .relaxed)

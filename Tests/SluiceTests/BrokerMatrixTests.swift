@@ -121,6 +121,33 @@ struct BrokerMatrixTests {
         }
     }
 
+    /// A backlog is read at the broker's pace, not one prefetch queue per second. librdkafka parks a partition whose
+    /// records fill the prefetch queue: 2.0.2 until its broker thread next wakes (up to a second; `KafkaConsumer`
+    /// wakes it), 2.2 and later for `fetch.queue.backoff.ms` (1 s by default; `KafkaConsumerConfig` sets 1 ms). Each
+    /// fetch of the mock answers one producer batch of 10,000 records per partition, a full queue, so 300,000 records
+    /// parked each time would take at least 15 s after the assignment; read at the broker's pace they take about a
+    /// second (a debug build). The bound of 7.5 s leaves a slow machine room; the totals must be exact.
+    @Test(arguments: [Librdkafka.system, .bundled])
+    func aBacklogIsReadAtTheBrokersPace(librdkafka: Librdkafka) throws {
+        print("BrokerMatrixTests: a 300,000-record backlog with \(librdkafka)")
+        let broker = try BrokerKind.mock.start(topics: Self.topics)
+        try pythonProduce((0..<300_000).map { (Int32($0 % 4), StreamingClock.now, "w\($0 % 100)") }, topic: "lines", bootstrap: broker.bootstrap)
+        let directory = TemporaryDirectory()
+        let child = try SluiceProcess(environment: [
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            "SLUICE_GROUP_ID": uniqueGroup(), "SLUICE_STOP_AT_END": "true",
+        ], librdkafka: librdkafka, logDirectory: directory.path)
+        #expect(child.waitForLog("partitions assigned", timeout: .seconds(30)))
+        let assigned = ContinuousClock.now
+        let result = child.wait(timeout: .seconds(60))
+        let reading = ContinuousClock.now - assigned
+        print("BrokerMatrixTests: \(librdkafka) read the backlog and stopped \(reading) after the assignment")
+        #expect(result.exitCode == 0, "stderr: \(result.standardError.suffix(2000))")
+        #expect(reading < .milliseconds(7_500), "\(reading) from the assignment to the end of 300,000 records")
+        let totals = try lastValuePerKey(topic: "word-counts", bootstrap: broker.bootstrap, librdkafka: librdkafka).mapValues(countField)
+        Self.check(totals, Dictionary(uniqueKeysWithValues: (0..<100).map { ("w\($0)", Int64(3_000)) }))
+    }
+
     /// Waits for every expected total, stops the service with SIGTERM (exit 0), then checks totals and windows.
     static func finish(
         _ child: SluiceProcess, expecting input: Input, broker: any TestBroker, librdkafka: Librdkafka
