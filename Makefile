@@ -33,7 +33,7 @@ page: ## The streaming page in headless Chromium under load; the screenshot goes
 soak: ## Longer crash-recovery runs (more kill points, more input).
 	SLUICE_SOAK=1 $(SWIFT) test $(SWIFT_FLAGS) --filter Recovery
 
-bench: release ## Micro-benchmarks, end-to-end throughput against kcat (lz4 and uncompressed input on the mock), the four input shapes (noida-db), distributed mode on 1-3 instances against standalone, then exactly-once on versus off (noida-db).
+bench: release ## Micro-benchmarks, end-to-end throughput against kcat (lz4 and uncompressed input on the mock), the four input shapes (Tansu, librdkafka 2.16), distributed mode on 1-3 instances against standalone, then exactly-once on versus off (noida-db).
 	.build/release/sluice-microbench
 	python3 bench/bench.py
 	python3 bench/bench.py --compression none --repeats 3

@@ -380,6 +380,8 @@ def load_lines(bootstrap: str, topic: str, corpus: Path, partitions: int, work: 
 
     Explicit round-robin, one ``kcat -P -p N`` per partition: kcat's default (sticky) partitioner
     sends everything produced within 10 ms to one partition, which overflows the mock's retention.
+    Each partition's last line goes in a producer batch of its own: Tansu answers ListOffsets "latest"
+    with the newest batch's base offset + 1, which is then the partition's true end.
     """
     files = [work / f"{topic}-{p}.txt" for p in range(partitions)]
     outs = [open(f, "w", encoding="utf-8") for f in files]
@@ -391,10 +393,17 @@ def load_lines(bootstrap: str, topic: str, corpus: Path, partitions: int, work: 
         for out in outs:
             out.close()
     for p, path in enumerate(files):
-        run_checked(["kcat", "-P", "-b", bootstrap, "-t", topic, "-p", str(p), "-z", compression,
-                     "-X", "batch.num.messages=10000", "-X", "linger.ms=50", "-l", str(path)],
-                    timeout_s=KCAT_TIMEOUT_S, what=f"loading partition {p} with kcat -P")
-        path.unlink()
+        with open(path, "rb") as source:
+            lines = source.readlines()
+        last = path.with_suffix(".last")
+        path.write_bytes(b"".join(lines[:-1]))
+        last.write_bytes(b"".join(lines[-1:]))
+        for part in (path, last):
+            if part.stat().st_size:
+                run_checked(["kcat", "-P", "-b", bootstrap, "-t", topic, "-p", str(p), "-z", compression,
+                             "-X", "batch.num.messages=10000", "-X", "linger.ms=50", "-l", str(part)],
+                            timeout_s=KCAT_TIMEOUT_S, what=f"loading partition {p} with kcat -P")
+            part.unlink()
 
 
 def consume(bootstrap: str, topic: str, fmt: str, out_path: Path) -> None:

@@ -17,8 +17,6 @@ import argparse
 import datetime
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,45 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
 import distributed  # noqa: E402
-
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-
-NOIDA = bench.REPO / ".build-brokers" / "noida-db"
-
-
-class Noida:
-    """noida-db serving Kafka on a free 127.0.0.1 port, with the given topics created."""
-
-    def __init__(self, topics: dict[str, int], work: Path):
-        if not NOIDA.exists():
-            raise bench.BenchError(f"{NOIDA} is missing: run scripts/test-brokers.sh")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self.bootstrap = f"127.0.0.1:{port}"
-        self._log = open(work / "noida.log", "wb")
-        self.process = subprocess.Popen(
-            [str(NOIDA), "start", "--only", "kafka", "--kafka-port", str(port), "--data-dir", str(work / "noida")],
-            stdout=self._log, stderr=subprocess.STDOUT)
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        deadline = time.time() + 30
-        while True:
-            try:
-                existing = admin.list_topics(timeout=2).topics
-                missing = [NewTopic(name, count) for name, count in topics.items() if name not in existing]
-                for future in admin.create_topics(missing).values() if missing else []:
-                    future.result(10)
-                return
-            except Exception as error:  # noqa: BLE001 (the broker is still starting)
-                if time.time() > deadline:
-                    self.stop()
-                    raise bench.BenchError(f"noida-db did not create the topics: {error}")
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.wait(timeout=10)
-        self._log.close()
+from brokers import Noida  # noqa: E402
 
 
 def main() -> int:

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""Benchmark shapes in one run: 4 and 16 input partitions, lz4 and uncompressed input, on noida-db.
+"""Benchmark shapes in one run: 4 and 16 input partitions, lz4 and uncompressed input, on Tansu (or noida-db).
 
-The librdkafka mock keeps only 5 MiB per partition, so 1M lines fit it in 16 compressed partitions only (see
-``bench.py``); noida-db keeps everything, so every shape runs on it, one broker for all. For each shape the input
-is loaded with ``kcat -P -z <compression>`` (10,000-record producer batches), then timed as in ``bench.py``:
-kcat with tuned and with default fetch waits (fastest of 3), and sluice with the write-ahead log on and off
-(median of ``--repeats``, each run verified exactly), each minus the same program over a one-line-per-partition
-topic. A change that helps one shape and hurts another shows in one table: ``bench/results/shapes-latest.md``.
+The librdkafka mock keeps only 5 MiB per partition, so 1M lines fit it in 16 partitions only (see ``bench.py``);
+Tansu keeps everything (in memory), so every shape runs on it, one broker for all, with kcat and sluice on the
+librdkafka 2.16 of the ``confluent-kafka`` wheel (2.0.2 cannot talk to Tansu). Tansu answers a fetch with one
+partition within the bytes asked for and takes 0.1-0.4 CPU s to serve a run over 1M lines; noida-db
+(``--broker noida``, clients on Debian's 2.0.2) answers with whole partitions and takes as much CPU as sluice, on
+the same two cores. For each shape the input is loaded with ``kcat -P -z <compression>`` (10,000-record producer
+batches), then timed as in ``bench.py``: kcat with tuned and with default fetch waits (fastest of 3), and sluice
+with the write-ahead log on and off (median of ``--repeats``, each run verified exactly), each minus the same
+program over a one-line-per-partition topic. A change that helps one shape and hurts another shows in one table:
+``bench/results/shapes-latest.md`` (``shapes-latest-noida.md`` for noida-db).
 
-Usage: ``.build-brokers/venv/bin/python bench/shapes.py [--lines N] [--repeats R]`` (``make bench`` runs it).
+Usage: ``.build-brokers/venv/bin/python bench/shapes.py [--broker tansu|noida] [--lines N] [--repeats R]``
+(``make bench`` runs it on Tansu).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import time
 from pathlib import Path
 
 import bench
-from exactly_once import Noida
+from brokers import BROKERS
 
 SHAPES = [(partitions, compression) for partitions in (4, 16) for compression in ("lz4", "none")]
 RUNS = ("wal-on", "wal-off")
@@ -38,6 +43,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bin-dir", type=Path, default=bench.REPO / ".build" / "release")
+    parser.add_argument("--broker", choices=sorted(BROKERS), default="tansu")
     args = parser.parse_args()
     args.timeout, args.log_level = 600, "info"  # what bench.run_sluice_repeatedly reads
     binary = args.bin_dir / "sluice"
@@ -57,7 +63,8 @@ def main() -> int:
                 for attempt in range(1, args.repeats + 1):
                     name = bench.run_name(f"{shape}-{run}", attempt)
                     topics[f"counts-{name}"] = topics[f"windows-{name}"] = partitions
-        broker = Noida(topics, work)
+        broker = BROKERS[args.broker](topics, work)
+        os.environ.update(broker.client_environment)  # kcat, the loading and sluice alike
         try:
             loaded_tiny: set[int] = set()
             for partitions, compression in SHAPES:
@@ -100,15 +107,15 @@ def main() -> int:
             launcher.close()
     output = "\n".join([
         f"# Benchmark shapes ({datetime.datetime.now().isoformat(timespec='seconds')})", "",
-        f"{args.lines:,} lines, {corpus.words:,} words, {corpus.bytes / 2**20:.1f} MiB; noida-db 0.2.3 in its own "
-        f"process; CPU: {bench.cpu_model()}, {os.cpu_count()} cores; load at start {load_at_start[0]:.2f}; revision "
+        f"{args.lines:,} lines, {corpus.words:,} words, {corpus.bytes / 2**20:.1f} MiB; {broker.description} in its "
+        f"own process; CPU: {bench.cpu_model()}, {os.cpu_count()} cores; load at start {load_at_start[0]:.2f}; revision "
         f"{bench.git_revision()}; python {platform.python_version()}; sluice: median of {args.repeats} runs.", "",
         bench.render_markdown(body), "",
         "Marginal = wall time over the input minus the same program over a one-line-per-partition topic; x kcat = "
         "marginal time / kcat's (tuned fetch waits, and librdkafka's defaults); CPU s per M words = (CPU over the "
         "input - CPU over the baseline) / millions of words.",
     ]) + "\n"
-    bench.publish("shapes-latest.md", output)
+    bench.publish("shapes-latest.md" if args.broker == "tansu" else f"shapes-latest-{args.broker}.md", output)
     return 0 if verified else 1
 
 
