@@ -117,8 +117,11 @@ extension KafkaConsumerConfig {
     /// records/s with 2.16, against the mock and Tansu alike). 1 ms lets fetching resume as soon as the queue has
     /// room; 0 makes the broker threads spin (measured: 1 ms 1.28 s marginal and 1.76 CPU s over 1 M lines, 10 ms
     /// 1.52 s and 2.0-2.3 s, 0 1.52 s and 2.50 s). librdkafka 2.0.2 needs ``KafkaConsumer``'s wake-ups instead.
-    static let fetchQueueBackoff: [(String, String)] =
-        rd_kafka_version() >= 0x0202_0000 ? [("fetch.queue.backoff.ms", "1")] : []
+    static let fetchQueueBackoff: [(String, String)] = backsOffFullQueues ? [("fetch.queue.backoff.ms", "1")] : []
+
+    /// Whether the librdkafka loaded is 2.2 or later, which retries a partition parked by a full prefetch queue after
+    /// `fetch.queue.backoff.ms` (2.0.2 only when its broker thread next wakes).
+    static let backsOffFullQueues = rd_kafka_version() >= 0x0202_0000
 }
 
 /// Producer settings on top of ``KafkaConfig``.

@@ -228,8 +228,9 @@ public final class KafkaConsumer: Sendable {
     /// least 1,000 records), a ListOffsets request to the assigned partitions' leaders wakes their threads, and
     /// fetching resumes while the rest of the queue is consumed. An idle or slowly fed consumer never sends one.
     /// librdkafka 2.2 and later instead retry such a partition after `fetch.queue.backoff.ms`, which
-    /// ``KafkaConsumerConfig`` sets short; there the wake-ups change nothing.
+    /// ``KafkaConsumerConfig`` sets short; there a wake-up would change nothing, and none is sent.
     private func keepFetching() {
+        guard !KafkaConsumerConfig.backsOffFullQueues else { return }
         let length = Int(rd_kafka_queue_length(queue.pointer))
         let peak = peakQueueLength.load(ordering: .relaxed)
         if length > peak {
