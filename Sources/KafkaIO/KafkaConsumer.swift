@@ -246,8 +246,9 @@ public final class KafkaConsumer: Sendable {
         for index in 0..<Int(assigned.pointee.cnt) {
             assigned.pointee.elems[index].offset = -1  // the latest offset
         }
-        // Sending the request is what wakes the threads; the answer is not needed, so it is waited for briefly.
-        _ = rd_kafka_offsets_for_times(client.handle, assigned, 100)
+        // Sending the request is what wakes the threads; the answer is not needed, so it is not waited for (with no
+        // time to wait, librdkafka sends the requests and returns; their answers are dropped).
+        _ = rd_kafka_offsets_for_times(client.handle, assigned, 0)
     }
 
     private func topicName(_ topic: OpaquePointer?) -> String {

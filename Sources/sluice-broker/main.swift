@@ -5,10 +5,11 @@ import Logging
 // A standalone embedded Kafka broker (librdkafka's mock cluster) for tests, benchmarks and demos that need the
 // broker to live in its own process, e.g. to survive a kill -9 of the service.
 //
-// Usage: sluice-broker [--brokers N] [--topic NAME:PARTITIONS]...
-// Prints `bootstrap=HOST:PORT,...` on its first line, then runs until stdin closes or SIGTERM/SIGINT.
+// Usage: sluice-broker [--brokers N] [--rtt MS] [--topic NAME:PARTITIONS]...
+// `--rtt` delays every broker's responses by MS milliseconds, as a remote cluster's round trip would. Prints `bootstrap=HOST:PORT,...` on its first line, then runs until stdin closes or SIGTERM/SIGINT.
 
 var brokerCount = 1
+var roundTripMilliseconds = 0
 var topics: [(String, Int)] = []
 var arguments = CommandLine.arguments.dropFirst()
 while let argument = arguments.popFirst() {
@@ -19,6 +20,12 @@ while let argument = arguments.popFirst() {
             exit(2)
         }
         brokerCount = value
+    case "--rtt":
+        guard let value = arguments.popFirst().flatMap({ Int($0) }), value >= 0 else {
+            FileHandle.standardError.write(Data("--rtt needs milliseconds (0 or more)\n".utf8))
+            exit(2)
+        }
+        roundTripMilliseconds = value
     case "--topic":
         let spec = arguments.popFirst()?.split(separator: ":") ?? []
         guard spec.count == 2, let partitions = Int(spec[1]), partitions > 0 else {
@@ -27,7 +34,7 @@ while let argument = arguments.popFirst() {
         }
         topics.append((String(spec[0]), partitions))
     default:
-        FileHandle.standardError.write(Data("usage: sluice-broker [--brokers N] [--topic NAME:PARTITIONS]...\n".utf8))
+        FileHandle.standardError.write(Data("usage: sluice-broker [--brokers N] [--rtt MS] [--topic NAME:PARTITIONS]...\n".utf8))
         exit(2)
     }
 }
@@ -38,6 +45,9 @@ do {
     let cluster = try MockCluster(brokerCount: brokerCount, logger: logger)
     for (name, partitions) in topics {
         try cluster.createTopic(name, partitions: partitions)
+    }
+    for broker in 1...Int32(brokerCount) where roundTripMilliseconds > 0 {
+        try cluster.setRoundTripTime(.milliseconds(roundTripMilliseconds), broker: broker)
     }
     FileHandle.standardOutput.write(Data("bootstrap=\(cluster.bootstrapServers)\n".utf8))
     signal(SIGTERM) { _ in exit(0) }
