@@ -86,12 +86,9 @@ struct KafkaRoundTripTests {
         consumer.close()
     }
 
-    @Test func aPollReturnsWhatIsQueuedWithoutWaitingForAFullBatch() throws {
-        let test = try TestTopic("prompt", partitions: 1)
-        try test.produce(5)
-        let consumer = try test.makeConsumer()
-        try consumer.subscribe([test.name])
-        // Once the first record is in, the fetch has queued the others.
+    /// Polls one record at a time until the first arrives (20 s at most), then gives the fetch half a second to
+    /// fill the prefetch queue; the records taken (1, or 0 if none came).
+    private func awaitFirstRecord(_ consumer: KafkaConsumer) throws -> Int {
         var received = 0
         let deadline = ContinuousClock.now + .seconds(20)
         while received == 0, ContinuousClock.now < deadline {
@@ -100,6 +97,16 @@ struct KafkaRoundTripTests {
             }
         }
         Thread.sleep(forTimeInterval: 0.5)
+        return received
+    }
+
+    @Test func aPollReturnsWhatIsQueuedWithoutWaitingForAFullBatch() throws {
+        let test = try TestTopic("prompt", partitions: 1)
+        try test.produce(5)
+        let consumer = try test.makeConsumer()
+        try consumer.subscribe([test.name])
+        // Once the first record is in, the fetch has queued the others.
+        var received = try awaitFirstRecord(consumer)
         // librdkafka's batch call would wait out the whole timeout for 1,024 events.
         let started = ContinuousClock.now
         try consumer.poll(timeout: .seconds(10), maxMessages: 1024) { event in
@@ -119,14 +126,7 @@ struct KafkaRoundTripTests {
         try test.produce(30_000)
         let consumer = try test.makeConsumer()
         try consumer.subscribe([test.name])
-        var received = 0
-        let deadline = ContinuousClock.now + .seconds(20)
-        while received == 0, ContinuousClock.now < deadline {
-            try consumer.poll(timeout: .milliseconds(100), maxMessages: 1) { event in
-                if case .message = event { received += 1 }
-            }
-        }
-        Thread.sleep(forTimeInterval: 0.5)  // the prefetch queue fills
+        _ = try awaitFirstRecord(consumer)
         try test.cluster.setRoundTripTime(.milliseconds(300), broker: 1)
         var slowest = Duration.zero
         var fullPolls = 0
