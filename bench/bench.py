@@ -384,21 +384,22 @@ def load_lines(bootstrap: str, topic: str, corpus: Path, partitions: int, work: 
     with the newest batch's base offset + 1, which is then the partition's true end.
     """
     files = [work / f"{topic}-{p}.txt" for p in range(partitions)]
+    lasts = [path.with_suffix(".last") for path in files]
     outs = [open(f, "w", encoding="utf-8") for f in files]
+    # A partition's line is written once the next one for it comes, so that its last line is left over.
+    held: list[str | None] = [None] * partitions
     try:
         with open(corpus, encoding="utf-8") as lines:
-            for line, out in zip(lines, itertools.cycle(outs)):
-                out.write(line)
+            for line, p in zip(lines, itertools.cycle(range(partitions))):
+                if held[p] is not None:
+                    outs[p].write(held[p])
+                held[p] = line
     finally:
         for out in outs:
             out.close()
-    for p, path in enumerate(files):
-        with open(path, "rb") as source:
-            lines = source.readlines()
-        last = path.with_suffix(".last")
-        path.write_bytes(b"".join(lines[:-1]))
-        last.write_bytes(b"".join(lines[-1:]))
-        for part in (path, last):
+    for p in range(partitions):
+        lasts[p].write_text(held[p] or "", encoding="utf-8")
+        for part in (files[p], lasts[p]):
             if part.stat().st_size:
                 run_checked(["kcat", "-P", "-b", bootstrap, "-t", topic, "-p", str(p), "-z", compression,
                              "-X", "batch.num.messages=10000", "-X", "linger.ms=50", "-l", str(part)],
