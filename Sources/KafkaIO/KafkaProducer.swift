@@ -29,6 +29,25 @@ public struct KafkaProducerRecord: Sendable {
     }
 }
 
+/// A topic of one producer, looked up once (``KafkaProducer/topic(_:timeout:)``): records sent through it skip
+/// librdkafka's lookup of the topic by name, which takes the client's write lock, on every record.
+public struct KafkaTopic: Sendable {
+    /// The topic name.
+    public let name: String
+    /// nil: records go by name (librdkafka refused the name; producing then reports why).
+    let handle: RDKafkaChild?
+
+    /// A topic that records go to by name, looked up by librdkafka on every record.
+    public init(named name: String) {
+        self.init(name: name, handle: nil)
+    }
+
+    init(name: String, handle: RDKafkaChild?) {
+        self.name = name
+        self.handle = handle
+    }
+}
+
 /// A Kafka producer: idempotent by default, optionally transactional.
 ///
 /// ``send(_:)`` queues a record without waiting; ``flush(timeout:)`` waits until every queued record is delivered
@@ -38,19 +57,8 @@ public struct KafkaProducerRecord: Sendable {
 public final class KafkaProducer: Sendable {
     let client: RDKafkaClient
     private let logger: Logger
-    private let deliveries: Deliveries
     /// Topics whose metadata was looked up by ``prepare(topic:timeout:)``; holding the handles keeps it known.
-    private let preparedTopics = Mutex<[String: RDKafkaChild]>([:])
-
-    /// Delivery outcomes counted by the delivery-report callback.
-    private final class Deliveries: Sendable {
-        struct State {
-            var delivered = 0
-            var failed = 0
-            var firstFailure: rd_kafka_resp_err_t?
-        }
-        let state = Mutex(State())
-    }
+    private let preparedTopics = Mutex<[String: KafkaTopic]>([:])
 
     /// Creates a producer.
     ///
@@ -58,23 +66,8 @@ public final class KafkaProducer: Sendable {
     public init(config: KafkaProducerConfig, logger: Logger) throws {
         self.logger = logger
         client = try RDKafkaClient(type: RD_KAFKA_PRODUCER, properties: config.properties(), logger: logger)
-        let deliveries = Deliveries()
-        self.deliveries = deliveries
-        client.callbacks.delivery.withLock {
-            $0 = .init { err in
-                deliveries.state.withLock { state in
-                    if err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                        state.delivered += 1
-                    } else {
-                        state.failed += 1
-                        if state.firstFailure == nil { state.firstFailure = err }
-                    }
-                }
-            }
-        }
     }
 
-    /// The number of records delivered so far.
     /// Looks up the partitions and leaders of `topic` now, once per topic.
     ///
     /// librdkafka learns about a topic on its first record, through its own metadata refresh, which held the first
@@ -83,82 +76,114 @@ public final class KafkaProducer: Sendable {
     ///
     /// - Returns: Whether the topic's metadata arrived (`true` also when it was prepared before).
     @discardableResult
-    public func prepare(topic: String, timeout: Duration) -> Bool {
-        guard preparedTopics.withLock({ $0[topic] == nil }), let handle = rd_kafka_topic_new(client.handle, topic, nil) else {
-            return true
-        }
+    public func prepare(topic name: String, timeout: Duration) -> Bool {
+        guard preparedTopics.withLock({ $0[name] == nil }) else { return true }
         // Keeping the handle keeps the topic, and what was learnt about it, in the client.
-        preparedTopics.withLock { $0[topic] = RDKafkaChild(handle, of: client, destroy: rd_kafka_topic_destroy) }
+        let topic = KafkaTopic(name: name, handle: rd_kafka_topic_new(client.handle, name, nil).map {
+            RDKafkaChild($0, of: client, destroy: rd_kafka_topic_destroy)
+        })
+        preparedTopics.withLock { $0[name] = topic }
+        guard let handle = topic.handle else { return true }
         var metadata: UnsafePointer<rd_kafka_metadata>?
-        let err = rd_kafka_metadata(client.handle, 0, handle, &metadata, timeout.milliseconds)
+        let err = rd_kafka_metadata(client.handle, 0, handle.pointer, &metadata, timeout.milliseconds)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
-            logger.debug("no metadata for an output topic yet", metadata: ["kafka.topic": "\(topic)", "kafka.error": "\(KafkaError.rdkafka(err, "metadata"))"])
+            logger.debug("no metadata for an output topic yet", metadata: ["kafka.topic": "\(name)", "kafka.error": "\(KafkaError.rdkafka(err, "metadata"))"])
             return false
         }
         rd_kafka_metadata_destroy(metadata)
         return true
     }
 
-    public var deliveredCount: Int { deliveries.state.withLock { $0.delivered } }
+    /// The topic `name`, prepared (``prepare(topic:timeout:)``) on first use, for ``send(to:partition:key:value:headers:)``.
+    public func topic(_ name: String, timeout: Duration) -> KafkaTopic {
+        prepare(topic: name, timeout: timeout)
+        return preparedTopics.withLock { $0[name] } ?? KafkaTopic(named: name)
+    }
+
+    /// The number of records delivered so far.
+    public var deliveredCount: Int { client.callbacks.deliveries.deliveredCount }
 
     /// Queues a record for delivery. When librdkafka's queue is full it serves delivery reports and retries.
     ///
     /// - Throws: A ``KafkaError`` if the record cannot be queued (unknown partition, message too large, fatal error).
     public func send(_ record: KafkaProducerRecord) throws {
+        try record.value.withUnsafeBytes { value in
+            try withOptionalBytes(record.key) { key in
+                try send(
+                    to: KafkaTopic(named: record.topic), partition: record.partition, key: key, value: value,
+                    headers: record.headers.map { ($0.name, $0.value) }, timestamp: record.timestamp)
+            }
+        }
+    }
+
+    /// Queues a record for delivery, copying key, value and headers; the lean form of ``send(_:)`` that output
+    /// records take, one call each. When librdkafka's queue is full it serves delivery reports and retries.
+    ///
+    /// - Throws: A ``KafkaError`` if the record cannot be queued (unknown partition, message too large, fatal error).
+    public func send(
+        to topic: KafkaTopic, partition: Int32? = nil, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer,
+        headers: [(name: String, value: [UInt8])] = [], timestamp: Int64? = nil
+    ) throws {
         while true {
-            let err = produce(record)
+            let err = produce(to: topic, partition: partition, key: key, value: value, headers: headers, timestamp: timestamp)
             if err == RD_KAFKA_RESP_ERR_NO_ERROR { return }
             if err == RD_KAFKA_RESP_ERR__QUEUE_FULL {
                 rd_kafka_poll(client.handle, 10)
                 continue
             }
-            throw KafkaError.rdkafka(err, "produce to \(record.topic)")
+            throw KafkaError.rdkafka(err, "produce to \(topic.name)")
         }
     }
 
-    private func produce(_ record: KafkaProducerRecord) -> rd_kafka_resp_err_t {
-        record.topic.withCString { topic in
-            record.value.withUnsafeBytes { value in
-                withOptionalBytes(record.key) { key in
-                    // The argument list is on the stack: this runs for every output record.
-                    withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 7) { items in
-                        var count = 0
-                        func add(_ type: rd_kafka_vtype_t, _ set: (inout rd_kafka_vu_t) -> Void) {
-                            var item = rd_kafka_vu_t()
-                            item.vtype = type
-                            set(&item)
-                            items[count] = item
-                            count += 1
-                        }
-                        add(RD_KAFKA_VTYPE_TOPIC) { $0.u.cstr = topic }
-                        add(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
-                        add(RD_KAFKA_VTYPE_VALUE) {
-                            $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
-                            $0.u.mem.size = value.count
-                        }
-                        if let key {
-                            add(RD_KAFKA_VTYPE_KEY) {
-                                $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
-                                $0.u.mem.size = key.count
-                            }
-                        }
-                        if let partition = record.partition { add(RD_KAFKA_VTYPE_PARTITION) { $0.u.i32 = partition } }
-                        if let timestamp = record.timestamp { add(RD_KAFKA_VTYPE_TIMESTAMP) { $0.u.i64 = timestamp } }
-                        // A header list of our own (RD_KAFKA_VTYPE_HEADERS): librdkafka owns it only if the produce
-                        // succeeds, so it is destroyed here on failure. Building headers inside produceva with
-                        // RD_KAFKA_VTYPE_HEADER double-frees them when the partitioner fails (librdkafka #4627).
-                        let headers = makeHeaders(record.headers)
-                        if let headers { add(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headers } }
-                        guard let error = rd_kafka_produceva(client.handle, items.baseAddress, count) else {
-                            return RD_KAFKA_RESP_ERR_NO_ERROR
-                        }
-                        if let headers { rd_kafka_headers_destroy(headers) }
-                        let code = rd_kafka_error_code(error)
-                        rd_kafka_error_destroy(error)
-                        return code
-                    }
+    private func produce(
+        to topic: KafkaTopic, partition: Int32?, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer,
+        headers: [(name: String, value: [UInt8])], timestamp: Int64?
+    ) -> rd_kafka_resp_err_t {
+        guard let handle = topic.handle else {
+            return topic.name.withCString { name in
+                produce(argument(RD_KAFKA_VTYPE_TOPIC) { $0.u.cstr = name }, partition, key, value, headers, timestamp)
+            }
+        }
+        return produce(argument(RD_KAFKA_VTYPE_RKT) { $0.u.rkt = handle.pointer }, partition, key, value, headers, timestamp)
+    }
+
+    private func produce(
+        _ topic: rd_kafka_vu_t, _ partition: Int32?, _ key: UnsafeRawBufferPointer?, _ value: UnsafeRawBufferPointer,
+        _ headers: [(name: String, value: [UInt8])], _ timestamp: Int64?
+    ) -> rd_kafka_resp_err_t {
+        // The argument list is on the stack: this runs for every output record.
+        withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 7) { items in
+            items[0] = topic
+            var count = 1
+            func add(_ type: rd_kafka_vtype_t, _ set: (inout rd_kafka_vu_t) -> Void) {
+                items[count] = argument(type, set)
+                count += 1
+            }
+            add(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
+            add(RD_KAFKA_VTYPE_VALUE) {
+                $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+                $0.u.mem.size = value.count
+            }
+            if let key {
+                add(RD_KAFKA_VTYPE_KEY) {
+                    $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
+                    $0.u.mem.size = key.count
                 }
             }
+            if let partition { add(RD_KAFKA_VTYPE_PARTITION) { $0.u.i32 = partition } }
+            if let timestamp { add(RD_KAFKA_VTYPE_TIMESTAMP) { $0.u.i64 = timestamp } }
+            // A header list of our own (RD_KAFKA_VTYPE_HEADERS): librdkafka owns it only if the produce
+            // succeeds, so it is destroyed here on failure. Building headers inside produceva with
+            // RD_KAFKA_VTYPE_HEADER double-frees them when the partitioner fails (librdkafka #4627).
+            let headerList = makeHeaders(headers)
+            if let headerList { add(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headerList } }
+            guard let error = rd_kafka_produceva(client.handle, items.baseAddress, count) else {
+                return RD_KAFKA_RESP_ERR_NO_ERROR
+            }
+            if let headerList { rd_kafka_headers_destroy(headerList) }
+            let code = rd_kafka_error_code(error)
+            rd_kafka_error_destroy(error)
+            return code
         }
     }
 
@@ -168,14 +193,7 @@ public final class KafkaProducer: Sendable {
     ///   `.delivery` if any record since the previous flush could not be delivered.
     public func flush(timeout: Duration) throws {
         let err = rd_kafka_flush(client.handle, timeout.milliseconds)
-        let failure = deliveries.state.withLock { state -> (Int, rd_kafka_resp_err_t)? in
-            defer {
-                state.failed = 0
-                state.firstFailure = nil
-            }
-            return state.firstFailure.map { (state.failed, $0) }
-        }
-        if let (count, code) = failure {
+        if let (count, code) = client.callbacks.deliveries.takeFailures() {
             throw KafkaError(kind: .delivery, code: code.rawValue, message: "\(count) records were not delivered: \(String(cString: rd_kafka_err2str(code)))")
         }
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
@@ -272,13 +290,21 @@ public final class KafkaProducer: Sendable {
     }
 }
 
-private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
-    guard let bytes else { return body(nil) }
-    return bytes.withUnsafeBytes { body($0) }
+/// One argument of `rd_kafka_produceva`.
+private func argument(_ type: rd_kafka_vtype_t, _ set: (inout rd_kafka_vu_t) -> Void) -> rd_kafka_vu_t {
+    var item = rd_kafka_vu_t()
+    item.vtype = type
+    set(&item)
+    return item
+}
+
+private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+    guard let bytes else { return try body(nil) }
+    return try bytes.withUnsafeBytes { try body($0) }
 }
 
 /// A new header list holding copies of `headers`, or nil when there are none.
-private func makeHeaders(_ headers: [KafkaHeader]) -> OpaquePointer? {
+private func makeHeaders(_ headers: [(name: String, value: [UInt8])]) -> OpaquePointer? {
     guard !headers.isEmpty, let list = rd_kafka_headers_new(headers.count) else { return nil }
     for header in headers {
         header.value.withUnsafeBytes { value in

@@ -24,7 +24,8 @@ struct KafkaOutput: Sendable {
     struct Batch {
         var sent = 0
         var oversize = 0
-        var preparedTopic: String?
+        /// The topic of the last record sent.
+        var topic: KafkaTopic?
     }
 
     /// Produces the records in order and waits for their delivery; a record over ``maxRecordBytes`` is counted,
@@ -43,14 +44,13 @@ struct KafkaOutput: Sendable {
             batch.oversize += 1
             return
         }
-        if record.topic != batch.preparedTopic {
-            producer.prepare(topic: record.topic, timeout: .seconds(1))
-            batch.preparedTopic = record.topic
+        let topic = batch.topic.flatMap { $0.name == record.topic ? $0 : nil } ?? producer.topic(record.topic, timeout: .seconds(1))
+        batch.topic = topic
+        try record.key.withUnsafeBytes { key in
+            try record.value.withUnsafeBytes { value in
+                try producer.send(to: topic, partition: record.partition, key: key, value: value, headers: record.headers)
+            }
         }
-        try producer.send(KafkaProducerRecord(
-            topic: record.topic, partition: record.partition, key: record.key, value: record.value,
-            headers: record.headers.map { KafkaHeader(name: $0.0, value: $0.1) }
-        ))
         batch.sent += 1
     }
 

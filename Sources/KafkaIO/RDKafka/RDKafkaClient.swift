@@ -7,13 +7,13 @@ import Synchronization
 /// - Important: An instance is passed to C as the configuration opaque with `Unmanaged.passRetained`; the
 ///   ``RDKafkaClient`` that owns the handle balances it with one `release()` after `rd_kafka_destroy` returns,
 ///   so the context outlives every callback. Callbacks run on librdkafka's threads or inside a poll call, so all
-///   state here is immutable or behind a `Mutex`.
+///   state here is immutable, atomic or behind a `Mutex`.
 final class RDKafkaCallbacks: Sendable {
     let logger: Logger
     /// Called from inside a consumer poll or close on a rebalance.
     let rebalance: Mutex<Handler<(OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>)>?>
-    /// Called for each delivery report while the producer is polled or flushed.
-    let delivery: Mutex<Handler<rd_kafka_resp_err_t>?>
+    /// Delivery outcomes, counted for each delivery report while the producer is polled or flushed.
+    let deliveries = DeliveryCounts()
 
     /// A closure in a class, so that reading it out of a `Mutex` copies a reference, not a function value
     /// (which Swift 6.3 re-wraps in a new thunk on every read through `withLock`).
@@ -28,7 +28,6 @@ final class RDKafkaCallbacks: Sendable {
     init(logger: Logger) {
         self.logger = logger
         self.rebalance = Mutex(nil)
-        self.delivery = Mutex(nil)
     }
 
     static func from(_ opaque: UnsafeMutableRawPointer?) -> RDKafkaCallbacks? {
@@ -81,10 +80,34 @@ private func rebalanceCallback(
     }
 }
 
+/// Runs once per produced record: counts it without a lock, and without retaining the context (which outlives
+/// every callback).
 private func deliveryCallback(_ rk: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
-    guard let message, let callbacks = RDKafkaCallbacks.from(opaque) else { return }
-    let handler = callbacks.delivery.withLock { $0 }
-    handler?.call(message.pointee.err)
+    guard let message, let opaque else { return }
+    Unmanaged<RDKafkaCallbacks>.fromOpaque(opaque)._withUnsafeGuaranteedRef { $0.deliveries.count(message.pointee.err) }
+}
+
+/// Delivery outcomes, updated by the delivery callback and read by any thread.
+final class DeliveryCounts: Sendable {
+    private let delivered = Atomic<Int>(0)
+    /// Failures since the last ``takeFailures()``: their number and the first one's code. Rare, so under a lock.
+    private let failures = Mutex<(count: Int, first: rd_kafka_resp_err_t)?>(nil)
+
+    /// The records delivered so far.
+    var deliveredCount: Int { delivered.load(ordering: .relaxed) }
+
+    func count(_ err: rd_kafka_resp_err_t) {
+        guard err != RD_KAFKA_RESP_ERR_NO_ERROR else {
+            delivered.add(1, ordering: .relaxed)
+            return
+        }
+        failures.withLock { $0 = (($0?.count ?? 0) + 1, $0?.first ?? err) }
+    }
+
+    /// The failures since the last call, if any; resets them.
+    func takeFailures() -> (count: Int, first: rd_kafka_resp_err_t)? {
+        failures.withLock { $0.take() }
+    }
 }
 
 /// Owns one `rd_kafka_t` handle and its callback context.
