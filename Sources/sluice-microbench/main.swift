@@ -20,13 +20,16 @@ func median(_ body: () throws -> Void) rethrows -> Double {
     return samples.sorted()[2]
 }
 
-/// Deterministic lines of 8 to 12 words over a 50,000-word vocabulary, skewed toward common words.
-func makeBlocks(lines: Int, perBlock: Int) -> (blocks: [Block], words: Int) {
+/// Deterministic lines of 8 to 12 words over a 50,000-word vocabulary, skewed toward common words, in blocks,
+/// and their text back to back with each line's end.
+func makeBlocks(lines: Int, perBlock: Int) -> (blocks: [Block], words: Int, text: [UInt8], lineEnds: [Int]) {
     var generator = SplitMix64(seed: 42)
     func next() -> UInt64 { generator.next() }
     var builder = BlockBuilder(reservingCapacity: 1 << 20)
     var blocks: [Block] = []
     var words = 0
+    var text: [UInt8] = []
+    var lineEnds: [Int] = []
     for index in 0..<lines {
         let count = 8 + Int(next() % 5)
         var line = ""
@@ -36,18 +39,35 @@ func makeBlocks(lines: Int, perBlock: Int) -> (blocks: [Block], words: Int) {
             line += (position == 0 ? "" : " ") + (rank % 7 == 0 ? "Word\(rank)" : "word\(rank)")
         }
         words += count
+        text.append(contentsOf: line.utf8)
+        lineEnds.append(text.count)
         Array(line.utf8).withUnsafeBytes { value in
             builder.append(topic: "lines", partition: Int32(index % 16), offset: Int64(index / 16), timestamp: 1_700_000_000_000 + Int64(index), key: nil, value: value)
         }
         if builder.recordCount == perBlock { blocks.append(builder.finish()) }
     }
     if !builder.isEmpty { blocks.append(builder.finish()) }
-    return (blocks, words)
+    return (blocks, words, text, lineEnds)
 }
 
-let (blocks, words) = makeBlocks(lines: lineCount, perBlock: 10_000)
+let (blocks, words, text, lineEnds) = makeBlocks(lines: lineCount, perBlock: 10_000)
 let bytes = blocks.reduce(0) { $0 + $1.bytes.count }
 print("input: \(lineCount) lines, \(words) words, \(bytes >> 20) MiB in \(blocks.count) blocks")
+
+var ids: [Int32] = []
+let read = median {
+    var interner = WordInterner()
+    ids = []
+    ids.reserveCapacity(words)
+    text.withUnsafeBytes { text in
+        var start = 0
+        for end in lineEnds {
+            _ = interner.appendIDs(ofWordsIn: UnsafeRawBufferPointer(rebasing: text[start..<end]), to: &ids)
+            start = end
+        }
+    }
+}
+print(String(format: "read words (tokenize + intern): %.3f s, %.1f ns per word", read, read * 1e9 / Double(ids.count)))
 
 var graph = StreamGraph()
 let count = try median {
