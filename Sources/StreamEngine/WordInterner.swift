@@ -46,8 +46,11 @@ public struct WordInterner: Sendable {
     /// ``WordTokenizer/maximumWordBytes``).
     public mutating func appendIDs(ofWordsIn value: UnsafeRawBufferPointer, to ids: inout [Int32]) -> MalformedRecord.Reason? {
         let outcome = WordTokenizer.withWords(in: value) { text, spans -> MalformedRecord.Reason? in
-            let longest = spans.reduce(0) { max($0, Int($1.count)) }
-            guard longest <= WordTokenizer.maximumWordBytes else { return .wordTooLong(bytes: longest) }
+            // No word is longer than its text, so most values need no look at the words' lengths.
+            if text.count > WordTokenizer.maximumWordBytes {
+                let longest = spans.reduce(0) { max($0, Int($1.count)) }
+                guard longest <= WordTokenizer.maximumWordBytes else { return .wordTooLong(bytes: longest) }
+            }
             appendIDs(of: spans, in: text, to: &ids)
             return nil
         }
@@ -60,21 +63,24 @@ public struct WordInterner: Sendable {
     /// cache misses (the table is larger than the caches near the core) overlap instead of following one another.
     mutating func appendIDs(of spans: UnsafeBufferPointer<WordSpan>, in text: UnsafeRawBufferPointer, to ids: inout [Int32]) {
         withUnsafeTemporaryAllocation(of: Key.self, capacity: Self.lookahead) { keys in
-            var start = 0
-            while start < spans.count {
-                let end = min(start + Self.lookahead, spans.count)
-                slots.withUnsafeBufferPointer { slots in
-                    let mask = slots.count - 1
-                    for position in start..<end {
-                        let key = Self.key(of: UnsafeRawBufferPointer(rebasing: text[spans[position].range]))
-                        keys[position - start] = key
-                        sluice_prefetch(slots.baseAddress! + (Int(truncatingIfNeeded: key.hash) & mask))
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: Self.lookahead) { found in
+                var start = 0
+                while start < spans.count {
+                    let end = min(start + Self.lookahead, spans.count)
+                    slots.withUnsafeBufferPointer { slots in
+                        let mask = slots.count - 1
+                        for position in start..<end {
+                            let key = Self.key(of: UnsafeRawBufferPointer(rebasing: text[spans[position].range]))
+                            keys[position - start] = key
+                            sluice_prefetch(slots.baseAddress! + (Int(truncatingIfNeeded: key.hash) & mask))
+                        }
                     }
+                    for position in start..<end {
+                        found[position - start] = id(of: UnsafeRawBufferPointer(rebasing: text[spans[position].range]), key: keys[position - start])
+                    }
+                    ids.append(contentsOf: UnsafeBufferPointer(rebasing: found[..<(end - start)]))
+                    start = end
                 }
-                for position in start..<end {
-                    ids.append(id(of: UnsafeRawBufferPointer(rebasing: text[spans[position].range]), key: keys[position - start]))
-                }
-                start = end
             }
         }
     }

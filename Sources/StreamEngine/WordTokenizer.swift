@@ -36,8 +36,8 @@ public enum WordTokenizer {
         in text: UnsafeRawBufferPointer,
         _ body: (_ lowercased: UnsafeRawBufferPointer, _ words: UnsafeBufferPointer<WordSpan>) throws -> Result
     ) rethrows -> Result? {
-        if isASCII(text) {
-            return try withASCIIWords(in: text, body)
+        if let result = try withASCIIWords(in: text, body) {
+            return result
         }
         guard let decoded = String(validating: text, as: UTF8.self) else { return nil }
         var lowercased = lowercase(decoded).precomposedStringWithCanonicalMapping
@@ -83,21 +83,6 @@ public enum WordTokenizer {
         return words
     }
 
-    /// Whether every byte is below 0x80, checked eight bytes at a time.
-    private static func isASCII(_ text: UnsafeRawBufferPointer) -> Bool {
-        var index = 0
-        var bits: UInt64 = 0
-        while index + 8 <= text.count {
-            bits |= text.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            index += 8
-        }
-        while index < text.count {
-            bits |= UInt64(text[index])
-            index += 1
-        }
-        return bits & 0x8080_8080_8080_8080 == 0
-    }
-
     /// ASCII text read eight bytes at a time: every byte is below 0x80, so per-byte comparisons are additions that
     /// cannot carry into the next byte, each leaving its answer in the byte's high bit.
     private enum ASCIIChunk {
@@ -123,16 +108,23 @@ public enum WordTokenizer {
         }
     }
 
+    /// `body` of the lowercased text and its words if `text` is all ASCII, else nil without calling it. The text is
+    /// read once: whether a byte is 0x80 or above is gathered along the way and checked at the end.
     private static func withASCIIWords<Result>(
         in text: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer, UnsafeBufferPointer<WordSpan>) throws -> Result
-    ) rethrows -> Result {
+    ) rethrows -> Result? {
         // The scratch copy is written eight bytes at a time, so it is rounded up; past the end the text reads as spaces.
         try withUnsafeTemporaryAllocation(byteCount: (text.count + 7) & ~7, alignment: 8) { scratch in
-            // Words are separated, so there are at most half as many as bytes (rounded up).
-            try withUnsafeTemporaryAllocation(of: WordSpan.self, capacity: (text.count + 1) / 2) { spans in
+            // Words are separated, so at most every other byte of the rounded-up text starts one (whatever the bytes:
+            // text that turns out not to be ASCII is split too before it is set aside).
+            try withUnsafeTemporaryAllocation(of: WordSpan.self, capacity: ((text.count + 7) & ~7) / 2) { spans in
+                // Words started and words ended so far: a word starts at a non-whitespace byte after whitespace and
+                // ends at a whitespace byte after a non-whitespace one (the text starts after whitespace).
                 var count = 0
-                var wordStart: Int?
+                var ended = 0
+                var whitespaceBefore = ASCIIChunk.highBits & 0xFF
                 var offset = 0
+                var allBytes: UInt64 = 0
                 while offset < text.count {
                     var chunk: UInt64 = 0x2020_2020_2020_2020
                     if offset + 8 <= text.count {
@@ -142,30 +134,29 @@ public enum WordTokenizer {
                             tail.copyMemory(from: UnsafeRawBufferPointer(rebasing: text[offset...]))
                         }
                     }
+                    allBytes |= chunk
                     scratch.storeBytes(of: ASCIIChunk.lowercased(chunk), toByteOffset: offset, as: UInt64.self)
-                    // Alternately the next word start (a non-whitespace byte) and the next word end (whitespace),
-                    // searched from the last one found; bytes before it are masked off.
+                    // Each byte's flag next to the flag of the byte before it; the chunk's last flag carries over.
                     let whitespace = ASCIIChunk.whitespace(chunk.littleEndian)
-                    var from = 0
-                    while true {
-                        let candidates = (wordStart == nil ? ~whitespace & ASCIIChunk.highBits : whitespace) & (ASCIIChunk.highBits << from)
-                        if candidates == 0 { break }
-                        from = candidates.trailingZeroBitCount & ~7
-                        let position = offset + from >> 3
-                        if let start = wordStart {
-                            spans[count] = WordSpan(start: start, end: position)
-                            count += 1
-                            wordStart = nil
-                        } else {
-                            wordStart = position
-                        }
+                    let previous = whitespace << 8 | whitespaceBefore
+                    whitespaceBefore = whitespace >> 56
+                    var starts = ~whitespace & previous & ASCIIChunk.highBits
+                    var ends = whitespace & ~previous
+                    while starts != 0 {
+                        spans[count] = WordSpan(start: offset + starts.trailingZeroBitCount >> 3)
+                        count += 1
+                        starts &= starts &- 1
+                    }
+                    while ends != 0 {
+                        spans[ended].end(at: offset + ends.trailingZeroBitCount >> 3)
+                        ended += 1
+                        ends &= ends &- 1
                     }
                     offset += 8
                 }
-                if let start = wordStart {
-                    spans[count] = WordSpan(start: start, end: text.count)
-                    count += 1
-                }
+                guard allBytes & ASCIIChunk.highBits == 0 else { return nil }
+                // Text padded with spaces ended its last word; text of whole chunks may not have.
+                if ended < count { spans[ended].end(at: text.count) }
                 return try body(
                     UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(scratch)[..<text.count]),
                     UnsafeBufferPointer(rebasing: spans[..<count]))
@@ -201,12 +192,22 @@ public enum WordTokenizer {
 /// Where a word is in the text ``WordTokenizer`` hands out: its byte offset and length.
 struct WordSpan {
     let start: Int32
-    let count: Int32
+    private(set) var count: Int32
 
     /// Text is a record value, far below 2 GiB.
     init(start: Int, end: Int) {
         self.start = Int32(truncatingIfNeeded: start)
         self.count = Int32(truncatingIfNeeded: end - start)
+    }
+
+    /// A word whose end is not known yet.
+    init(start: Int) {
+        self.init(start: start, end: start)
+    }
+
+    /// Sets the end of the word.
+    mutating func end(at end: Int) {
+        count = Int32(truncatingIfNeeded: end) - start
     }
 
     var range: Range<Int> { Int(start)..<Int(start) + Int(count) }
