@@ -44,29 +44,31 @@ extension Array where Element == UInt8 {
     /// Appends `text` as a quoted JSON string: `"` and `\` are escaped and control
     /// characters are written as `\u00XX`; everything else is copied as UTF-8.
     mutating func appendJSONString(_ text: String) {
+        var text = text
+        text.withUTF8 { appendJSONString(utf8: $0) }
+    }
+
+    /// ``appendJSONString(_:)`` of UTF-8 text.
+    mutating func appendJSONString(utf8 text: UnsafeBufferPointer<UInt8>) {
         append(UInt8(ascii: "\""))
-        // Most text needs no escape: then it is copied in one piece.
-        let copied = text.utf8.withContiguousStorageIfAvailable { bytes in
-            guard !bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
-                return false
-            }
-            append(contentsOf: bytes)
-            return true
+        var plain = 0
+        while plain < text.count, text[plain] >= 0x20, text[plain] != UInt8(ascii: "\""), text[plain] != UInt8(ascii: "\\") {
+            plain += 1
         }
-        if copied != true {
-            for byte in text.utf8 {
-                switch byte {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-                    append(UInt8(ascii: "\\"))
-                    append(byte)
-                case ..<0x20:
-                    append(contentsOf: #"\u00"#.utf8)
-                    append(UInt8(ascii: "0") + byte >> 4)
-                    let low = byte & 0xF
-                    append(low < 10 ? UInt8(ascii: "0") + low : UInt8(ascii: "a") + low - 10)
-                default:
-                    append(byte)
-                }
+        // Most text needs no escape: then it is copied in one piece.
+        append(contentsOf: UnsafeBufferPointer(rebasing: text[..<plain]))
+        for byte in text[plain...] {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                append(UInt8(ascii: "\\"))
+                append(byte)
+            case ..<0x20:
+                append(contentsOf: #"\u00"#.utf8)
+                append(UInt8(ascii: "0") + byte >> 4)
+                let low = byte & 0xF
+                append(low < 10 ? UInt8(ascii: "0") + low : UInt8(ascii: "a") + low - 10)
+            default:
+                append(byte)
             }
         }
         append(UInt8(ascii: "\""))

@@ -46,13 +46,32 @@ extension DStream {
         let store = StateStore<[Key: State]>(name: name, value: [:])
         let run = guarded(store)
         let stream = derive(stateful: true) { batch, _ in
-            let groups = batch.keysAreDistinct ? batch.mapped { ($0.0, [$0.1]) } : batch.aggregated({ [$0] }) { $0.append($1) }
-            return run {
+            run {
                 var result = Elements<(Key, State)>()
-                for ((key, values), time) in zip(groups.values, groups.times) {
-                    // Through the entry's `inout` subscript: one lookup to read and replace (or remove) it.
-                    let state = store.value[key].replace { update(key, values, $0) }
-                    if let state { result.append((key, state), at: time) }
+                // One access to the store for the whole batch, and one lookup per key through the entry's `inout`
+                // subscript to read and replace (or remove) it.
+                store.withValue { table in
+                    func apply(_ key: Key, _ values: [Value], at time: Int64) {
+                        let state = table[key].replace { update(key, values, $0) }
+                        if let state { result.append((key, state), at: time) }
+                    }
+                    if batch.keysAreDistinct {
+                        // One value per key, passed in one reused array (an update that keeps it makes it copy).
+                        result.values.reserveCapacity(batch.count)
+                        result.times.reserveCapacity(batch.count)
+                        var values: [Value] = []
+                        values.reserveCapacity(1)
+                        for ((key, value), time) in zip(batch.decodedValues, batch.decodedTimes) {
+                            values.removeAll(keepingCapacity: true)
+                            values.append(value)
+                            apply(key, values, at: time)
+                        }
+                    } else {
+                        let groups = batch.aggregated({ [$0] }) { $0.append($1) }
+                        for ((key, values), time) in zip(groups.values, groups.times) {
+                            apply(key, values, at: time)
+                        }
+                    }
                 }
                 return result
             }

@@ -9,6 +9,12 @@ final class StateStore<Value: StateCodable> {
         self.name = name
         self.value = value
     }
+
+    /// Runs `body` on the value in place: one access for all of `body`'s reads and writes, where each use of
+    /// ``value`` in a loop is an access of its own (checked at run time, since the store is a shared object).
+    func withValue<Result>(_ body: (inout Value) -> Result) -> Result {
+        body(&value)
+    }
 }
 
 /// A ``StateStore`` seen by the graph, whatever its value type.

@@ -95,30 +95,40 @@ public enum WordCountJob {
 
     /// The counts-topic record of a word's running total after the batch of `stamp`.
     public static func totalRecord(word: String, total: Int64, stamp: BatchStamp, topic: String) -> OutputRecord {
-        var value: [UInt8] = []
-        value.reserveCapacity(JSON.word.count + word.utf8.count + 2 + JSON.count.count + 20 + stamp.valueEnd.count)
-        value.append(contentsOf: JSON.word)
-        value.appendJSONString(word)
-        value.append(contentsOf: JSON.count)
-        value.appendDecimal(total)
-        value.append(contentsOf: stamp.valueEnd)
-        return OutputRecord(topic: topic, key: Array(word.utf8), value: value, headers: stamp.headers)
+        withUTF8(of: word) { word in
+            var value: [UInt8] = []
+            value.reserveCapacity(JSON.word.count + word.count + 2 + JSON.count.count + 20 + stamp.valueEnd.count)
+            value.append(contentsOf: JSON.word)
+            value.appendJSONString(utf8: word)
+            value.append(contentsOf: JSON.count)
+            value.appendDecimal(total)
+            value.append(contentsOf: stamp.valueEnd)
+            return OutputRecord(topic: topic, key: Array(word), value: value, headers: stamp.headers)
+        }
     }
 
     /// The windows-topic record of a word's count in a closed window.
     public static func windowRecord(word: String, count: Int64, window: TimeWindow, topic: String) -> OutputRecord {
-        var value: [UInt8] = []
-        value.reserveCapacity(
-            JSON.word.count + word.utf8.count + 2 + JSON.count.count + JSON.windowStart.count + JSON.windowEnd.count + 61)
-        value.append(contentsOf: JSON.word)
-        value.appendJSONString(word)
-        value.append(contentsOf: JSON.count)
-        value.appendDecimal(count)
-        value.append(contentsOf: JSON.windowStart)
-        value.appendDecimal(window.start)
-        value.append(contentsOf: JSON.windowEnd)
-        value.appendDecimal(window.end)
-        value.append(UInt8(ascii: "}"))
-        return OutputRecord(topic: topic, key: Array(word.utf8), value: value)
+        withUTF8(of: word) { word in
+            var value: [UInt8] = []
+            value.reserveCapacity(
+                JSON.word.count + word.count + 2 + JSON.count.count + JSON.windowStart.count + JSON.windowEnd.count + 61)
+            value.append(contentsOf: JSON.word)
+            value.appendJSONString(utf8: word)
+            value.append(contentsOf: JSON.count)
+            value.appendDecimal(count)
+            value.append(contentsOf: JSON.windowStart)
+            value.appendDecimal(window.start)
+            value.append(contentsOf: JSON.windowEnd)
+            value.appendDecimal(window.end)
+            value.append(UInt8(ascii: "}"))
+            return OutputRecord(topic: topic, key: Array(word), value: value)
+        }
+    }
+
+    /// `body` of the word's UTF-8 bytes, read in place (`Array(word.utf8)` goes through a generic copy, byte by byte).
+    private static func withUTF8<Result>(of word: String, _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
+        var word = word
+        return word.withUTF8(body)
     }
 }
