@@ -4,13 +4,15 @@ extension DStream where Element == InputRecord {
     /// longer than ``WordTokenizer/maximumWordBytes``, yields no words and is reported in
     /// ``BatchOutput/malformed``.
     public func flatMapWords() -> DStream<String> {
-        // Sized from the previous batch, so that a steady stream does not grow the table batch after batch.
+        // Sized from the previous batch, so that a steady stream does not grow the table and the word list batch
+        // after batch (each growth copies what was read so far).
         var expectedDistinctWords = 1024
+        var expectedWords = 0
         // The words of the next batch's first blocks, read ahead of it (see ``StreamGraph/readAhead(_:nextBatchAfter:)``).
         var readAhead: WordsRead?
         if isGraphInput {
             graph.inputReadAhead = { block in
-                if readAhead == nil { readAhead = WordsRead(expectedDistinctWords: expectedDistinctWords) }
+                if readAhead == nil { readAhead = WordsRead(expectedDistinctWords: expectedDistinctWords, expectedWords: expectedWords) }
                 readAhead!.readAhead(&block)
             }
         }
@@ -55,6 +57,7 @@ extension DStream where Element == InputRecord {
                 }
             }
             expectedDistinctWords = max(1024, words.distinctCount)
+            expectedWords = words.wordCount
             return words.elements
         }
     }
@@ -68,8 +71,10 @@ private struct WordsRead: Sendable {
     /// The ranges of each block read ahead, in order: the batch must start with these blocks.
     private var blocksReadAhead: [[PartitionRange]] = []
 
-    init(expectedDistinctWords: Int) {
+    init(expectedDistinctWords: Int, expectedWords: Int = 0) {
         words = WordBatch(expectedDistinctWords: expectedDistinctWords)
+        // Reserved pages cost no memory until words are written to them.
+        words.reserve(words: expectedWords)
     }
 
     /// The words of each run of blocks, read on up to `runs.count` threads; each block is released once read.
