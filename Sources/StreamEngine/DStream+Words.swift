@@ -57,7 +57,8 @@ extension DStream where Element == InputRecord {
                 }
             }
             expectedDistinctWords = max(1024, words.distinctCount)
-            expectedWords = words.wordCount
+            // An idle batch says nothing about the next busy one.
+            if words.wordCount > 0 { expectedWords = words.wordCount }
             return words.elements
         }
     }
