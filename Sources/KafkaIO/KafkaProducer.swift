@@ -94,7 +94,7 @@ public final class KafkaProducer: Sendable {
         return true
     }
 
-    /// The topic `name`, prepared (``prepare(topic:timeout:)``) on first use, for ``send(to:partition:key:value:headers:)``.
+    /// The topic `name`, prepared (``prepare(topic:timeout:)``) on first use, for ``send(to:partition:key:value:headers:timestamp:)``.
     public func topic(_ name: String, timeout: Duration) -> KafkaTopic {
         prepare(topic: name, timeout: timeout)
         return preparedTopics.withLock { $0[name] } ?? KafkaTopic(named: name)

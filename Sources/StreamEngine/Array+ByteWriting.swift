@@ -41,14 +41,8 @@ extension Array where Element == UInt8 {
         }
     }
 
-    /// Appends `text` as a quoted JSON string: `"` and `\` are escaped and control
-    /// characters are written as `\u00XX`; everything else is copied as UTF-8.
-    mutating func appendJSONString(_ text: String) {
-        var text = text
-        text.withUTF8 { appendJSONString(utf8: $0) }
-    }
-
-    /// ``appendJSONString(_:)`` of UTF-8 text.
+    /// Appends UTF-8 `text` as a quoted JSON string: `"` and `\` are escaped and control
+    /// characters are written as `\u00XX`; everything else is copied as is.
     mutating func appendJSONString(utf8 text: UnsafeBufferPointer<UInt8>) {
         append(UInt8(ascii: "\""))
         var plain = 0

@@ -44,8 +44,13 @@ struct KafkaOutput: Sendable {
             batch.oversize += 1
             return
         }
-        let topic = batch.topic.flatMap { $0.name == record.topic ? $0 : nil } ?? producer.topic(record.topic, timeout: .seconds(1))
-        batch.topic = topic
+        let topic: KafkaTopic
+        if let current = batch.topic, current.name == record.topic {
+            topic = current
+        } else {
+            topic = producer.topic(record.topic, timeout: .seconds(1))
+            batch.topic = topic
+        }
         try record.key.withUnsafeBytes { key in
             try record.value.withUnsafeBytes { value in
                 try producer.send(to: topic, partition: record.partition, key: key, value: value, headers: record.headers)

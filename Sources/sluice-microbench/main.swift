@@ -39,10 +39,13 @@ func makeBlocks(lines: Int, perBlock: Int) -> (blocks: [Block], words: Int, text
             line += (position == 0 ? "" : " ") + (rank % 7 == 0 ? "Word\(rank)" : "word\(rank)")
         }
         words += count
+        let start = text.count
         text.append(contentsOf: line.utf8)
         lineEnds.append(text.count)
-        Array(line.utf8).withUnsafeBytes { value in
-            builder.append(topic: "lines", partition: Int32(index % 16), offset: Int64(index / 16), timestamp: 1_700_000_000_000 + Int64(index), key: nil, value: value)
+        text.withUnsafeBytes { text in
+            builder.append(
+                topic: "lines", partition: Int32(index % 16), offset: Int64(index / 16), timestamp: 1_700_000_000_000 + Int64(index),
+                key: nil, value: UnsafeRawBufferPointer(rebasing: text[start...]))
         }
         if builder.recordCount == perBlock { blocks.append(builder.finish()) }
     }

@@ -198,7 +198,8 @@ import Testing
                      (String(repeating: "long", count: 10), "\"" + String(repeating: "long", count: 10) + "\""), ("", #""""#)]
         for (text, json) in cases {
             var bytes: [UInt8] = []
-            bytes.appendJSONString(text)
+            var text = text
+            text.withUTF8 { bytes.appendJSONString(utf8: $0) }
             #expect(String(decoding: bytes, as: UTF8.self) == json)
         }
         let record = WordCountJob.totalRecord(word: "w", total: -3, stamp: .init(batchTime: 42), topic: "t")
