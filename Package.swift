@@ -24,6 +24,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CMalloc"),
         .systemLibrary(name: "CPrefetch"),
+        .systemLibrary(name: "CASCIIScan"),
         .systemLibrary(
             name: "CRdKafka",
             pkgConfig: "rdkafka",
@@ -36,7 +37,7 @@ let package = Package(
         ),
         .target(name: "CCRC32C"),
         .target(name: "Storage", dependencies: ["CCRC32C"], swiftSettings: swiftSettings),
-        .target(name: "StreamEngine", dependencies: ["CPrefetch"], swiftSettings: swiftSettings),
+        .target(name: "StreamEngine", dependencies: ["CASCIIScan", "CPrefetch"], swiftSettings: swiftSettings),
         .target(name: "SampleData", swiftSettings: swiftSettings),
         .target(
             name: "Streaming",

@@ -1,3 +1,4 @@
+import CASCIIScan
 import Foundation
 
 /// Splits UTF-8 text into lowercase words.
@@ -83,78 +84,47 @@ public enum WordTokenizer {
         return words
     }
 
-    /// ASCII text read eight bytes at a time: every byte is below 0x80, so per-byte comparisons are additions that
-    /// cannot carry into the next byte, each leaving its answer in the byte's high bit.
-    private enum ASCIIChunk {
-        static let highBits: UInt64 = 0x8080_8080_8080_8080
-
-        /// `0x80` in each byte that is at least `bound` (at most 0x80), else 0.
-        @inline(__always)
-        static func atLeast(_ bound: UInt8, _ chunk: UInt64) -> UInt64 {
-            (chunk &+ 0x0101_0101_0101_0101 &* UInt64(0x80 - bound)) & highBits
-        }
-
-        /// `0x80` in each byte that is whitespace per Unicode (U+0009...U+000D and U+0020), else 0.
-        @inline(__always)
-        static func whitespace(_ chunk: UInt64) -> UInt64 {
-            let space = ~atLeast(1, chunk ^ 0x2020_2020_2020_2020) & highBits
-            return space | (atLeast(0x09, chunk) & ~atLeast(0x0E, chunk))
-        }
-
-        /// The chunk with A-Z lowercased.
-        @inline(__always)
-        static func lowercased(_ chunk: UInt64) -> UInt64 {
-            chunk | (atLeast(0x41, chunk) & ~atLeast(0x5B, chunk)) >> 2
-        }
-    }
-
     /// `body` of the lowercased text and its words if `text` is all ASCII, else nil without calling it. The text is
-    /// read once: whether a byte is 0x80 or above is gathered along the way and checked at the end.
+    /// read once, 64 bytes at a time (``sluice_ascii_scan64``): whether a byte is 0x80 or above is gathered along the
+    /// way and checked at the end.
     private static func withASCIIWords<Result>(
         in text: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer, UnsafeBufferPointer<WordSpan>) throws -> Result
     ) rethrows -> Result? {
-        // The scratch copy is written eight bytes at a time, so it is rounded up; past the end the text reads as spaces.
-        try withUnsafeTemporaryAllocation(byteCount: (text.count + 7) & ~7, alignment: 8) { scratch in
-            // Words are separated, so at most every other byte of the rounded-up text starts one (whatever the bytes:
-            // text that turns out not to be ASCII is split too before it is set aside).
-            try withUnsafeTemporaryAllocation(of: WordSpan.self, capacity: ((text.count + 7) & ~7) / 2) { spans in
+        // The text is copied into scratch memory rounded up to whole 64-byte chunks (at least one), padded with spaces,
+        // and lowercased there in place.
+        let chunked = max(64, (text.count + 63) & ~63)
+        return try withUnsafeTemporaryAllocation(byteCount: chunked, alignment: 16) { scratch in
+            scratch.copyMemory(from: text)
+            UnsafeMutableRawBufferPointer(rebasing: scratch[text.count...]).initializeMemory(as: UInt8.self, repeating: 0x20)
+            // Words are separated, so at most every other byte starts one (whatever the bytes: text that turns out not
+            // to be ASCII is split too before it is set aside).
+            return try withUnsafeTemporaryAllocation(of: WordSpan.self, capacity: chunked / 2) { spans in
                 // Words started and words ended so far: a word starts at a non-whitespace byte after whitespace and
                 // ends at a whitespace byte after a non-whitespace one (the text starts after whitespace).
                 var count = 0
                 var ended = 0
-                var whitespaceBefore = ASCIIChunk.highBits & 0xFF
-                var offset = 0
-                var allBytes: UInt64 = 0
-                while offset < text.count {
-                    var chunk: UInt64 = 0x2020_2020_2020_2020
-                    if offset + 8 <= text.count {
-                        chunk = text.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
-                    } else {
-                        withUnsafeMutableBytes(of: &chunk) { tail in
-                            tail.copyMemory(from: UnsafeRawBufferPointer(rebasing: text[offset...]))
-                        }
-                    }
-                    allBytes |= chunk
-                    scratch.storeBytes(of: ASCIIChunk.lowercased(chunk), toByteOffset: offset, as: UInt64.self)
+                var whitespaceBefore: UInt64 = 1
+                var seen = SIMD16<UInt8>()
+                let bytes = scratch.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                for offset in stride(from: 0, to: chunked, by: 64) {
                     // Each byte's flag next to the flag of the byte before it; the chunk's last flag carries over.
-                    let whitespace = ASCIIChunk.whitespace(chunk.littleEndian)
-                    let previous = whitespace << 8 | whitespaceBefore
-                    whitespaceBefore = whitespace >> 56
-                    var starts = ~whitespace & previous & ASCIIChunk.highBits
+                    let whitespace = sluice_ascii_scan64(bytes + offset, &seen)
+                    let previous = whitespace << 1 | whitespaceBefore
+                    whitespaceBefore = whitespace >> 63
+                    var starts = ~whitespace & previous
                     var ends = whitespace & ~previous
                     while starts != 0 {
-                        spans[count] = WordSpan(start: offset + starts.trailingZeroBitCount >> 3)
+                        spans[count] = WordSpan(start: offset + starts.trailingZeroBitCount)
                         count += 1
                         starts &= starts &- 1
                     }
                     while ends != 0 {
-                        spans[ended].end(at: offset + ends.trailingZeroBitCount >> 3)
+                        spans[ended].end(at: offset + ends.trailingZeroBitCount)
                         ended += 1
                         ends &= ends &- 1
                     }
-                    offset += 8
                 }
-                guard allBytes & ASCIIChunk.highBits == 0 else { return nil }
+                guard sluice_is_ascii(seen) != 0 else { return nil }
                 // Text padded with spaces ended its last word; text of whole chunks may not have.
                 if ended < count { spans[ended].end(at: text.count) }
                 return try body(

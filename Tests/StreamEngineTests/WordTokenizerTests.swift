@@ -51,8 +51,9 @@ import Testing
         #expect(WordTokenizer.words(text) == Array(repeating: "ab", count: 100) + ["end"])
     }
 
-    /// The ASCII path reads eight bytes at a time; against a byte-by-byte reference, every byte value below 0x80 at
-    /// every position and length (words ending on, before and after a chunk boundary, a text ending mid-word).
+    /// The ASCII path reads 64 bytes at a time; against a byte-by-byte reference, every byte value below 0x80 at
+    /// every position and length up to three chunks (words ending on, before and after a chunk boundary, a text
+    /// ending mid-word), and a non-ASCII letter at every position, which sends the text to the Unicode path.
     @Test func asciiChunksAgreeWithByteByByteSplitting() {
         let whitespace: Set<UInt8> = [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20]
         func reference(_ bytes: [UInt8]) -> [String] {
@@ -61,8 +62,8 @@ import Testing
             }
         }
         var generator = SystemRandomNumberGenerator()
-        for length in 0...40 {
-            for _ in 0..<200 {
+        for length in 0...192 {
+            for _ in 0..<50 {
                 let bytes = (0..<length).map { _ -> UInt8 in
                     Bool.random(using: &generator)
                         ? [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0x08, 0x0E, 0x1F, 0x21].randomElement(using: &generator)!
@@ -73,6 +74,13 @@ import Testing
         }
         let every = Array(0...0x7F as ClosedRange<UInt8>)
         #expect(words(every) == reference(every))
+        let text = Array(String(repeating: "Ab c ", count: 30).utf8)
+        for position in text.indices {
+            var bytes = text
+            bytes.replaceSubrange(position..<position + 1, with: Array("É".utf8))
+            let expected = reference(bytes).map { $0.lowercased() }
+            #expect(words(bytes) == expected, "É at \(position)")
+        }
     }
 
     /// Canonically equivalent spellings are one word (Normalization Form C), and a capital sigma that ends a word
