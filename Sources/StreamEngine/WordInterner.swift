@@ -25,12 +25,15 @@ public struct WordInterner: Sendable {
     private var longStarts: [Int: Int] = [:]
     /// A power of two, kept at most half full.
     private var slots: [Slot]
+    /// 64 less the base-2 logarithm of the slot count: a hash shifted right by it is a slot.
+    private var shift: UInt64
 
     /// A table sized for about `capacity` distinct words (it grows past them).
     public init(capacity: Int = 1024) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
         slots = [Slot](repeating: Slot(), count: size)
+        shift = UInt64(64 - size.trailingZeroBitCount)
     }
 
     /// The number of distinct words.
@@ -68,21 +71,26 @@ public struct WordInterner: Sendable {
                 while start < spans.count {
                     let end = min(start + Self.lookahead, spans.count)
                     slots.withUnsafeBufferPointer { slots in
-                        let mask = slots.count - 1
                         for position in start..<end {
-                            let key = Self.key(of: UnsafeRawBufferPointer(rebasing: text[spans[position].range]))
+                            let key = Self.key(of: Self.word(spans[position], in: text))
                             keys[position - start] = key
-                            sluice_prefetch(slots.baseAddress! + (Int(truncatingIfNeeded: key.hash) & mask))
+                            sluice_prefetch(slots.baseAddress! + home(of: key.hash))
                         }
                     }
                     for position in start..<end {
-                        found[position - start] = id(of: UnsafeRawBufferPointer(rebasing: text[spans[position].range]), key: keys[position - start])
+                        found[position - start] = id(of: Self.word(spans[position], in: text), key: keys[position - start])
                     }
                     ids.append(contentsOf: UnsafeBufferPointer(rebasing: found[..<(end - start)]))
                     start = end
                 }
             }
         }
+    }
+
+    /// The bytes of the word at `span` of `text`, which holds it (the tokenizer's spans do).
+    @inline(__always)
+    private static func word(_ span: WordSpan, in text: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: text.baseAddress! + Int(span.start), count: Int(span.count))
     }
 
     /// How many words ``appendIDs(of:in:to:)`` prefetches ahead.
@@ -95,6 +103,7 @@ public struct WordInterner: Sendable {
         var hash: UInt64
     }
 
+    @inline(__always)
     private static func key(of word: UnsafeRawBufferPointer) -> Key {
         var first: UInt64 = 0
         var second: UInt64 = 0
@@ -106,11 +115,18 @@ public struct WordInterner: Sendable {
         return Key(first: first, second: second, hash: hash(first: first, second: second, length: word.count))
     }
 
+    /// The first slot to probe for a hash: its top bits (a multiplicative hash mixes every input bit into them).
+    @inline(__always)
+    private func home(of hash: UInt64) -> Int {
+        Int(truncatingIfNeeded: hash &>> shift)
+    }
+
+    @inline(__always)
     private mutating func id(of word: UnsafeRawBufferPointer, key: Key) -> Int32 {
         let length = word.count
         let (first, second) = (key.first, key.second)
         let mask = slots.count - 1
-        var index = Int(truncatingIfNeeded: key.hash) & mask
+        var index = home(of: key.hash)
         let found: Int32? = slots.withUnsafeBufferPointer { slots in
             while true {
                 let slot = slots[index]
@@ -125,10 +141,11 @@ public struct WordInterner: Sendable {
         return found ?? insert(word, first: first, second: second, at: index)
     }
 
-    /// The slot hash of a key: short words mix their bytes, a long word's key is already its hash.
+    /// The slot hash of a key: short words multiply their bytes (only the top bits are used), a long word's key is
+    /// already its hash.
     @inline(__always)
     private static func hash(first: UInt64, second: UInt64, length: Int) -> UInt64 {
-        length <= 16 ? mix((first &* 0x9E37_79B9_7F4A_7C15) ^ ((second &+ UInt64(length)) &* 0xC2B2_AE3D_27D4_EB4F)) : first
+        length <= 16 ? (first &* 0x9E37_79B9_7F4A_7C15) ^ ((second &+ UInt64(length)) &* 0xC2B2_AE3D_27D4_EB4F) : first
     }
 
     private mutating func insert(_ word: UnsafeRawBufferPointer, first: UInt64, second: UInt64, at index: Int) -> Int32 {
@@ -144,14 +161,15 @@ public struct WordInterner: Sendable {
     }
 
     private mutating func grow() {
-        var larger = [Slot](repeating: Slot(), count: slots.count * 2)
-        let mask = larger.count - 1
-        for slot in slots where slot.idPlusOne != 0 {
-            var index = Int(truncatingIfNeeded: Self.hash(first: slot.first, second: slot.second, length: Int(slot.length))) & mask
-            while larger[index].idPlusOne != 0 { index = (index + 1) & mask }
-            larger[index] = slot
+        let smaller = slots
+        slots = [Slot](repeating: Slot(), count: smaller.count * 2)
+        shift -= 1
+        let mask = slots.count - 1
+        for slot in smaller where slot.idPlusOne != 0 {
+            var index = home(of: Self.hash(first: slot.first, second: slot.second, length: Int(slot.length)))
+            while slots[index].idPlusOne != 0 { index = (index + 1) & mask }
+            slots[index] = slot
         }
-        slots = larger
     }
 
     private func longMatches(_ id: Int, _ word: UnsafeRawBufferPointer) -> Bool {
@@ -176,10 +194,10 @@ public struct WordInterner: Sendable {
             let high = UInt64(word.loadUnaligned(fromByteOffset: count - 4, as: UInt32.self))
             return (low | (high >> UInt64((8 - count) * 8)) << 32, 0)
         }
-        var value: UInt64 = 0
-        for index in 0..<count {
-            value |= UInt64(word[index]) << UInt64(index * 8)
-        }
+        guard count > 0 else { return (0, 0) }
+        // One to three bytes: the first, the middle and the last (some the same byte) at their places.
+        let middle = count >> 1
+        let value = UInt64(word[0]) | UInt64(word[middle]) << UInt64(middle * 8) | UInt64(word[count - 1]) << UInt64((count - 1) * 8)
         return (value, 0)
     }
 
