@@ -59,6 +59,8 @@ extension DStream where Element == InputRecord {
             expectedDistinctWords = max(1024, words.distinctCount)
             // An idle batch says nothing about the next busy one.
             if words.wordCount > 0 { expectedWords = words.wordCount }
+            // Reading ahead for the next batch may go on meanwhile (nothing above is touched again in this batch).
+            if isGraphInput, hasSingleConsumer { graph.inputWasRead?() }
             return words.elements
         }
     }

@@ -41,6 +41,10 @@ public final class StreamGraph {
     private var partitionClocks: [TopicPartition: (latest: Int64, lastSeen: Int64)] = [:]
     /// Reads a block's records ahead of its batch, when one stream reads the input this way (``DStream/flatMapWords()``).
     var inputReadAhead: ((inout Block) -> Void)?
+    /// Called on the batch thread once the running batch has read its input (``DStream/flatMapWords()``, when it
+    /// reads ahead): from then until the next ``runBatch(time:blocks:assigned:sink:)``, the batch touches nothing that
+    /// ``readAhead(_:nextBatchAfter:)`` does, so one other thread may call that meanwhile, for the next batch.
+    public var inputWasRead: (() -> Void)?
     /// Whether ``readAhead(_:nextBatchAfter:)`` left a block for the next batch to read (it then reads no more).
     private var leftABlockForItsBatch = false
     private var sinks: [(BatchContext) -> Void] = []

@@ -40,6 +40,8 @@ final class BatchDriver: @unchecked Sendable {
     private var lastBatchTime: Int64
     private var offsets: [KafkaPartition: Int64]
     private var progress = ProgressLog()
+    /// With `stopsAtEnd`: reads the last blocks while a batch runs, once the input's end is reached.
+    private var readAheadWorker: ReadAheadWorker?
 
     init(
         graph: StreamGraph, plan: RecoveryPlan, checkpoint: DriverCheckpoint?, staleLog: StaleLog?,
@@ -68,7 +70,14 @@ final class BatchDriver: @unchecked Sendable {
 
     /// Runs until a stop, the end of input (with `stopsAtEnd`) or an error; the consumer is closed at the end.
     func run() throws {
+        // Only once the receiver has stored the input's last block is a core free for it (see ``ReadAheadWorker``).
+        if configuration.stopsAtEnd {
+            readAheadWorker = ReadAheadWorker(
+                readBlock: { [unowned self] in receiver.status.withLock(\.reachedEnd) && readAhead(nextBatchAfter: $0) },
+                waitForBlock: { [control] in control.sleep(milliseconds: 50) })
+        }
         defer {
+            readAheadWorker?.finish()
             stopReceiver()
             consumer.close()
         }
@@ -132,7 +141,7 @@ final class BatchDriver: @unchecked Sendable {
             case .wait(let milliseconds):
                 // Rather than wait, read the next batch's blocks as they come (the receiver wakes this thread for each),
                 // one at a time, so that a batch that became due meanwhile starts without waiting for the rest.
-                if !readAhead() { control.sleep(milliseconds: milliseconds) }
+                if !readAhead(nextBatchAfter: lastBatchTime) { control.sleep(milliseconds: milliseconds) }
             case .runBatch(let time):
                 try runAllocatedBatch(time: time, checkpoint: .whenDue)
             case .finish(let time):
@@ -154,9 +163,9 @@ final class BatchDriver: @unchecked Sendable {
         }
     }
 
-    /// Reads the records of the next block queued for the next batch ahead of it; false if there was none.
-    private func readAhead() -> Bool {
-        tracker.readAhead { _ = graph.readAhead(&$0, nextBatchAfter: lastBatchTime) }
+    /// Reads the records of the next block queued for the batch after `batchTime` ahead of it; false if there was none.
+    private func readAhead(nextBatchAfter batchTime: Int64) -> Bool {
+        tracker.readAhead { _ = graph.readAhead(&$0, nextBatchAfter: batchTime) }
     }
 
     /// Allocates the received blocks to the batch of `time` (logged first, with a log) and runs it.
@@ -198,6 +207,12 @@ final class BatchDriver: @unchecked Sendable {
         }
         var sent = KafkaOutput.Batch()
         var sendError: (any Error)?
+        // Once the batch has read its input, the blocks that arrive meanwhile are read on the worker.
+        graph.inputWasRead = { [readAheadWorker] in readAheadWorker?.start(nextBatchAfter: time) }
+        defer {
+            graph.inputWasRead = nil
+            readAheadWorker?.stop(wake: control.wake)
+        }
         let result = graph.runBatch(time: time, blocks: consume blocks, assigned: assigned) { [output] record in
             guard emits, sendError == nil else { return }
             do {
