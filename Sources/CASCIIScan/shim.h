@@ -1,4 +1,5 @@
 // Sixteen bytes at a time for the word tokenizer's ASCII path: Swift has no spelling for a vector's byte mask.
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #if defined(__SSE2__)
@@ -20,26 +21,26 @@ static inline uint32_t sluice_bits16(sluice_mask16 mask) {
 }
 
 /// Lowercases A-Z in the 64 bytes at `bytes`, in place, and returns a mask with bit i set where byte i is
-/// whitespace (U+0009...U+000D or U+0020). Bytes of 0x80 and above are left alone and ORed into `*nonASCII`, so
-/// the caller can tell ASCII text at the end.
-static inline uint64_t sluice_ascii_scan64(uint8_t *bytes, sluice_bytes16 *nonASCII) {
+/// whitespace (U+0009...U+000D or U+0020). Every byte is also ORed into `*seen`, so that ``sluice_is_ascii`` can tell
+/// at the end whether all of them were ASCII (bytes of 0x80 and above are left as they are).
+static inline uint64_t sluice_ascii_scan64(uint8_t *bytes, sluice_bytes16 *seen) {
     uint64_t whitespace = 0;
-    sluice_bytes16 seen = *nonASCII;
+    sluice_bytes16 all = *seen;
     for (int part = 0; part < 4; part++) {
         sluice_bytes16 chunk;
         memcpy(&chunk, bytes + 16 * part, 16);
-        seen |= chunk;
+        all |= chunk;
         sluice_mask16 isWhitespace = (chunk == 0x20) | ((chunk >= 0x09) & (chunk <= 0x0D));
         whitespace |= (uint64_t)sluice_bits16(isWhitespace) << (16 * part);
         sluice_mask16 isUpper = (chunk >= 0x41) & (chunk <= 0x5A);
         chunk |= (sluice_bytes16)isUpper & 0x20;
         memcpy(bytes + 16 * part, &chunk, 16);
     }
-    *nonASCII = seen;
+    *seen = all;
     return whitespace;
 }
 
-/// Whether every byte ORed into `nonASCII` by ``sluice_ascii_scan64`` was below 0x80.
-static inline int sluice_is_ascii(sluice_bytes16 nonASCII) {
-    return sluice_bits16((sluice_mask16)(nonASCII >= 0x80)) == 0;
+/// Whether every byte ORed into `seen` by ``sluice_ascii_scan64`` was below 0x80.
+static inline bool sluice_is_ascii(sluice_bytes16 seen) {
+    return sluice_bits16((sluice_mask16)(seen >= 0x80)) == 0;
 }

@@ -124,7 +124,7 @@ public enum WordTokenizer {
                         ends &= ends &- 1
                     }
                 }
-                guard sluice_is_ascii(seen) != 0 else { return nil }
+                guard sluice_is_ascii(seen) else { return nil }
                 // Text padded with spaces ended its last word; text of whole chunks may not have.
                 if ended < count { spans[ended].end(at: text.count) }
                 return try body(
