@@ -1,3 +1,4 @@
+import Foundation
 @testable import StreamEngine
 import SampleData
 import Testing
@@ -141,6 +142,45 @@ import Testing
             #expect(sameCheckpoint, "parallelism \(parallelism), \(readAhead) blocks read ahead")
         }
         #expect(onePass.outputs[0].malformedRecords == 4)
+    }
+
+    /// Blocks handed to the thread that reads them ahead while a batch runs; the test waits for it before it touches
+    /// them again.
+    final class BlocksReadElsewhere: @unchecked Sendable {
+        var blocks: [Block]
+        let done = DispatchSemaphore(value: 0)
+
+        init(_ blocks: [Block]) {
+            self.blocks = blocks
+        }
+    }
+
+    /// As the driver's read-ahead worker does: once the first batch has read its input (`inputWasRead`), another
+    /// thread reads the second batch's first blocks ahead while the first batch goes on with its state and output.
+    @Test func blocksReadAheadOnAnotherThreadWhileABatchRunsGiveTheOutputOfOnePass() throws {
+        let blocks = mixedBlocks()
+        let onePass = try wordCount(blocks, parallelism: 1)
+        let graph = StreamGraph()
+        try WordCountJob.build(on: graph, configuration: .init(windowLength: 1_000))
+        let second = BlocksReadElsewhere(Array(blocks[5..<8]))
+        nonisolated(unsafe) let reader = graph
+        graph.inputWasRead = {
+            Thread.detachNewThread {
+                for index in second.blocks.indices.prefix(2) {
+                    _ = reader.readAhead(&second.blocks[index], nextBatchAfter: 1_000)
+                }
+                second.done.signal()
+            }
+        }
+        var outputs = [graph.runBatch(time: 1_000, blocks: Array(blocks[0..<5]))]
+        graph.inputWasRead = nil
+        second.done.wait()
+        #expect(second.blocks.filter(\.recordsWereReadAhead).count == 2)
+        outputs.append(graph.runBatch(time: 2_000, blocks: second.blocks))
+        outputs.append(graph.flushWindows())
+        let sameOutput = outputs == onePass.outputs
+        #expect(sameOutput)
+        #expect(graph.checkpoint() == onePass.checkpoint)
     }
 
     @Test func aBlockPastTheEventTimeHorizonIsLeftForItsBatch() throws {
