@@ -5,12 +5,12 @@ import Synchronization
 /// Reads blocks ahead of the next batch on a thread of its own while a batch runs.
 ///
 /// The batch thread reads the next batch's blocks itself while it waits for that batch; while it runs one, blocks
-/// keep arriving and wait for it. Once the receiver has stored the input's last block (with `stopsAtEnd`), its core
-/// is free, and this worker reads the last batch's blocks there while the batch before it updates state and makes
-/// its output (while input still flows, the receiver needs that core, and reading earlier only holds more memory).
-/// The batch thread calls ``start(nextBatchAfter:)`` once its batch's input has been read (the read-ahead state is
-/// then the next batch's alone) and ``stop(wake:)`` before it touches that state again, so the two never read ahead
-/// at once; the output does not change.
+/// keep arriving and wait for it. ``BatchDriver`` (with `stopsAtEnd`) has this worker read them once the receiver has
+/// stored the input's last block: its core is then free, and the last batch's blocks are read there while the batch
+/// before it updates state and makes its output (while input still flows, the receiver needs that core, and reading
+/// earlier only holds more memory). The batch thread calls ``start(nextBatchAfter:)`` once its batch's input has been
+/// read (the read-ahead state is then the next batch's alone) and ``stop(wake:)`` before it touches that state
+/// again, so the two never read ahead at once; the output does not change.
 final class ReadAheadWorker: Sendable {
     private enum Phase: Equatable {
         /// Reading blocks ahead of the batch after the one of this time.
@@ -39,10 +39,15 @@ final class ReadAheadWorker: Sendable {
         thread.start()
     }
 
-    /// Has the worker read blocks ahead of the batch after `batchTime` until ``stop(wake:)``. Batch thread only.
+    /// Has the worker read blocks ahead of the batch after `batchTime` until ``stop(wake:)``; a second start before
+    /// the stop changes nothing. Batch thread only.
     func start(nextBatchAfter batchTime: Int64) {
-        phase.withLock { $0 = .reading(nextBatchAfter: batchTime) }
-        started.signal()
+        let wasParked = phase.withLock { phase in
+            guard phase == .parked else { return false }
+            phase = .reading(nextBatchAfter: batchTime)
+            return true
+        }
+        if wasParked { started.signal() }
     }
 
     /// Returns once the worker has stopped reading (at once if it was not started). `wake` cuts its wait for a block

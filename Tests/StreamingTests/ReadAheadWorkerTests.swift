@@ -33,6 +33,7 @@ import Testing
             reads.stopReturned.store(false, ordering: .sequentiallyConsistent)
             let before = reads.count
             worker.start(nextBatchAfter: batchTime)
+            worker.start(nextBatchAfter: batchTime + 100)  // changes nothing: the worker reads for the first
             let deadline = ContinuousClock.now + .seconds(10)
             while reads.count < before + 5, ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.001) }
             worker.stop(wake: {})
