@@ -18,8 +18,10 @@ One run of this script:
    of three runs);
 4. times ``sluice`` with ``SLUICE_STOP_AT_END=true`` (read to the end offsets seen at
    start-up, process, flush windows, checkpoint, exit 0) with the write-ahead log on
-   and off, each with a fresh consumer group and checkpoint directory, five times
-   each (``--repeats``; the median by wall time is reported);
+   and off, each with a fresh consumer group and checkpoint directory, in five rounds
+   (``--repeats``) of one baseline run, one run with the log on and one with it off, so that
+   the machine's drift touches all alike; the median wall and CPU times are reported, and
+   the highest peak RSS;
    both programs also run over the two baseline topics (see below);
 5. verifies every run's output exactly: the last value per word in its counts topic
    must equal the truth computed here from the generated lines (split on whitespace,
@@ -76,6 +78,7 @@ import platform
 import random
 import select
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -198,8 +201,9 @@ class Measurement:
     max_rss_mb: float
     exit_code: int
     rss_samples: list[tuple[float, int]] = field(default_factory=list)
-    # With repeated runs: every run's wall time, the median being this one's.
+    # With repeated runs: every run's wall and CPU time, in run order (the medians being this one's).
     all_walls: list[float] = field(default_factory=list)
+    all_cpus: list[float] = field(default_factory=list)
 
     def rss_by_quarter(self) -> str:
         """The highest sampled RSS (MB) in each quarter of the run: flat when memory does not grow."""
@@ -572,25 +576,47 @@ def run_name(name: str, attempt: int) -> str:
     return name if attempt == 1 else f"{name}-{attempt}"
 
 
-def run_sluice_repeatedly(launcher: Launcher, binary: Path, bootstrap: str, name: str, input_topic: str, wal: bool,
-                          work: Path, args: argparse.Namespace, truth: dict[str, int]) -> tuple[Measurement, Verification]:
-    """The run with the median wall time of ``args.repeats`` runs, each verified.
+@dataclass
+class SluiceRun:
+    """One configuration of ``run_sluice_alternately``: its name, input topic, write-ahead log and expected counts."""
+    name: str
+    input_topic: str
+    wal: bool
+    truth: dict[str, int]
+
+
+def run_sluice_alternately(launcher: Launcher, binary: Path, bootstrap: str, runs: list[SluiceRun], work: Path,
+                           args: argparse.Namespace) -> list[tuple[Measurement, Verification]]:
+    """``args.repeats`` rounds of one run of each configuration in turn, every run verified; per configuration the
+    median wall time, the median CPU time and the highest peak RSS of its runs (RSS samples: the median-wall run's).
 
     A run's wall time depends on where the group join leaves it between two batch boundaries (up to one batch
-    interval), so one run is a noisy measure; the median of a few is a typical one. Every run must verify.
+    interval), and this kind of machine's speed drifts by up to a quarter within minutes: one run is a noisy
+    measure, and so are runs of one configuration after another's. Rounds put the configurations side by side in
+    time, and the median of each metric is a typical one.
     """
-    results: list[tuple[Measurement, Verification]] = []
+    results: list[list[tuple[Measurement, Verification]]] = [[] for _ in runs]
     for attempt in range(1, args.repeats + 1):
-        attempt_name = run_name(name, attempt)
-        m = run_sluice(launcher, binary, bootstrap, attempt_name, input_topic, wal, work, args.timeout, args.log_level)
-        print(f"  {m.wall_s:.2f} s wall, {m.cpu_s:.2f} s CPU; verifying ...", flush=True)
-        check = verify(bootstrap, f"counts-{attempt_name}", f"windows-{attempt_name}", args.partitions, truth, work)
-        results.append((m, check))
-    results.sort(key=lambda result: result[0].wall_s)
-    median, check = results[len(results) // 2]
-    median.all_walls = [m.wall_s for m, _ in results]
-    failed = next((c for _, c in results if not c.ok), None)
-    return median, failed or check
+        for run, outcomes in zip(runs, results):
+            attempt_name = run_name(run.name, attempt)
+            m = run_sluice(launcher, binary, bootstrap, attempt_name, run.input_topic, run.wal, work, args.timeout,
+                           args.log_level)
+            print(f"  {run.name} {attempt}: {m.wall_s:.2f} s wall, {m.cpu_s:.2f} s CPU; verifying ...", flush=True)
+            check = verify(bootstrap, f"counts-{attempt_name}", f"windows-{attempt_name}", args.partitions, run.truth,
+                           work)
+            outcomes.append((m, check))
+    combined = []
+    for outcomes in results:
+        measurements = [m for m, _ in outcomes]
+        by_wall = sorted(measurements, key=lambda m: m.wall_s)
+        typical = by_wall[len(by_wall) // 2]
+        median = Measurement(
+            wall_s=typical.wall_s, cpu_s=statistics.median(m.cpu_s for m in measurements),
+            max_rss_mb=max(m.max_rss_mb for m in measurements), exit_code=0, rss_samples=typical.rss_samples,
+            all_walls=[m.wall_s for m in measurements], all_cpus=[m.cpu_s for m in measurements])
+        failed = next((c for _, c in outcomes if not c.ok), None)
+        combined.append((median, failed or outcomes[0][1]))
+    return combined
 
 
 # --------------------------------------------------------------------------- report
@@ -725,7 +751,7 @@ def main() -> int:
                         help="compression of the loaded input (default lz4)")
     parser.add_argument("--skip-wal-off", action="store_true", help="skip the run with SLUICE_WAL=false")
     parser.add_argument("--repeats", type=int, default=5,
-                        help="sluice runs per configuration; the median wall time is reported (default 5)")
+                        help="rounds of sluice runs, one per configuration each; medians are reported (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, input, output)")
     parser.add_argument("--bin-dir", type=Path, default=REPO / ".build" / "release",
                         help="where sluice and sluice-broker are (default .build/release)")
@@ -805,16 +831,14 @@ def main() -> int:
         empty_check = verify(broker.bootstrap, "counts-empty", "windows-empty", args.partitions, {}, work)
         rows.append(Row("sluice (empty topic)", sluice_empty, verified=empty_check))
 
-        print("timing sluice over the one-line-per-partition topic ...", flush=True)
-        sluice_tiny, tiny_check = run_sluice_repeatedly(
-            launcher, sluice, broker.bootstrap, "tiny", TINY_TOPIC, True, work, args, tiny_truth)
+        print("timing sluice over the one-line-per-partition topic and the input, in rounds ...", flush=True)
+        configurations = [SluiceRun("tiny", TINY_TOPIC, True, tiny_truth)] + [
+            SluiceRun(name, INPUT_TOPIC, name == "wal-on", corpus.truth) for name in runs[2:]]
+        (sluice_tiny, tiny_check), *measured = run_sluice_alternately(
+            launcher, sluice, broker.bootstrap, configurations, work, args)
         rows.append(Row(f"sluice ({args.partitions}-line baseline)", sluice_tiny, verified=tiny_check))
-
-        for name in runs[2:]:
-            print(f"timing sluice {name} ...", flush=True)
-            m, check = run_sluice_repeatedly(
-                launcher, sluice, broker.bootstrap, name, INPUT_TOPIC, name == "wal-on", work, args, corpus.truth)
-            rows.append(Row(f"sluice {name.replace('-', ' ')}", m, baseline=sluice_tiny, verified=check))
+        for configuration, (m, check) in zip(configurations[1:], measured):
+            rows.append(Row(f"sluice {configuration.name.replace('-', ' ')}", m, baseline=sluice_tiny, verified=check))
 
         body = table(rows, corpus)
         print()
@@ -822,7 +846,8 @@ def main() -> int:
         notes = [f"{r.name}: {r.verified.summary}" for r in rows if r.verified is not None]
         notes += [f"{r.name}: RSS by tenth of the run (MB): {r.measurement.rss_profile(10)}"
                   for r in rows if r.name.startswith("sluice wal")]
-        notes += [f"{r.name}: wall times of the runs (s): {', '.join(f'{w:.2f}' for w in r.measurement.all_walls)}"
+        notes += [f"{r.name}: wall / CPU times of the runs in order (s): "
+                  + ", ".join(f"{w:.2f} / {c:.2f}" for w, c in zip(r.measurement.all_walls, r.measurement.all_cpus))
                   for r in rows if len(r.measurement.all_walls) > 1]
         mismatch_lines = [f"{r.name}: {d}" for r in rows if r.verified is not None for d in r.verified.details]
         print()
@@ -864,10 +889,11 @@ def write_results(body: list[list[str]], notes: list[str], mismatches: list[str]
         f"kcat: `kcat -C -e -q -o beginning -f '%s\\n' {' '.join(KCAT_CONSUMER_OPTIONS)}` to /dev/null, fastest of "
         f"{KCAT_REPEATS} runs (the two options remove 0.5-1.5 s of idle fetch waits, in 0.5 s steps, from every run); "
         "kcat default fetch: the same without the two options, as a new user runs it. "
-        f"sluice: the median (by wall time) of {args.repeats} runs for the baseline and for each configuration, "
-        "every run verified; default fetch settings. Its wall time includes waiting for its batch boundaries "
+        f"sluice: {args.repeats} rounds of one run of the baseline and of each configuration in turn, every run "
+        "verified; default fetch settings; the median wall time, the median CPU time and the highest peak RSS of "
+        "each configuration's runs. Its wall time includes waiting for its batch boundaries "
         "(`SLUICE_BATCH_INTERVAL_MS`, default 1000): where the group join leaves a run between two boundaries "
-        "moves it by up to one interval, hence the median.",
+        "moves it by up to one interval, and the machine's speed drifts within minutes, hence rounds and medians.",
         "",
         render_markdown(body),
         "",

@@ -8,8 +8,9 @@ partition within the bytes asked for and takes 0.1-0.4 CPU s to serve a run over
 (``--broker noida``, clients on Debian's 2.0.2) answers with whole partitions and takes as much CPU as sluice, on
 the same two cores. For each shape the input is loaded with ``kcat -P -z <compression>`` (10,000-record producer
 batches), then timed as in ``bench.py``: kcat with tuned and with default fetch waits (fastest of 3), and sluice
-with the write-ahead log on and off (median of ``--repeats``, each run verified exactly), each minus the same
-program over a one-line-per-partition topic. A change that helps one shape and hurts another shows in one table:
+with the write-ahead log on and off (``--repeats`` rounds of a baseline run, one with the log on and one with it off;
+median wall and CPU times, highest peak RSS; each run verified exactly), each minus the same program over a
+one-line-per-partition topic. A change that helps one shape and hurts another shows in one table:
 ``bench/results/shapes-latest.md`` (``shapes-latest-noida.md`` for noida-db).
 
 Usage: ``.build-brokers/venv/bin/python bench/shapes.py [--broker tansu|noida] [--lines N] [--repeats R]``
@@ -41,15 +42,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bin-dir", type=Path, default=bench.REPO / ".build" / "release")
     parser.add_argument("--broker", choices=sorted(BROKERS), default="tansu")
     args = parser.parse_args()
-    args.timeout, args.log_level = 600, "info"  # what bench.run_sluice_repeatedly reads
+    args.timeout, args.log_level = 600, "info"  # what bench.run_sluice_alternately reads
     binary = args.bin_dir / "sluice"
     launcher = bench.Launcher()  # before the corpus: see bench.LAUNCHER
     load_at_start = os.getloadavg()
     body: list[list[str]] = []
+    notes: list[str] = []
     verified = True
     with tempfile.TemporaryDirectory(prefix="sluice-bench-shapes-") as directory:
         work = Path(directory)
@@ -87,17 +89,20 @@ def main() -> int:
                               bench.run_kcat(launcher, broker.bootstrap, f"lines-{shape}", work / "kcat.log", []),
                               baseline=bench.run_kcat(launcher, broker.bootstrap, tiny_topic, work / "kcat.log", [])),
                 ]
-                print(f"shapes: {shape}: sluice baseline ...", flush=True)
-                tiny, tiny_check = bench.run_sluice_repeatedly(
-                    launcher, binary, broker.bootstrap, f"{shape}-tiny", tiny_topic, True, work, args, tiny_truth)
+                print(f"shapes: {shape}: sluice baseline, WAL on and WAL off in rounds ...", flush=True)
+                configurations = [bench.SluiceRun(f"{shape}-tiny", tiny_topic, True, tiny_truth)] + [
+                    bench.SluiceRun(f"{shape}-{run}", f"lines-{shape}", run == "wal-on", corpus.truth) for run in RUNS]
+                (tiny, tiny_check), *measured = bench.run_sluice_alternately(
+                    launcher, binary, broker.bootstrap, configurations, work, args)
                 verified &= tiny_check.ok
-                for run in RUNS:
-                    print(f"shapes: {shape}: sluice {run} ...", flush=True)
-                    m, check = bench.run_sluice_repeatedly(
-                        launcher, binary, broker.bootstrap, f"{shape}-{run}", f"lines-{shape}", run == "wal-on",
-                        work, args, corpus.truth)
+                for run, (m, check) in zip(RUNS, measured):
                     verified &= check.ok
                     rows.append(bench.Row(f"sluice {run.replace('-', ' ')}", m, baseline=tiny, verified=check))
+                    notes.append(f"- {partitions} partitions, {compression}, {run}: wall / CPU s of the runs in order: "
+                                 + ", ".join(f"{w:.2f} / {c:.2f}" for w, c in zip(m.all_walls, m.all_cpus)))
+                (wal_on, _), (wal_off, _) = measured
+                notes.append(f"- {partitions} partitions, {compression}: WAL on / off in CPU (medians) "
+                             f"{wal_on.cpu_s / wal_off.cpu_s:.2f}x")
                 table = bench.table(rows, corpus)
                 if not body:
                     body.append(["shape"] + table[0])
@@ -109,11 +114,13 @@ def main() -> int:
         f"# Benchmark shapes ({datetime.datetime.now().isoformat(timespec='seconds')})", "",
         f"{args.lines:,} lines, {corpus.words:,} words, {corpus.bytes / 2**20:.1f} MiB; {broker.description} in its "
         f"own process; CPU: {bench.cpu_model()}, {os.cpu_count()} cores; load at start {load_at_start[0]:.2f}; revision "
-        f"{bench.git_revision()}; python {platform.python_version()}; sluice: median of {args.repeats} runs.", "",
+        f"{bench.git_revision()}; python {platform.python_version()}; sluice: {args.repeats} rounds of a baseline, a WAL-on and a WAL-off "
+        "run, median wall and CPU times, highest peak RSS.", "",
         bench.render_markdown(body), "",
         "Marginal = wall time over the input minus the same program over a one-line-per-partition topic; x kcat = "
         "marginal time / kcat's (tuned fetch waits, and librdkafka's defaults); CPU s per M words = (CPU over the "
-        "input - CPU over the baseline) / millions of words.",
+        "input - CPU over the baseline) / millions of words.", "",
+        *notes,
     ]) + "\n"
     bench.publish("shapes-latest.md" if args.broker == "tansu" else f"shapes-latest-{args.broker}.md", output)
     return 0 if verified else 1
