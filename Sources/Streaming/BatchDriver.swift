@@ -146,14 +146,8 @@ final class BatchDriver: @unchecked Sendable {
                 try runAllocatedBatch(time: time, checkpoint: .whenDue)
             case .finish(let time):
                 stopReceiver()
-                try runAllocatedBatch(time: time, checkpoint: .ifChanged)
-                if configuration.stopsAtEnd, receiver.status.withLock({ $0.reachedEnd }) {
-                    // The checkpoint above keeps the open windows and the real watermark, so a later run over new
-                    // input completes them (and emits them again, with their final counts).
-                    try transactions?.begin()
-                    try output.emit(graph.flushWindows().records)
-                    try transactions?.commit(batchTime: time)
-                }
+                let endsInput = configuration.stopsAtEnd && receiver.status.withLock { $0.reachedEnd }
+                try runAllocatedBatch(time: time, checkpoint: .ifChanged, flushingWindows: endsInput)
                 return
             case .stop:
                 return
@@ -169,7 +163,7 @@ final class BatchDriver: @unchecked Sendable {
     }
 
     /// Allocates the received blocks to the batch of `time` (logged first, with a log) and runs it.
-    private func runAllocatedBatch(time: Int64, checkpoint: Checkpointer.Rule) throws {
+    private func runAllocatedBatch(time: Int64, checkpoint: Checkpointer.Rule, flushingWindows: Bool = false) throws {
         let schedulingDelay = max(0, WallClock.milliseconds() - time)
         metrics.batchSchedulingDelay.recordMilliseconds(schedulingDelay)
         var allocation = try tracker.allocateBatch(time: time)
@@ -177,7 +171,7 @@ final class BatchDriver: @unchecked Sendable {
         if let logID = tracker.logID, let position = allocation.position { coverage = .covered(logID: logID, through: position) }
         try runBatch(
             time: time, blocks: allocation.takeBlocks(), assigned: allocation.assigned, coverage: coverage, checkpoint: checkpoint,
-            schedulingDelay: schedulingDelay)
+            schedulingDelay: schedulingDelay, flushingWindows: flushingWindows)
     }
 
     /// Runs one batch: output delivered, then the state checkpointed (as `checkpoint` says; the state is encoded
@@ -186,9 +180,13 @@ final class BatchDriver: @unchecked Sendable {
     /// - Parameters:
     ///   - coverage: What the state covers once this batch is in it (nil: unchanged).
     ///   - schedulingDelay: How late the batch started, in ms (nil: replayed from the log).
+    ///   - flushingWindows: Whether the batch ends the input: every open window's records follow its own output, in
+    ///     its transaction, and are delivered with it. The checkpoint is encoded before, so it keeps those windows
+    ///     open with the real watermark, and a later run over new input completes them (and emits them again, with
+    ///     their final counts).
     private func runBatch(
         time: Int64, blocks: consuming [Block], assigned: [TopicPartition], coverage: LogCoverage?, checkpoint: Checkpointer.Rule,
-        schedulingDelay: Int64?
+        schedulingDelay: Int64?, flushingWindows: Bool = false
     ) throws {
         let started = ContinuousClock.now
         let blockCount = blocks.count
@@ -223,7 +221,14 @@ final class BatchDriver: @unchecked Sendable {
         if let sendError { throw sendError }
         let pendingCheckpoint = checkpointer.prepare(
             hadData: blockCount > 0 || !assigned.isEmpty || result.recordsOut > 0, rule: checkpoint, state: graph.checkpoint)
+        let watermark = graph.watermark
         if emits {
+            if flushingWindows {
+                for record in graph.flushWindows().records {
+                    try openTransaction()
+                    try output.send(record, in: &sent)
+                }
+            }
             if !result.malformed.isEmpty, output.deadLetterTopic != nil { try openTransaction() }
             try output.complete(sent)
             try output.divertMalformed(result.malformed)
@@ -244,7 +249,7 @@ final class BatchDriver: @unchecked Sendable {
             malformedRecords: result.malformedRecords, lateRecords: result.lateRecords,
             schedulingDelayMilliseconds: schedulingDelay ?? 0, processingMilliseconds: duration / .milliseconds(1),
             completedAt: WallClock.milliseconds(), isReplay: schedulingDelay == nil)
-        history.add(info, futureRecords: result.futureRecords, watermark: graph.watermark, checkpointed: pendingCheckpoint != nil)
+        history.add(info, futureRecords: result.futureRecords, watermark: watermark, checkpointed: pendingCheckpoint != nil)
         logger.debug("batch completed", metadata: [
             "stream.batch_time": "\(time)", "stream.records": "\(result.recordsIn)", "stream.blocks": "\(blockCount)",
             "stream.processing_ms": "\(Int(duration / .milliseconds(1)))", "stream.backlog_bytes": "\(tracker.backlogBytes)",

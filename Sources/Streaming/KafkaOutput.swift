@@ -28,17 +28,8 @@ struct KafkaOutput: Sendable {
         var topic: KafkaTopic?
     }
 
-    /// Produces the records in order and waits for their delivery; a record over ``maxRecordBytes`` is counted,
-    /// logged and skipped.
-    func emit(_ records: [OutputRecord]) throws {
-        var batch = Batch()
-        for record in records {
-            try send(record, in: &batch)
-        }
-        try complete(batch)
-    }
-
-    /// Queues one record of `batch` for delivery, or counts it as oversize.
+    /// Queues one record of `batch` for delivery, or counts it as oversize (a record over ``maxRecordBytes`` is counted,
+    /// logged by ``complete(_:)`` and skipped).
     func send(_ record: OutputRecord, in batch: inout Batch) throws {
         guard record.key.count + record.value.count + record.headers.reduce(0, { $0 + $1.name.utf8.count + $1.value.count }) <= maxRecordBytes else {
             batch.oversize += 1

@@ -77,6 +77,32 @@ struct ServiceEndToEndTests {
         #expect(origins.allSatisfy { $0.contains("sluice-source=lines/") && $0.contains("sluice-error=invalid UTF-8") })
     }
 
+    /// A run to the end of the input emits its open windows with its last batch, yet checkpoints them open with the
+    /// real watermark (encoded before they are emitted): a later run over more input completes them and emits them
+    /// again, with their final counts.
+    @Test func aRunToTheEndOfTheInputLeavesItsWindowsOpenForTheNextRun() throws {
+        let broker = try BrokerProcess(topics: Self.topics)
+        let directory = TemporaryDirectory()
+        let environment = [
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            "SLUICE_GROUP_ID": uniqueGroup(), "SLUICE_STOP_AT_END": "true",
+        ]
+        let timestamp = StreamingClock.now
+        for text in ["a b", "a c"] {
+            // One line per partition, so that every partition moves the watermark.
+            let lines = Array(repeating: (value: Array(text.utf8), timestamp: timestamp), count: 4)
+            try produceLines(lines, topic: "lines", partitions: 4, bootstrap: broker.bootstrap)
+            let run = try SluiceProcess.run(environment, logDirectory: directory.path, timeout: .seconds(60))
+            #expect(run.exitCode == 0, "stderr: \(run.standardError.suffix(2000))")
+        }
+        var last: [String: Int64] = [:]
+        for (key, count) in try windowRecords(bootstrap: broker.bootstrap) {
+            last[key] = count
+        }
+        let window = timestamp / 60_000 * 60_000
+        #expect(last == ["\(window)|a": 8, "\(window)|b": 4, "\(window)|c": 4])
+    }
+
     @Test func theDemoRunsOnTheEmbeddedBrokerAndPrintsCounts() throws {
         let directory = TemporaryDirectory()
         let result = try SluiceProcess.run([
