@@ -14,8 +14,9 @@ One run of this script:
    mixed case), loads it with ``kcat -P`` (lz4, large batches), and checks the topic's
    low/high watermarks: the mock broker silently drops everything past 5 MiB per
    partition, so a run over a truncated topic would measure, and verify, nothing;
-3. times ``kcat -C`` reading the whole topic to /dev/null, the I/O baseline (fastest
-   of three runs);
+3. times ``kcat -C`` reading the whole topic to /dev/null, the I/O baseline, once in each
+   round of the sluice runs below, so that both are timed in the same minutes (the fastest
+   kcat run is reported);
 4. times ``sluice`` with ``SLUICE_STOP_AT_END=true`` (read to the end offsets seen at
    start-up, process, flush windows, checkpoint, exit 0) with the write-ahead log on
    and off, each with a fresh consumer group and checkpoint directory, in five rounds
@@ -523,10 +524,10 @@ class Row:
 
 
 def run_kcat(launcher: Launcher, bootstrap: str, topic: str, log: Path,
-             options: list[str] = KCAT_CONSUMER_OPTIONS) -> Measurement:
-    """The fastest of KCAT_REPEATS runs of kcat reading ``topic`` to /dev/null, with the given fetch options."""
+             options: list[str] = KCAT_CONSUMER_OPTIONS, repeats: int = KCAT_REPEATS) -> Measurement:
+    """The fastest of ``repeats`` runs of kcat reading ``topic`` to /dev/null, with the given fetch options."""
     best: Measurement | None = None
-    for _ in range(KCAT_REPEATS):
+    for _ in range(repeats):
         m = launcher.run(["kcat", "-C", "-b", bootstrap, "-t", topic, *options,
                           "-e", "-q", "-o", "beginning", "-f", "%s\n"],
                          timeout_s=KCAT_TIMEOUT_S, stdout=None, stderr=log)
@@ -585,18 +586,37 @@ class SluiceRun:
     truth: dict[str, int]
 
 
+class KcatRounds:
+    """kcat over the input, tuned and with librdkafka's default fetch waits, once per round of
+    ``run_sluice_alternately``, so that it is timed in the same minutes as sluice; each is the fastest of its runs."""
+
+    def __init__(self, launcher: Launcher, bootstrap: str, topic: str, log: Path):
+        self.runs: dict[str, list[Measurement]] = {"kcat": [], "kcat default fetch": []}
+        self._run = lambda options: run_kcat(launcher, bootstrap, topic, log, options, repeats=1)
+
+    def __call__(self) -> None:
+        self.runs["kcat"].append(self._run(KCAT_CONSUMER_OPTIONS))
+        self.runs["kcat default fetch"].append(self._run([]))
+
+    def fastest(self, name: str) -> Measurement:
+        return min(self.runs[name], key=lambda m: m.wall_s)
+
+
 def run_sluice_alternately(launcher: Launcher, binary: Path, bootstrap: str, runs: list[SluiceRun], work: Path,
-                           args: argparse.Namespace) -> list[tuple[Measurement, Verification]]:
-    """``args.repeats`` rounds of one run of each configuration in turn, every run verified; per configuration the
-    median wall time, the median CPU time and the highest peak RSS of its runs (RSS samples: the median-wall run's).
+                           args: argparse.Namespace, each_round: Callable[[], None] = lambda: None
+                           ) -> list[tuple[Measurement, Verification]]:
+    """``args.repeats`` rounds of ``each_round`` (the kcat runs) and one run of each configuration in turn, every run
+    verified; per configuration the median wall time, the median CPU time and the highest peak RSS of its runs (RSS
+    samples: the median-wall run's).
 
     A run's wall time depends on where the group join leaves it between two batch boundaries (up to one batch
-    interval), and this kind of machine's speed drifts by up to a quarter within minutes: one run is a noisy
-    measure, and so are runs of one configuration after another's. Rounds put the configurations side by side in
+    interval), and this kind of machine's speed drifts by up to half within minutes: one run is a noisy measure,
+    and so are runs of one configuration after another's. Rounds put the configurations (and kcat) side by side in
     time, and the median of each metric is a typical one.
     """
     results: list[list[tuple[Measurement, Verification]]] = [[] for _ in runs]
     for attempt in range(1, args.repeats + 1):
+        each_round()
         for run, outcomes in zip(runs, results):
             attempt_name = run_name(run.name, attempt)
             m = run_sluice(launcher, binary, bootstrap, attempt_name, run.input_topic, run.wal, work, args.timeout,
@@ -813,17 +833,12 @@ def main() -> int:
             raise BenchError(f"the {TINY_TOPIC} topic does not hold the {len(tiny_lines)} lines produced")
 
         rows: list[Row] = []
-        print("timing kcat over the empty topic, the one-line-per-partition topic and the input ...", flush=True)
+        print("timing kcat over the empty topic and the one-line-per-partition topic ...", flush=True)
         kcat_empty = run_kcat(launcher, broker.bootstrap, EMPTY_TOPIC, work / "kcat-empty.log")
         kcat_tiny = run_kcat(launcher, broker.bootstrap, TINY_TOPIC, work / "kcat-tiny.log")
-        kcat_full = run_kcat(launcher, broker.bootstrap, INPUT_TOPIC, work / "kcat.log")
-        rows.append(Row("kcat (empty topic)", kcat_empty))
-        rows.append(Row(f"kcat ({args.partitions}-line baseline)", kcat_tiny))
-        rows.append(Row("kcat", kcat_full, baseline=kcat_tiny))
         # As a new user runs it: librdkafka's default fetch waits.
         kcat_default_tiny = run_kcat(launcher, broker.bootstrap, TINY_TOPIC, work / "kcat-default-tiny.log", [])
-        kcat_default = run_kcat(launcher, broker.bootstrap, INPUT_TOPIC, work / "kcat-default.log", [])
-        rows.append(Row("kcat default fetch", kcat_default, baseline=kcat_default_tiny))
+        kcat = KcatRounds(launcher, broker.bootstrap, INPUT_TOPIC, work / "kcat.log")
 
         print("timing sluice over the empty topic ...", flush=True)
         sluice_empty = run_sluice(launcher, sluice, broker.bootstrap, "empty", EMPTY_TOPIC, True, work, args.timeout,
@@ -831,11 +846,15 @@ def main() -> int:
         empty_check = verify(broker.bootstrap, "counts-empty", "windows-empty", args.partitions, {}, work)
         rows.append(Row("sluice (empty topic)", sluice_empty, verified=empty_check))
 
-        print("timing sluice over the one-line-per-partition topic and the input, in rounds ...", flush=True)
+        print("timing kcat over the input, sluice over the one-line-per-partition topic and the input, in rounds ...",
+              flush=True)
         configurations = [SluiceRun("tiny", TINY_TOPIC, True, tiny_truth)] + [
             SluiceRun(name, INPUT_TOPIC, name == "wal-on", corpus.truth) for name in runs[2:]]
         (sluice_tiny, tiny_check), *measured = run_sluice_alternately(
-            launcher, sluice, broker.bootstrap, configurations, work, args)
+            launcher, sluice, broker.bootstrap, configurations, work, args, each_round=kcat)
+        rows[:0] = [Row("kcat (empty topic)", kcat_empty), Row(f"kcat ({args.partitions}-line baseline)", kcat_tiny),
+                     Row("kcat", kcat.fastest("kcat"), baseline=kcat_tiny),
+                     Row("kcat default fetch", kcat.fastest("kcat default fetch"), baseline=kcat_default_tiny)]
         rows.append(Row(f"sluice ({args.partitions}-line baseline)", sluice_tiny, verified=tiny_check))
         for configuration, (m, check) in zip(configurations[1:], measured):
             rows.append(Row(f"sluice {configuration.name.replace('-', ' ')}", m, baseline=sluice_tiny, verified=check))
@@ -887,7 +906,7 @@ def write_results(body: list[list[str]], notes: list[str], mismatches: list[str]
         "100 ms) in each quarter of the run's wall time: flat numbers mean memory does not grow with the input.",
         "",
         f"kcat: `kcat -C -e -q -o beginning -f '%s\\n' {' '.join(KCAT_CONSUMER_OPTIONS)}` to /dev/null, fastest of "
-        f"{KCAT_REPEATS} runs (the two options remove 0.5-1.5 s of idle fetch waits, in 0.5 s steps, from every run); "
+        f"{args.repeats} runs, one in each round of the sluice runs (the two options remove 0.5-1.5 s of idle fetch waits, in 0.5 s steps, from every run); "
         "kcat default fetch: the same without the two options, as a new user runs it. "
         f"sluice: {args.repeats} rounds of one run of the baseline and of each configuration in turn, every run "
         "verified; default fetch settings; the median wall time, the median CPU time and the highest peak RSS of "

@@ -7,9 +7,9 @@ librdkafka 2.16 of the ``confluent-kafka`` wheel (2.0.2 cannot talk to Tansu). T
 partition within the bytes asked for and takes 0.1-0.4 CPU s to serve a run over 1M lines; noida-db
 (``--broker noida``, clients on Debian's 2.0.2) answers with whole partitions and takes as much CPU as sluice, on
 the same two cores. For each shape the input is loaded with ``kcat -P -z <compression>`` (10,000-record producer
-batches), then timed as in ``bench.py``: kcat with tuned and with default fetch waits (fastest of 3), and sluice
-with the write-ahead log on and off (``--repeats`` rounds of a baseline run, one with the log on and one with it off;
-median wall and CPU times, highest peak RSS; each run verified exactly), each minus the same program over a
+batches), then timed as in ``bench.py``, in ``--repeats`` rounds of kcat with tuned and with default fetch waits,
+a sluice baseline run, one with the write-ahead log on and one with it off (kcat: the fastest run; sluice: median
+wall and CPU times, highest peak RSS; each run verified exactly), each minus the same program over a
 one-line-per-partition topic. A change that helps one shape and hurts another shows in one table:
 ``bench/results/shapes-latest.md`` (``shapes-latest-noida.md`` for noida-db).
 
@@ -82,18 +82,16 @@ def main() -> int:
                     tiny_path.write_text("".join(f"tiny line {p}\n" for p in range(partitions)))
                     bench.load_lines(broker.bootstrap, tiny_topic, tiny_path, partitions, work)
                     loaded_tiny.add(partitions)
-                rows = [
-                    bench.Row("kcat", bench.run_kcat(launcher, broker.bootstrap, f"lines-{shape}", work / "kcat.log"),
-                              baseline=bench.run_kcat(launcher, broker.bootstrap, tiny_topic, work / "kcat.log")),
-                    bench.Row("kcat default fetch",
-                              bench.run_kcat(launcher, broker.bootstrap, f"lines-{shape}", work / "kcat.log", []),
-                              baseline=bench.run_kcat(launcher, broker.bootstrap, tiny_topic, work / "kcat.log", [])),
-                ]
-                print(f"shapes: {shape}: sluice baseline, WAL on and WAL off in rounds ...", flush=True)
+                kcat_tiny = bench.run_kcat(launcher, broker.bootstrap, tiny_topic, work / "kcat.log")
+                kcat_default_tiny = bench.run_kcat(launcher, broker.bootstrap, tiny_topic, work / "kcat.log", [])
+                kcat = bench.KcatRounds(launcher, broker.bootstrap, f"lines-{shape}", work / "kcat.log")
+                print(f"shapes: {shape}: kcat, sluice baseline, WAL on and WAL off in rounds ...", flush=True)
                 configurations = [bench.SluiceRun(f"{shape}-tiny", tiny_topic, True, tiny_truth)] + [
                     bench.SluiceRun(f"{shape}-{run}", f"lines-{shape}", run == "wal-on", corpus.truth) for run in RUNS]
                 (tiny, tiny_check), *measured = bench.run_sluice_alternately(
-                    launcher, binary, broker.bootstrap, configurations, work, args)
+                    launcher, binary, broker.bootstrap, configurations, work, args, each_round=kcat)
+                rows = [bench.Row("kcat", kcat.fastest("kcat"), baseline=kcat_tiny),
+                        bench.Row("kcat default fetch", kcat.fastest("kcat default fetch"), baseline=kcat_default_tiny)]
                 verified &= tiny_check.ok
                 for run, (m, check) in zip(RUNS, measured):
                     verified &= check.ok
@@ -114,8 +112,9 @@ def main() -> int:
         f"# Benchmark shapes ({datetime.datetime.now().isoformat(timespec='seconds')})", "",
         f"{args.lines:,} lines, {corpus.words:,} words, {corpus.bytes / 2**20:.1f} MiB; {broker.description} in its "
         f"own process; CPU: {bench.cpu_model()}, {os.cpu_count()} cores; load at start {load_at_start[0]:.2f}; revision "
-        f"{bench.git_revision()}; python {platform.python_version()}; sluice: {args.repeats} rounds of a baseline, a WAL-on and a WAL-off "
-        "run, median wall and CPU times, highest peak RSS.", "",
+        f"{bench.git_revision()}; python {platform.python_version()}; {args.repeats} rounds of kcat (tuned and default "
+        "fetch waits), a sluice baseline, a WAL-on and a WAL-off run; kcat the fastest of its runs, sluice the median "
+        "wall and CPU times and the highest peak RSS.", "",
         bench.render_markdown(body), "",
         "Marginal = wall time over the input minus the same program over a one-line-per-partition topic; x kcat = "
         "marginal time / kcat's (tuned fetch waits, and librdkafka's defaults); CPU s per M words = (CPU over the "
