@@ -206,6 +206,10 @@ class Measurement:
     all_walls: list[float] = field(default_factory=list)
     all_cpus: list[float] = field(default_factory=list)
 
+    def runs_in_order(self) -> str:
+        """Every run's wall / CPU seconds, in run order."""
+        return ", ".join(f"{wall:.2f} / {cpu:.2f}" for wall, cpu in zip(self.all_walls, self.all_cpus))
+
     def rss_by_quarter(self) -> str:
         """The highest sampled RSS (MB) in each quarter of the run: flat when memory does not grow."""
         return self.rss_profile(4)
@@ -865,8 +869,7 @@ def main() -> int:
         notes = [f"{r.name}: {r.verified.summary}" for r in rows if r.verified is not None]
         notes += [f"{r.name}: RSS by tenth of the run (MB): {r.measurement.rss_profile(10)}"
                   for r in rows if r.name.startswith("sluice wal")]
-        notes += [f"{r.name}: wall / CPU times of the runs in order (s): "
-                  + ", ".join(f"{w:.2f} / {c:.2f}" for w, c in zip(r.measurement.all_walls, r.measurement.all_cpus))
+        notes += [f"{r.name}: wall / CPU times of the runs in order (s): {r.measurement.runs_in_order()}"
                   for r in rows if len(r.measurement.all_walls) > 1]
         mismatch_lines = [f"{r.name}: {d}" for r in rows if r.verified is not None for d in r.verified.details]
         print()
@@ -906,7 +909,8 @@ def write_results(body: list[list[str]], notes: list[str], mismatches: list[str]
         "100 ms) in each quarter of the run's wall time: flat numbers mean memory does not grow with the input.",
         "",
         f"kcat: `kcat -C -e -q -o beginning -f '%s\\n' {' '.join(KCAT_CONSUMER_OPTIONS)}` to /dev/null, fastest of "
-        f"{args.repeats} runs, one in each round of the sluice runs (the two options remove 0.5-1.5 s of idle fetch waits, in 0.5 s steps, from every run); "
+        f"{args.repeats} runs, one in each round of the sluice runs (the two options remove 0.5-1.5 s of idle fetch "
+        "waits, in 0.5 s steps, from every run); "
         "kcat default fetch: the same without the two options, as a new user runs it. "
         f"sluice: {args.repeats} rounds of one run of the baseline and of each configuration in turn, every run "
         "verified; default fetch settings; the median wall time, the median CPU time and the highest peak RSS of "

@@ -97,7 +97,7 @@ def main() -> int:
                     verified &= check.ok
                     rows.append(bench.Row(f"sluice {run.replace('-', ' ')}", m, baseline=tiny, verified=check))
                     notes.append(f"- {partitions} partitions, {compression}, {run}: wall / CPU s of the runs in order: "
-                                 + ", ".join(f"{w:.2f} / {c:.2f}" for w, c in zip(m.all_walls, m.all_cpus)))
+                                 f"{m.runs_in_order()}")
                 (wal_on, _), (wal_off, _) = measured
                 notes.append(f"- {partitions} partitions, {compression}: WAL on / off in CPU (medians) "
                              f"{wal_on.cpu_s / wal_off.cpu_s:.2f}x")
