@@ -48,7 +48,8 @@ extension KafkaProducer {
         defer { rd_kafka_event_destroy(event) }
         let err = rd_kafka_event_error(event)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-            throw KafkaError.rdkafka(err, "create topics: \(String(cString: rd_kafka_event_error_string(event)))")
+            let text: UnsafePointer<CChar>? = rd_kafka_event_error_string(event)
+            throw KafkaError.rdkafka(err, "create topics: \(text.map { String(cString: $0) } ?? "no reason given")")
         }
         var count = 0
         guard let result = rd_kafka_event_CreateTopics_result(event),

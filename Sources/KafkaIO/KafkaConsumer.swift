@@ -101,12 +101,15 @@ public final class KafkaConsumer: Sendable {
         isSubscribed.store(true, ordering: .releasing)
     }
 
+    /// The group's rebalance protocol ("NONE" before the first join), nil once the consumer is closing.
+    var rebalanceProtocol: String? { KafkaIO.rebalanceProtocol(of: client.handle) }
+
     private static func rebalance(
         handle: OpaquePointer, err: rd_kafka_resp_err_t, list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>,
         logger: Logger, handler: @Sendable (KafkaRebalance) -> [KafkaPartition: Int64]
     ) {
         let partitions = RDKafkaPartitionList.entries(of: list).map(\.0)
-        let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
+        let cooperative = isCooperativeRebalance(handle)
         if err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
             let startOffsets = handler(.assigned(partitions))
             for index in 0..<Int(list.pointee.cnt) {

@@ -1,5 +1,5 @@
 import Foundation
-import KafkaIO
+@testable import KafkaIO
 import Synchronization
 import Testing
 
@@ -162,5 +162,34 @@ struct KafkaRoundTripTests {
         #expect(endOffset == 3)
         #expect(try consumer.watermarks(of: KafkaPartition(topic: topic, partition: 0), timeout: .seconds(5)) == (0, 3))
         consumer.close()
+    }
+}
+
+/// librdkafka has no rebalance protocol to tell once a consumer is closing (NULL): the
+/// rebalance callback must not trap on it (it did, as `String(cString:)` of NULL, when a consumer closed during its
+/// first rebalance).
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct RebalanceProtocolTests {
+    @Test func aClosedConsumerHasNoProtocol() throws {
+        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
+        let consumer = try KafkaConsumer(config: testConsumerConfig(cluster.bootstrapServers, group: uniqueName("group")), logger: quietLogger)
+        #expect(consumer.rebalanceProtocol == "NONE")
+        consumer.close()
+        #expect(consumer.rebalanceProtocol == nil)
+    }
+
+    @Test func consumersClosedDuringTheirFirstRebalanceCloseCleanly() throws {
+        let cluster = try MockCluster(brokerCount: 1, logger: quietLogger)
+        let topic = uniqueName("first-rebalance")
+        try cluster.createTopic(topic, partitions: 2)
+        let group = uniqueName("group")
+        for attempt in 0..<3 {
+            let consumer = try KafkaConsumer(config: testConsumerConfig(cluster.bootstrapServers, group: group), logger: quietLogger)
+            try consumer.subscribe([topic]) { _ in [:] }
+            // From just after the join starts to past the first assignment (the mock's first join takes 3 s).
+            let deadline = ContinuousClock.now + .milliseconds(500 * attempt)
+            while ContinuousClock.now < deadline { _ = try consumer.poll(timeout: .milliseconds(50)) { _ in } }
+            consumer.close()
+        }
     }
 }

@@ -70,7 +70,7 @@ private func rebalanceCallback(
         return
     }
     // No handler (yet, or any more): do what librdkafka does without a callback, so the group never stalls.
-    let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
+    let cooperative = isCooperativeRebalance(rk)
     let assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
     switch (cooperative, assign) {
     case (true, true): rd_kafka_incremental_assign(rk, partitions).map { rd_kafka_error_destroy($0) }
@@ -78,6 +78,19 @@ private func rebalanceCallback(
     case (false, true): rd_kafka_assign(rk, partitions)
     case (false, false): rd_kafka_assign(rk, nil)
     }
+}
+
+/// Whether the consumer's group rebalances cooperatively (incremental assign and unassign). librdkafka answers NULL
+/// for the protocol once the consumer is closing (its group's queue is gone): then eager, as with every assignor
+/// sluice configures (a cooperative-only unassign would be refused with an error, not a crash).
+func isCooperativeRebalance(_ handle: OpaquePointer) -> Bool {
+    rebalanceProtocol(of: handle) == "COOPERATIVE"
+}
+
+/// The group's rebalance protocol ("NONE", "EAGER", "COOPERATIVE"), or nil when librdkafka has none to tell.
+func rebalanceProtocol(of handle: OpaquePointer) -> String? {
+    let name: UnsafePointer<CChar>? = rd_kafka_rebalance_protocol(handle)
+    return name.map { String(cString: $0) }
 }
 
 /// Runs once per produced record: counts it without a lock, and without retaining the context (which outlives
