@@ -145,6 +145,51 @@ struct ShardStateTests {
         }
     }
 
+    /// The apply rule goes by offsets: a new owner's batch that starts where the applied input ended is applied
+    /// whatever its sequence number (each owner numbers its batches from its own clock), a re-cut or a stale
+    /// owner's batch of applied input is skipped, an idle marker of the new owner counts, and only a hole stops the
+    /// shard: it stays stopped, takes nothing more, and its committable offset stays before the marker of the hole.
+    @Test func batchesGoByOffsetsAndOnlyAHoleStopsTheShard() throws {
+        var state = ShardState(shard: 0, window: Self.window, expectedSources: [Self.p0])
+        var offset: Int64 = 0
+        func receive(_ records: [ExchangeRecord]) throws {
+            for record in records {
+                try state.receive(record, at: offset)
+                offset += 1
+            }
+        }
+        try receive(Self.batch(Self.p0, 1_796_675_071_294, start: 0, end: 5666, words: ["a": [0: 2]], maxEventTime: 10))
+        // A restarted owner: fresh sequence, contiguous offsets.
+        try receive(Self.batch(Self.p0, 1_796_675_079_770, start: 5666, end: 6000, words: ["a": [0: 3]], maxEventTime: 20))
+        // The same input cut again under other sequences (a re-cut, a stale owner): skipped.
+        try receive(Self.batch(Self.p0, 1_796_675_090_000, start: 5666, end: 6000, words: ["a": [0: 3]], maxEventTime: 20))
+        try receive(Self.batch(Self.p0, 1_796_675_071_290, start: 100, end: 5666, words: ["a": [0: 7]], maxEventTime: 10))
+        state.settle()
+        #expect(state.totals == ["a": 5])
+        #expect(state.failure == nil)
+        try receive([.idle(SourceBatch(source: Self.p0, sequence: -1), end: 6000)])
+        #expect(state.sources[Self.p0]?.isIdle == true)
+        // A hole: 6000..<6100 never came.
+        let beforeHole = offset
+        #expect(throws: StreamingError.self) {
+            try receive(Self.batch(Self.p0, 1_796_675_100_000, start: 6100, end: 6200, words: ["b": [0: 1]], maxEventTime: 30))
+        }
+        #expect(state.failure?.code == .lostInput)
+        try receive(Self.batch(Self.p0, 1_796_675_100_001, start: 6000, end: 6100, words: ["c": [0: 1]], maxEventTime: 30))
+        state.settle()
+        #expect(state.totals == ["a": 5])
+        #expect(state.committableOffset == beforeHole)
+    }
+
+    /// A batch cut again across the applied end (its start before it, its end after) cannot be applied exactly.
+    @Test func aBatchAcrossTheAppliedEndIsAnError() throws {
+        var state = ShardState(shard: 0, window: Self.window, expectedSources: [Self.p0])
+        try state.receive(.marker([BatchMarker(batch: SourceBatch(source: Self.p0, sequence: 1), start: 0, end: 5, batchTime: 0, maxEventTime: nil)]), at: 0)
+        #expect(throws: StreamingError.self) {
+            try state.receive(.marker([BatchMarker(batch: SourceBatch(source: Self.p0, sequence: 7), start: 3, end: 9, batchTime: 0, maxEventTime: nil)]), at: 1)
+        }
+    }
+
     /// A cut of an applied batch and a new one is never cut by stage 1: it stops the shard, naming the batches.
     @Test func aCutOfAppliedAndNewBatchesIsAnError() throws {
         var state = ShardState(shard: 0, window: Self.window, expectedSources: [Self.p0, Self.p1])

@@ -21,6 +21,8 @@ public struct DistributedSetup: Sendable {
     public var changelogTopic: String
     /// `<group>-shards`: the consumer group of stage 2 over the partials topic.
     public var shardGroupID: String
+    /// `<group>-plans`: a group without members whose committed offsets are stage 1's planned batch ends.
+    public var plansGroupID: String
 
     public init(groupID: String, shards: Int32, instanceID: String, job: WordCountJob.Configuration) throws(StreamEngineError) {
         self.shards = ShardMap(count: shards)
@@ -31,6 +33,7 @@ public struct DistributedSetup: Sendable {
         partialsTopic = "\(groupID)-partials"
         changelogTopic = "\(groupID)-changelog"
         shardGroupID = "\(groupID)-shards"
+        plansGroupID = "\(groupID)-plans"
     }
 }
 
@@ -92,8 +95,10 @@ public final class DistributedContext: StreamingRuntime {
         try InternalTopics.ensure(InternalTopics.distributed(setup), producer: sourceProducer, logger: logger) { topic, count in
             "SLUICE_SHARDS is \(topic.partitions) but \(topic.name) has \(count) partitions: the shard count is fixed for the life of the group's state (set SLUICE_SHARDS=\(count), or use a new SLUICE_GROUP_ID)"
         }
+        // At least once, batch plans are committed in a group of their own (exactly once, nothing is planned).
+        let plans = configuration.isExactlyOnce ? nil : try KafkaConsumer(config: consumerConfig(setup.plansGroupID, nil), logger: logger)
         sources = SourceStage(
-            consumer: sourceConsumer, output: makeOutput(sourceProducer), setup: setup, configuration: configuration,
+            consumer: sourceConsumer, plans: plans, output: makeOutput(sourceProducer), setup: setup, configuration: configuration,
             logger: logger, metrics: metrics, crashTrigger: crashTrigger, transactions: sourceTransactions)
         shards = ShardStage(
             consumer: shardConsumer, restoreConsumer: try KafkaConsumer(config: consumerConfig("\(setup.shardGroupID)-restore", nil), logger: logger),
@@ -155,7 +160,7 @@ public final class DistributedContext: StreamingRuntime {
                 lastCheckpoint: nil, watermark: state.watermark, totals: StreamingTotals(),
                 sinceLastPoll: [source.lastPoll, shard.lastPoll].compactMap { $0 }.min().map { .now - $0 },
                 sinceLastBatch: [source.lastWork, shard.lastWork].compactMap { $0 }.max().map { .now - $0 },
-                failure: control.failure ?? source.failure ?? shard.failure ?? probe.failure,
+                failure: control.failure ?? source.failure ?? shard.failure ?? shard.failedShards.first ?? probe.failure,
                 isFinished: control.result != nil)
             status.ownedShards = shard.owned.map(\.partition)
             return status

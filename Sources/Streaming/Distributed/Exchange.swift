@@ -90,8 +90,8 @@ struct BatchMarker: Equatable, Sendable {
 ///
 /// Markers are ASCII, fields separated by one space (topic names hold no spaces), no key:
 /// - cut marker: `c N` and per batch of the cut `TOPIC PARTITION SEQ START END BATCH_TIME MAX_EVENT_TIME|-`
-/// - idle marker: `i TOPIC PARTITION SEQ` (the source had no batch after SEQ for a while: it stops holding the
-///   watermark back until its next batch)
+/// - idle marker: `i TOPIC PARTITION SEQ [END]` (the source had no batch after SEQ, or after the one that ended at
+///   offset END, for a while: it stops holding the watermark back until its next batch)
 ///
 /// Records of earlier versions are still read, a batch of one partition each being a cut of one: binary partials
 /// of format 1 (one source batch, `TOPIC PARTITION SEQ` without the count), batch markers `m TOPIC PARTITION SEQ START
@@ -102,7 +102,8 @@ enum ExchangeRecord: Equatable, Sendable {
     case partials(Cut, [Partial])
     /// The markers of a cut's batches, in partition order.
     case marker([BatchMarker])
-    case idle(SourceBatch)
+    /// The source had nothing after its batch `batch.sequence` (-1: none yet), or after the one that ended at `end`.
+    case idle(SourceBatch, end: Int64? = nil)
 
     /// The first byte of a binary partials record (the ASCII kinds start with a letter): of one source batch, as
     /// earlier versions wrote them, and of a cut.
@@ -123,8 +124,8 @@ enum ExchangeRecord: Equatable, Sendable {
                     + "\(marker.end) \(marker.batchTime) \(marker.maxEventTime.map(String.init) ?? "-")"
             }).joined(separator: " ")
             return [Array(text.utf8)]
-        case .idle(let batch):
-            return [Array("i \(batch.source.topic) \(batch.source.partition) \(batch.sequence)".utf8)]
+        case .idle(let batch, let end):
+            return [Array("i \(batch.source.topic) \(batch.source.partition) \(batch.sequence)\(end.map { " \($0)" } ?? "")".utf8)]
         }
     }
 
@@ -198,7 +199,10 @@ enum ExchangeRecord: Equatable, Sendable {
             guard fields.count == 8, let marker = Self.batchMarker(fields[1...]) else { return nil }
             self = .marker([marker])
         case "i":
-            self = .idle(batch)
+            guard fields.count <= 5 else { return nil }
+            let end = fields.count == 5 ? Int64(fields[4]) : nil
+            guard fields.count == 4 || end != nil else { return nil }
+            self = .idle(batch, end: end)
         default:
             return nil
         }
@@ -252,33 +256,16 @@ extension ExchangeRecord {
     }
 }
 
-/// The batch plan stage 1 commits with an input partition's offset: `q=SEQ end=END t=BATCH_TIME`.
+/// A batch of one input partition as stage 1 cuts it: its sequence number, its end offset (its start is the
+/// partition's committed offset) and its batch time.
 ///
-/// Committed with offset `start` before the batch's partials are sent, and with offset `end` once they are
-/// delivered. Whichever instance owns the partition next reads it: committed offset < `end` means the batch was
-/// planned and maybe partly sent, so it is cut again exactly (same offsets, same sequence, same batch time).
+/// At least once, the end is committed in the group `<group>-plans` (``DistributedSetup/plansGroupID``) before the
+/// batch's partials are sent, and in the input's group once they are delivered. Whichever instance owns the partition
+/// next reads both: a planned end above the committed offset means the batch was planned and maybe partly sent, so
+/// it is cut again exactly (same offsets; a new sequence number and batch time, which the shards' offset rule does
+/// not need). A plan is an offset, not commit metadata: some brokers (Tansu 0.6) drop commit metadata.
 struct BatchPlan: Equatable, Sendable {
     var sequence: Int64
     var end: Int64
     var batchTime: Int64
-
-    var metadata: String { "q=\(sequence) end=\(end) t=\(batchTime)" }
-
-    init(sequence: Int64, end: Int64, batchTime: Int64) {
-        self.sequence = sequence
-        self.end = end
-        self.batchTime = batchTime
-    }
-
-    /// Parses commit metadata; nil if it is not a plan (e.g. offsets committed in standalone mode).
-    init?(metadata: String) {
-        var values: [String: Int64] = [:]
-        for field in metadata.split(separator: " ") {
-            let parts = field.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2, let value = Int64(parts[1]) else { return nil }
-            values[String(parts[0])] = value
-        }
-        guard let sequence = values["q"], let end = values["end"], let time = values["t"] else { return nil }
-        self.init(sequence: sequence, end: end, batchTime: time)
-    }
 }

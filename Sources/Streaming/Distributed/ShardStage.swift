@@ -94,7 +94,16 @@ final class ShardStage: @unchecked Sendable {
                     metrics.malformedRecords.increment()
                     return
                 }
-                try states.values[shard].receive(record, at: message.offset)
+                do {
+                    try states.values[shard].receive(record, at: message.offset)
+                } catch {
+                    // This shard only: the instance keeps its other shards (and this one, so that no other instance
+                    // meets the same hole and stops too).
+                    logger.error("shard stopped: its input has a hole", metadata: [
+                        "shard.id": "\(message.partition)", "stream.error": "\(error)",
+                    ])
+                    publishTotals()
+                }
             }
             if events > 0 {
                 for shard in Array(states.keys) { states[shard]?.settle() }
@@ -336,9 +345,15 @@ final class ShardStage: @unchecked Sendable {
         try consumer.seek(Dictionary(uniqueKeysWithValues: partitions.map { ($0, committed[$0] ?? -2) }))  // -2: from the beginning
     }
 
+    /// Publishes the owned shards' totals and watermark, and which of them failed (``ShardState/failure``).
     private func publishTotals() {
         let words = states.values.reduce(0) { $0 + $1.totals.count }
         let watermark = states.values.compactMap(\.watermark).min()
         totals.withLock { $0 = (words, watermark) }
+        let failed = states.filter { $0.value.failure != nil }.sorted { $0.key < $1.key }
+        metrics.failedShards.record(failed.count)
+        status.withLock { status in
+            status.failedShards = failed.map { "shard \($0.key): \($0.value.failure!.message)" }
+        }
     }
 }

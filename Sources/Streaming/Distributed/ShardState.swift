@@ -4,14 +4,15 @@ import StreamEngine
 /// The state of one shard in stage 2: the totals and open windows of the words it owns, and how far each input
 /// partition (source) has been applied.
 ///
-/// The apply rule makes replays harmless and losses loud: stage 1 sends cuts (batches of several sources at once,
-/// ``Cut``), and a cut is applied once, all its batches together, when its markers arrive (its partials were buffered
-/// until then, a word's partial sent twice counting once). Per source, batches are applied in sequence: a cut whose
-/// batches are all at or below their sources' applied sequences is a replay and skipped; one whose batch does not
-/// start where its source's applied one ended, or skips a sequence number, is an error (input was lost or its offsets
-/// were reset), as is a cut of applied and new batches, which stage 1 never cuts. Partials of a cut that can no
-/// longer be applied (a batch of it was applied in another cut: stage 1 crashed while sending it and its batches were
-/// cut again alone) are dropped.
+/// The apply rule makes replays harmless and losses loud, and goes by input offsets: stage 1 sends cuts (batches of
+/// several sources at once, ``Cut``), and a cut is applied once, all its batches together, when its markers arrive
+/// (its partials were buffered until then, a word's partial sent twice counting once). Per source, a batch that ends
+/// at or before the applied end is a replay or a re-cut of applied input, and skipped; one that starts where the
+/// applied end is, is applied, whatever its sequence number (each owner of a source numbers its batches anew); one
+/// that starts after it is a hole (input was lost or its offsets were reset), and one that straddles it cannot be
+/// applied exactly: both are errors (``failure``), which stop this shard only. A cut of applied and new batches,
+/// which stage 1 never cuts, is an error too. Partials of a cut that can no longer be applied (a batch of it was
+/// applied in another cut: stage 1 crashed while sending it and its batches were cut again alone) are dropped.
 ///
 /// Markers check and record their cut at once; the cut's partials are added at the next ``settle()``, together with
 /// those of every cut whose markers came since, and windows the watermark passed are closed after them. The state is
@@ -80,6 +81,8 @@ struct ShardState {
     private var windowsClosedAt: Int64?
     /// The partials partition's offset after the last record received.
     private(set) var nextOffset: Int64?
+    /// Why the shard stopped applying (a hole in its input, or a batch it cannot apply exactly); nil while it works.
+    private(set) var failure: StreamingError?
 
     init(shard: Int32, window: WindowSpec, expectedSources: Set<KafkaPartition>) {
         self.shard = shard
@@ -93,22 +96,27 @@ struct ShardState {
     }
 
     /// Takes one record of the shard's partials partition, at `offset`.
+    /// Once the shard has failed, nothing more is taken, and its committable offset stays before the record that
+    /// failed it: whoever owns the shard next meets the same record, and fails the same way.
     mutating func receive(_ record: ExchangeRecord, at offset: Int64) throws(StreamingError) {
-        nextOffset = offset + 1
+        guard failure == nil else { return }
+        defer { if failure == nil { nextOffset = offset + 1 } }
         switch record {
         case .partials(let cut, let partials):
-            guard !cut.batches.contains(where: isApplied) else { return }
+            // Whether they are applied is decided at their markers (by offsets, which partials do not carry).
             pending[cut, default: []] += partials
             pendingStarts[cut] = min(pendingStarts[cut] ?? offset, offset)
         case .marker(let markers):
             try apply(markers)
-        case .idle(let batch):
+        case .idle(let batch, let end):
             guard sources[batch.source] != nil else {
                 idleUnseen.insert(batch.source)
                 advanceWatermark()
                 return
             }
-            guard var progress = sources[batch.source], progress.sequence == batch.sequence, !progress.isIdle else { return }
+            guard var progress = sources[batch.source], !progress.isIdle,
+                end.map({ $0 == progress.end }) ?? (progress.sequence == batch.sequence)
+            else { return }
             progress.isIdle = true
             sources[batch.source] = progress
             changes.progressChanged = true
@@ -116,39 +124,59 @@ struct ShardState {
         }
     }
 
-    /// Whether the batch, or a later one of its source, is applied.
-    private func isApplied(_ batch: SourceBatch) -> Bool {
-        batch.sequence <= sources[batch.source]?.sequence ?? .min
+    /// How a batch's offsets stand to its source's applied end.
+    private enum Standing {
+        /// Its source has nothing applied, or it starts where the applied end is.
+        case next
+        /// It ends at or before the applied end: its input is applied.
+        case applied
+        /// It starts after the applied end: input between them is missing.
+        case hole(appliedEnd: Int64)
+        /// It starts before the applied end and ends after it.
+        case straddle(appliedEnd: Int64)
+    }
+
+    private func standing(of marker: BatchMarker) -> Standing {
+        guard let progress = sources[marker.batch.source] else { return .next }
+        if marker.start == progress.end { return .next }
+        if marker.end <= progress.end { return .applied }
+        return marker.start > progress.end ? .hole(appliedEnd: progress.end) : .straddle(appliedEnd: progress.end)
     }
 
     private mutating func apply(_ markers: [BatchMarker]) throws(StreamingError) {
         let cut = Cut(markers.map(\.batch))
-        let applied = markers.filter { isApplied($0.batch) }
-        for marker in applied {
-            let progress = sources[marker.batch.source]!
-            if marker.batch.sequence == progress.sequence, marker.end != progress.end {
-                throw StreamingError(.lostInput, "\(marker.batch.source) batch \(marker.batch.sequence) was applied as ending at "
-                    + "offset \(progress.end), and now comes again ending at \(marker.end): the input offsets were reset")
+        var applied = 0
+        for marker in markers {
+            let source = marker.batch.source
+            switch standing(of: marker) {
+            case .next:
+                continue
+            case .applied:
+                let progress = sources[source]!
+                if marker.batch.sequence == progress.sequence, marker.end != progress.end {
+                    throw fail("\(source) batch \(marker.batch.sequence) was applied as ending at offset \(progress.end), and "
+                        + "now comes again ending at \(marker.end): the input offsets were reset")
+                }
+                applied += 1
+            case .hole(let end):
+                throw fail("shard \(shard) applied \(source) up to offset \(end), and the next batch to come starts at offset "
+                    + "\(marker.start): input between them is missing (its committed offsets were lost or reset)")
+            case .straddle(let end):
+                throw fail("shard \(shard) applied \(source) up to offset \(end), and a batch of \(marker.start)..<\(marker.end) "
+                    + "comes, cut again across that end: it cannot be applied exactly")
             }
         }
-        guard applied.isEmpty else {
-            guard applied.count == markers.count else {
-                throw StreamingError(.lostInput, "shard \(shard) got a cut of applied and new batches "
-                    + "(\(markers.map { "\($0.batch.source) \($0.batch.sequence)" }.joined(separator: ", "))): "
+        guard applied == 0 else {
+            guard applied == markers.count else {
+                throw fail("shard \(shard) got a cut of applied and new batches "
+                    + "(\(markers.map { "\($0.batch.source) \($0.start)..<\($0.end)" }.joined(separator: ", "))): "
                     + "the input's committed offsets were changed while it was sent")
             }
             dropPending(cut)
             return
         }
-        for marker in markers {
-            guard let progress = sources[marker.batch.source] else { continue }
-            guard marker.batch.sequence == progress.sequence + 1, marker.start == progress.end else {
-                throw StreamingError(.lostInput, "shard \(shard) applied \(marker.batch.source) up to batch \(progress.sequence) "
-                    + "(offset \(progress.end)), and the next batch to come is \(marker.batch.sequence) from offset "
-                    + "\(marker.start): input between them is missing (its committed offsets were lost or reset)")
-            }
-        }
         ready.append((pending[cut] ?? [], watermark))
+        dropPending(cut)
         for marker in markers {
             let source = marker.batch.source
             idleUnseen.remove(source)
@@ -157,9 +185,20 @@ struct ShardState {
             changes.batchTime = max(changes.batchTime ?? marker.batchTime, marker.batchTime)
         }
         changes.progressChanged = true
-        // This one, and any other with a batch now applied: partials of a cut sent in part before a crash.
-        for other in pending.keys.filter({ $0.batches.contains(where: isApplied) }) { dropPending(other) }
+        // Any other cut with a batch of these sources: partials of a cut sent in part before a crash, or of an
+        // earlier owner; their markers, if they come, are applied input or an error.
+        let appliedSources = Set(markers.map(\.batch.source))
+        for other in pending.keys where other.batches.contains(where: { appliedSources.contains($0.source) }) {
+            dropPending(other)
+        }
         advanceWatermark()
+    }
+
+    /// Records why the shard cannot go on (it stays failed: its next markers throw it again) and returns the error.
+    private mutating func fail(_ message: String) -> StreamingError {
+        let error = StreamingError(.lostInput, message)
+        failure = error
+        return error
     }
 
     private mutating func dropPending(_ cut: Cut) {

@@ -15,13 +15,13 @@ import Synchronization
 /// so its size is not bounded: a smaller cut would only cost stage 2 one more cycle per distinct word.)
 ///
 /// The partials topic plays the write-ahead log's role: a batch's input offsets are committed only once all its
-/// partials and markers are delivered (`acks=all`). Before a batch is sent, its plan (sequence, end offset, batch
-/// time) is committed as metadata with its start offset, so whichever instance owns the partition next cuts exactly
-/// the same batch again (``BatchPlan``).
+/// partials and markers are delivered (`acks=all`). Before a batch is sent, its start is committed in the input's
+/// group (which fences an instance that lost the partition) and its end in the plans group (``BatchPlan``), so
+/// whichever instance owns the partition next cuts exactly the same batch again.
 ///
 /// With exactly-once output (``StageTransactions``), a tick's partials and markers go in one transaction with the
-/// batches' end offsets and plans, and no plan is committed before: an aborted transaction left nothing visible, so
-/// the stage rewinds to the committed offsets and cuts the batches again, with the same sequence numbers.
+/// batches' end offsets, and no plan is committed before: an aborted transaction left nothing visible, so the stage
+/// rewinds to the committed offsets and cuts the batches again, with the same sequence numbers.
 ///
 /// - Important: ``run()`` runs on a dedicated thread; polls, commits and rebalance callbacks all happen there.
 final class SourceStage: @unchecked Sendable {
@@ -63,6 +63,8 @@ final class SourceStage: @unchecked Sendable {
     private static let blockBytes = 1 << 20
 
     private let consumer: KafkaConsumer
+    /// A consumer of the plans group, for its committed offsets only; nil with exactly-once output.
+    private let plans: KafkaConsumer?
     private let output: KafkaOutput
     private let setup: DistributedSetup
     private let configuration: StreamingConfiguration
@@ -91,11 +93,13 @@ final class SourceStage: @unchecked Sendable {
     let status = Mutex(StageStatus())
 
     init(
-        consumer: KafkaConsumer, output: KafkaOutput, setup: DistributedSetup, configuration: StreamingConfiguration,
-        logger: Logger, metrics: StreamingMetrics, crashTrigger: CrashTrigger?, transactions: StageTransactions?
+        consumer: KafkaConsumer, plans: KafkaConsumer?, output: KafkaOutput, setup: DistributedSetup,
+        configuration: StreamingConfiguration, logger: Logger, metrics: StreamingMetrics, crashTrigger: CrashTrigger?,
+        transactions: StageTransactions?
     ) {
         self.transactions = transactions
         self.consumer = consumer
+        self.plans = plans
         self.output = output
         self.setup = setup
         self.configuration = configuration
@@ -115,6 +119,7 @@ final class SourceStage: @unchecked Sendable {
         defer {
             // Closing can revoke the partitions, and a revoke cuts (or drops) what was taken: the counter is still needed.
             consumer.close()
+            plans?.close()
             counter.stop()
         }
         try transactions?.initialize(configuration: configuration)
@@ -224,28 +229,24 @@ final class SourceStage: @unchecked Sendable {
     private func rebalance(_ event: KafkaRebalance) throws {
         switch event {
         case .assigned(let partitions):
-            let committed = try consumer.committedEntries(partitions, timeout: .seconds(30))
-            // A partition without a plan starts a new run of sequence numbers, above any earlier one: a shard that
-            // applied batches of it before (its committed offsets were lost) sees a gap and stops, loudly.
+            let committed = try consumer.committed(partitions, timeout: .seconds(30))
+            let planned = try plans?.committed(partitions, timeout: .seconds(30)) ?? [:]
+            // Each owner starts a new run of sequence numbers (the shards go by offsets; a sequence names a batch).
             let fresh = WallClock.milliseconds()
             // Taken again from the committed offsets: counts of them still in the next cut would count twice.
             if partitions.contains(where: { slots[$0] != nil }) { try rewindCut(except: Set(partitions)) }
             for partition in partitions {
                 var source = Source(sequence: fresh)
-                if let entry = committed[partition] {
-                    source.start = entry.offset
-                    source.next = entry.offset
-                    if let plan = BatchPlan(metadata: entry.metadata) {
-                        source.sequence = plan.sequence + 1
-                        source.lastSequence = plan.sequence
-                        if entry.offset < plan.end {
-                            source.replay = (plan, BatchTally(), BlockBuilder(reservingCapacity: 0))
-                            source.sequence = plan.sequence
-                            logger.info("cutting a planned batch again", metadata: [
-                                "kafka.partition": "\(partition)", "stream.sequence": "\(plan.sequence)",
-                                "stream.offsets": "\(entry.offset)..<\(plan.end)",
-                            ])
-                        }
+                if let start = committed[partition] {
+                    source.start = start
+                    source.next = start
+                    if let end = planned[partition], start < end {
+                        let plan = BatchPlan(sequence: fresh, end: end, batchTime: WallClock.milliseconds())
+                        source.replay = (plan, BatchTally(), BlockBuilder(reservingCapacity: 0))
+                        logger.info("cutting a planned batch again", metadata: [
+                            "kafka.partition": "\(partition)", "stream.sequence": "\(plan.sequence)",
+                            "stream.offsets": "\(start)..<\(end)",
+                        ])
                     }
                 }
                 sources[partition] = source
@@ -308,10 +309,9 @@ final class SourceStage: @unchecked Sendable {
         // At least once, a batch is sent only once its plan is committed: a next owner must cut exactly the batch
         // that shards may have applied. Without the plan, nothing is sent; the records are taken again (here at the
         // next tick, or by the next owner from the committed offset).
-        if transactions == nil {
-            guard commit(
-                Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.start) }),
-                metadata: Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.metadata) }), what: "batch plans")
+        if let plans {
+            guard commit(Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.start) }), by: consumer, what: "batch starts"),
+                commit(Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.end) }), by: plans, what: "batch plans")
             else { return }
             CrashPoint.reach(.afterPlanCommit, armed: crashTrigger)
         }
@@ -326,9 +326,8 @@ final class SourceStage: @unchecked Sendable {
     /// rewound to their committed offsets.
     private func send(_ cut: PlannedCut) throws -> Bool {
         let ends = Dictionary(uniqueKeysWithValues: cut.batches.map { ($0.partition, $0.plan.end) })
-        let plans = Dictionary(uniqueKeysWithValues: cut.batches.map { ($0.partition, $0.plan.metadata) })
         if let transactions {
-            guard try transactions.run(offsets: ends, metadata: plans, { try produce(cut) }) == .committed else {
+            guard try transactions.run(offsets: ends, { try produce(cut) }) == .committed else {
                 if cut.isReplay {
                     try rewindReplay(of: cut.batches[0].partition)
                 } else {
@@ -339,7 +338,7 @@ final class SourceStage: @unchecked Sendable {
         } else {
             try produce(cut)
             // Failing, the plans stay committed: the next owner cuts the same batches again, and the shards skip them.
-            _ = commit(ends, metadata: plans, what: "batch ends")
+            _ = commit(ends, by: consumer, what: "batch ends")
         }
         metrics.batchesCompleted.increment(by: cut.batches.count)
         return true
@@ -403,9 +402,9 @@ final class SourceStage: @unchecked Sendable {
     }
 
     /// Commits, timed; a failure (for example a rebalance under way) is counted and logged. Whether it succeeded.
-    private func commit(_ offsets: [KafkaPartition: Int64], metadata: [KafkaPartition: String], what: String) -> Bool {
+    private func commit(_ offsets: [KafkaPartition: Int64], by committer: KafkaConsumer, what: String) -> Bool {
         do {
-            try metrics.commitDuration.measure { try consumer.commit(offsets, metadata: metadata) }
+            try metrics.commitDuration.measure { try committer.commit(offsets) }
             return true
         } catch {
             metrics.commitFailures.increment()
@@ -416,8 +415,9 @@ final class SourceStage: @unchecked Sendable {
 
     /// Tells every shard, every ten batch intervals, that a partition read to its end without input for that long
     /// is idle, so that it stops holding the shards' watermarks back (as an idle partition does in standalone mode).
-    /// A partition that never had a batch says so with sequence -1; a shard that already applied batches of it
-    /// ignores that. The markers repeat, so a shard restored elsewhere learns them again.
+    /// A marker names the offset the source's next batch starts at (its last batch's end), so a new owner's markers
+    /// count too; a partition without a known start says so with sequence -1, which a shard that already applied
+    /// batches of it ignores. The markers repeat, so a shard restored elsewhere learns them again.
     private func sendIdleMarkers() throws {
         let idleAfter = Duration.milliseconds(10 * configuration.batchIntervalMilliseconds)
         let lag = consumer.lag()
@@ -430,7 +430,8 @@ final class SourceStage: @unchecked Sendable {
         let produce = { [self] in
             var sent = KafkaOutput.Batch()
             for (partition, source) in idle.sorted(by: { $0.key < $1.key }) {
-                let marker = ExchangeRecord.idle(SourceBatch(source: partition, sequence: source.lastSequence ?? -1)).values()
+                let batch = SourceBatch(source: partition, sequence: source.lastSequence ?? -1)
+                let marker = ExchangeRecord.idle(batch, end: source.start).values()
                 for shard in 0..<setup.shards.count {
                     for value in marker {
                         try output.send(OutputRecord(topic: setup.partialsTopic, key: [], value: value, partition: shard), in: &sent)
@@ -548,4 +549,6 @@ struct StageStatus: Sendable {
     var lastPoll: ContinuousClock.Instant?
     var lastWork: ContinuousClock.Instant?
     var failure: String?
+    /// Stage 2: owned shards stopped on a hole in their input, each with why.
+    var failedShards: [String] = []
 }
