@@ -360,6 +360,7 @@ def main() -> int:
                 group = f"bench-{run_name(name, attempt)}-{os.getpid()}"
                 topics[f"{group}-partials"] = SHARDS
                 topics[f"{group}-changelog"] = SHARDS
+                topics[f"{group}-config"] = 1
         broker = bench.Broker(broker_binary, topics, work / "broker.log")
         offsets = Offsets(broker.bootstrap)
         try:

@@ -60,14 +60,10 @@ struct Restored {
             logger.warning("skipped an unreadable checkpoint; using an older one", metadata: ["checkpoint.path": "\(path)"])
         }
         let checkpoint = try DriverCheckpoint(decoding: loaded.payload)
-        let changed = settings.sorted(by: { $0.key < $1.key }).compactMap { name, value in
-            checkpoint.settings[name].flatMap { $0 == value ? nil : "\(name) is \(value), but the checkpointed state was built with \($0)" }
-        }
-        guard changed.isEmpty else {
+        if let refusal = PinnedSettings.refusal(current: settings, pinned: checkpoint.settings, pinnedWhere: "the checkpointed state") {
             throw StreamingError(
                 .settingChanged,
-                changed.joined(separator: "; ") + ": set it back, or start with an empty checkpoint directory to rebuild "
-                    + "the state from the input")
+                refusal.message + ": set it back, or start with an empty checkpoint directory to rebuild the state from the input")
         }
         try graph.restore(from: checkpoint.graphState)
         logger.info("restored state from checkpoint", metadata: [

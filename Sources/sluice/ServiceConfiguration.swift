@@ -23,6 +23,9 @@ struct ServiceConfiguration {
         var name: String
         var defaultValue: String
         var meaning: String
+        /// False for a setting only standalone mode reads (the receiver, its WAL, the batch engine): distributed mode
+        /// refuses it with exit 2 when it is set to anything but its default, rather than ignore it.
+        var isHonouredDistributed = true
     }
 
     /// Every variable the service reads, with its default and meaning: the source of `--help` and the README table.
@@ -33,24 +36,24 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_COUNTS_TOPIC", defaultValue: "word-counts", meaning: "running totals topic"),
         Variable(name: "SLUICE_WINDOWS_TOPIC", defaultValue: "word-counts-windowed", meaning: "windowed counts topic"),
         Variable(name: "SLUICE_BATCH_INTERVAL_MS", defaultValue: "1000", meaning: "batch interval"),
-        Variable(name: "SLUICE_BLOCK_INTERVAL_MS", defaultValue: "200", meaning: "block interval (WAL write + commit cadence), at most the batch interval"),
+        Variable(name: "SLUICE_BLOCK_INTERVAL_MS", defaultValue: "200", meaning: "standalone mode: block interval (WAL write + commit cadence), at most the batch interval", isHonouredDistributed: false),
         Variable(name: "SLUICE_WINDOW_MS", defaultValue: "60000", meaning: "event-time window length"),
         Variable(name: "SLUICE_SLIDE_MS", defaultValue: "= window", meaning: "window slide; the window must be a multiple of it"),
         Variable(name: "SLUICE_ALLOWED_LATENESS_MS", defaultValue: "0", meaning: "how late an event may be after its window's end passed the watermark"),
         Variable(name: "SLUICE_MAX_EVENT_AHEAD_MS", defaultValue: "3600000", meaning: "how far an event time may be ahead of its batch time; later records neither move the watermark nor enter windows"),
         Variable(name: "SLUICE_CHECKPOINT_DIR", defaultValue: "./sluice-data (a fresh temporary directory with the embedded broker)", meaning: "WAL and checkpoints"),
-        Variable(name: "SLUICE_CHECKPOINT_EVERY_BATCHES", defaultValue: "1", meaning: "write a checkpoint every N batches, at most a tenth of the time"),
-        Variable(name: "SLUICE_WAL", defaultValue: "true", meaning: "receiver write-ahead log"),
-        Variable(name: "SLUICE_WAL_SKIP_CORRUPT", defaultValue: "false", meaning: "skip (and lose) a corrupt middle part of the WAL instead of refusing to start"),
+        Variable(name: "SLUICE_CHECKPOINT_EVERY_BATCHES", defaultValue: "1", meaning: "standalone mode: write a checkpoint every N batches, at most a tenth of the time", isHonouredDistributed: false),
+        Variable(name: "SLUICE_WAL", defaultValue: "true", meaning: "standalone mode: receiver write-ahead log", isHonouredDistributed: false),
+        Variable(name: "SLUICE_WAL_SKIP_CORRUPT", defaultValue: "false", meaning: "standalone mode: skip (and lose) a corrupt middle part of the WAL instead of refusing to start", isHonouredDistributed: false),
         Variable(name: "SLUICE_MODE", defaultValue: "standalone", meaning: "standalone (one instance per group, local WAL) or distributed (N instances in one group, state sharded over Kafka)"),
         Variable(name: "SLUICE_SHARDS", defaultValue: "32", meaning: "distributed mode: state shards (partitions of <group>-partials and <group>-changelog); fixed for the life of the group's state"),
         Variable(name: "SLUICE_INSTANCE_ID", defaultValue: "the host name", meaning: "this instance's stable name: in logs and shard ownership records, and its group.instance.id with static membership"),
         Variable(name: "SLUICE_STATIC_MEMBERSHIP", defaultValue: "false", meaning: "static group membership (group.instance.id = SLUICE_INSTANCE_ID): a restart within the session timeout keeps its partitions without a rebalance, and replaces a killed member at once"),
         Variable(name: "SLUICE_EXACTLY_ONCE", defaultValue: "false", meaning: "each batch's output in one Kafka transaction with its progress (read_committed readers see each batch once); needs a broker with transactions, and the WAL in standalone mode"),
-        Variable(name: "SLUICE_MAX_RATE_PER_PARTITION", defaultValue: "0", meaning: "records/s per partition, 0 unlimited"),
-        Variable(name: "SLUICE_MAX_BACKLOG_MB", defaultValue: "48", meaning: "received input held in memory (blocks not yet read by a batch) above which the receiver stops taking records"),
-        Variable(name: "SLUICE_ENGINE_THREADS", defaultValue: "the cores less one, at least 1", meaning: "threads that read one batch's input blocks at once; the output does not depend on it"),
-        Variable(name: "SLUICE_STOP_AT_END", defaultValue: "false (true with the embedded broker)", meaning: "process the input present at start-up, flush windows, checkpoint, commit, exit 0"),
+        Variable(name: "SLUICE_MAX_RATE_PER_PARTITION", defaultValue: "0", meaning: "standalone mode: records/s per partition, 0 unlimited", isHonouredDistributed: false),
+        Variable(name: "SLUICE_MAX_BACKLOG_MB", defaultValue: "48", meaning: "standalone mode: received input held in memory (blocks not yet read by a batch) above which the receiver stops taking records", isHonouredDistributed: false),
+        Variable(name: "SLUICE_ENGINE_THREADS", defaultValue: "the cores less one, at least 1", meaning: "standalone mode: threads that read one batch's input blocks at once; the output does not depend on it", isHonouredDistributed: false),
+        Variable(name: "SLUICE_STOP_AT_END", defaultValue: "false (true with the embedded broker)", meaning: "standalone mode: process the input present at start-up, flush windows, checkpoint, commit, exit 0", isHonouredDistributed: false),
         Variable(name: "SLUICE_DEAD_LETTER_TOPIC", defaultValue: "(unset)", meaning: "where malformed records are copied before they are skipped"),
         Variable(name: "SLUICE_SESSION_TIMEOUT_MS", defaultValue: "10000", meaning: "consumer group session timeout"),
         Variable(name: "SLUICE_HTTP_PORT", defaultValue: "9400", meaning: "the streaming page, its JSON API, state queries, /healthz, /readyz, /metrics; 0 disables"),
@@ -123,6 +126,15 @@ struct ServiceConfiguration {
         shards = mode == "distributed" ? Int32(shardCount) : nil
         instanceID = try reader.string("SLUICE_INSTANCE_ID") ?? ProcessInfo.processInfo.hostName
         staticMembership = try reader.boolean("SLUICE_STATIC_MEMBERSHIP")
+        if shards != nil {
+            for variable in Self.variables where !variable.isHonouredDistributed {
+                // Its default is what distributed mode does anyway ("false (true with ...)": false).
+                let neutral = [variable.defaultValue, String(variable.defaultValue.prefix { $0 != " " })]
+                guard let value = try reader.string(variable.name), !neutral.contains(value) else { continue }
+                throw ConfigurationError(
+                    variable: variable.name, value: value, accepted: "unset (or its default) in distributed mode, which does not honour it")
+            }
+        }
         if shards != nil, bootstrapServers == nil {
             throw ConfigurationError(variable: "SLUICE_MODE", value: mode, accepted: "standalone without KAFKA_BOOTSTRAP_SERVERS (the embedded broker serves one instance)")
         }

@@ -100,8 +100,61 @@ struct DistributedModeTests {
         #expect(missing.standardError.contains("internal topic \(group)-partials is missing and could not be created"), "\(missing.standardError.suffix(1500))")
     }
 
+    /// The settings the group's state depends on are pinned in `<group>-config` by the first instance: another
+    /// instance (its own, empty data directory) started with another window exits 2 naming the setting and both
+    /// values, before it applies anything; the same settings start.
+    @Test func settingsTheStateDependsOnArePinnedForTheGroup() throws {
+        let group = uniqueGroup()
+        let broker = try BrokerProcess(topics: Self.topics(group: group, inputPartitions: 2))
+        let directory = TemporaryDirectory()
+        var environment = Self.environment(broker: broker.bootstrap, group: group, directory: directory)
+        environment["SLUICE_SESSION_TIMEOUT_MS"] = "3000"
+        let first = try SluiceProcess(environment: environment, logDirectory: directory.path)
+        #expect(first.waitForLog("shards acquired", timeout: .seconds(60)))
+        first.signal(SIGTERM)
+        #expect(first.wait(timeout: .seconds(30)).exitCode == 0)
+        for (name, value) in [("SLUICE_WINDOW_MS", "5000"), ("SLUICE_SHARDS", "4"), ("SLUICE_INPUT_TOPICS", "other")] {
+            var changed = environment
+            changed[name] = value
+            if name == "SLUICE_WINDOW_MS" { changed["SLUICE_SLIDE_MS"] = value }
+            changed["SLUICE_CHECKPOINT_DIR"] = directory.path + "/other-\(name)"
+            let refused = try SluiceProcess.run(changed, logDirectory: directory.path)
+            #expect(refused.exitCode == 2, "\(name): \(refused.standardError.suffix(1500))")
+            let pinned = name == "SLUICE_WINDOW_MS" ? "1000" : name == "SLUICE_SHARDS" ? String(Self.shards) : "lines"
+            #expect(refused.standardError.contains("\(name) is \(value)"), "\(name): \(refused.standardError.suffix(1500))")
+            #expect(refused.standardError.contains("was built with \(pinned)") || name == "SLUICE_SHARDS", "\(refused.standardError.suffix(1500))")
+        }
+        environment["SLUICE_CHECKPOINT_DIR"] = directory.path + "/same"
+        let same = try SluiceProcess(environment: environment, logDirectory: directory.path)
+        #expect(same.waitForLog("shards acquired", timeout: .seconds(60)))
+        same.signal(SIGTERM)
+        #expect(same.wait(timeout: .seconds(30)).exitCode == 0)
+    }
+
+    /// A setting only standalone mode reads (the rate limit, the backlog bound, the engine threads, the WAL, stop at
+    /// end) is refused in distributed mode with exit 2 naming it, rather than ignored; its default is accepted.
+    @Test func settingsDistributedModeDoesNotHonourAreRefused() throws {
+        let directory = TemporaryDirectory()
+        let environment = Self.environment(broker: "127.0.0.1:1", group: uniqueGroup(), directory: directory)
+        for (name, value) in [
+            ("SLUICE_MAX_RATE_PER_PARTITION", "10"), ("SLUICE_MAX_BACKLOG_MB", "8"), ("SLUICE_ENGINE_THREADS", "2"),
+            ("SLUICE_WAL", "false"), ("SLUICE_STOP_AT_END", "true"), ("SLUICE_BLOCK_INTERVAL_MS", "100"),
+        ] {
+            let result = try SluiceProcess.run(environment.merging([name: value]) { $1 }, logDirectory: directory.path)
+            #expect(result.exitCode == 2, "\(name): \(result.standardError.suffix(800))")
+            #expect(result.standardError.contains("invalid \(name)=\"\(value)\""), "\(name): \(result.standardError.suffix(800))")
+            #expect(result.standardError.contains("distributed mode, which does not honour it"), "\(result.standardError.suffix(800))")
+        }
+        let defaults = environment.merging(["SLUICE_STOP_AT_END": "false", "SLUICE_MAX_RATE_PER_PARTITION": "0", "SLUICE_WAL": "true", "SLUICE_HTTP_PORT": "0"]) { $1 }
+        let accepted = try SluiceProcess(environment: defaults, logDirectory: directory.path)
+        Thread.sleep(forTimeInterval: 2)
+        accepted.signal(SIGKILL)
+        #expect(!accepted.wait(timeout: .seconds(10)).standardError.contains("does not honour"))
+    }
+
     static func topics(group: String, inputPartitions: Int) -> [String: Int] {
-        ["lines": inputPartitions, "word-counts": 4, "word-counts-windowed": 4, "\(group)-partials": shards, "\(group)-changelog": shards]
+        ["lines": inputPartitions, "word-counts": 4, "word-counts-windowed": 4, "\(group)-partials": shards, "\(group)-changelog": shards,
+         "\(group)-config": 1]
     }
 
     static func environment(broker: String, group: String, directory: TemporaryDirectory) -> [String: String] {

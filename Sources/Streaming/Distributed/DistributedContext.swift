@@ -21,6 +21,8 @@ public struct DistributedSetup: Sendable {
     public var changelogTopic: String
     /// `<group>-shards`: the consumer group of stage 2 over the partials topic.
     public var shardGroupID: String
+    /// `<group>-config`: the settings the group's state was built with (``PinnedSettings``).
+    public var configTopic: String
     /// `<group>-plans`: a group without members whose committed offsets are stage 1's planned batch ends.
     public var plansGroupID: String
 
@@ -34,6 +36,7 @@ public struct DistributedSetup: Sendable {
         changelogTopic = "\(groupID)-changelog"
         shardGroupID = "\(groupID)-shards"
         plansGroupID = "\(groupID)-plans"
+        configTopic = "\(groupID)-config"
     }
 }
 
@@ -95,6 +98,10 @@ public final class DistributedContext: StreamingRuntime {
         try InternalTopics.ensure(InternalTopics.distributed(setup), producer: sourceProducer, logger: logger) { topic, count in
             "SLUICE_SHARDS is \(topic.partitions) but \(topic.name) has \(count) partitions: the shard count is fixed for the life of the group's state (set SLUICE_SHARDS=\(count), or use a new SLUICE_GROUP_ID)"
         }
+        var settings = configuration.stateSettings
+        settings["SLUICE_SHARDS"] = String(setup.shards.count)
+        try PinnedSettings.pin(
+            settings, topic: setup.configTopic, kafka: configuration.kafka, groupID: "\(setup.shardGroupID)-restore", logger: logger)
         // At least once, batch plans are committed in a group of their own (exactly once, nothing is planned).
         let plans = configuration.isExactlyOnce ? nil : try KafkaConsumer(config: consumerConfig(setup.plansGroupID, nil), logger: logger)
         sources = SourceStage(
