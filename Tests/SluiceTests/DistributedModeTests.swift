@@ -168,7 +168,8 @@ struct DistributedModeTests {
     /// Waits for the exact totals, closes every window with sentinels, checks them, stops every instance (exit 0),
     /// then checks shard ownership, monotone totals and the changelog rebuild.
     static func finish(_ input: Input, runs: inout Runs, group: String, broker: any TestBroker) throws {
-        let totals = try BrokerMatrixTests.awaitTotals(input.words, broker: broker, librdkafka: .system, timeout: .seconds(150))
+        let librdkafka = runs.librdkafka
+        let totals = try BrokerMatrixTests.awaitTotals(input.words, broker: broker, librdkafka: librdkafka, timeout: .seconds(150))
         BrokerMatrixTests.check(totals, input.words)
         // Sentinels two hours on close every window (an hour of lateness keeps records of sources that paused in
         // their windows); they come only now, so no source can be idle past them while its records wait.
@@ -179,23 +180,24 @@ struct DistributedModeTests {
         while received != input.windows, ContinuousClock.now < deadline {
             Thread.sleep(forTimeInterval: 1)
             received = [:]
-            for (key, count) in try windowRecords(bootstrap: broker.bootstrap) where !key.hasSuffix("|sentinel") {
+            for (key, count) in try windowRecords(bootstrap: broker.bootstrap, librdkafka: librdkafka) where !key.hasSuffix("|sentinel") {
                 received[key] = count
             }
         }
         #expect(received == input.windows, "\(received.count) windows of \(input.windows.count)")
         let ownership = runs.stopAll()
         #expect(ownership.overlaps.isEmpty, "shards with two owners at once: \(ownership.overlaps)")
-        try checkMonotoneTotals(bootstrap: broker.bootstrap)
+        try checkMonotoneTotals(bootstrap: broker.bootstrap, librdkafka: librdkafka)
         try checkChangelogRebuild(
-            group: group, bootstrap: broker.bootstrap, expected: input.words.merging(["sentinel": Int64(input.partitions)]) { $1 })
+            group: group, bootstrap: broker.bootstrap, librdkafka: librdkafka,
+            expected: input.words.merging(["sentinel": Int64(input.partitions)]) { $1 })
     }
 
     /// Every word's totals, read in topic order, never go down.
-    static func checkMonotoneTotals(bootstrap: String) throws {
+    static func checkMonotoneTotals(bootstrap: String, librdkafka: Librdkafka = .system) throws {
         var last: [String: Int64] = [:]
         var decreases: [String] = []
-        for (word, value) in try keyedRecords(topic: "word-counts", bootstrap: bootstrap) {
+        for (word, value) in try keyedRecords(topic: "word-counts", bootstrap: bootstrap, librdkafka: librdkafka) {
             guard let count = countField(value) else { continue }
             if let previous = last[word], count < previous { decreases.append("\(word): \(previous) -> \(count)") }
             last[word] = count
@@ -205,8 +207,8 @@ struct DistributedModeTests {
 
     /// Rebuilds every shard from its changelog partition alone: the totals equal the truth, each word in its own
     /// shard, and no window is left open but the sentinels'.
-    static func checkChangelogRebuild(group: String, bootstrap: String, expected: [String: Int64]) throws {
-        let text = try kcat(["-C", "-b", bootstrap, "-t", "\(group)-changelog", "-e", "-q", "-f", "%p\t%k\t%s\n"])
+    static func checkChangelogRebuild(group: String, bootstrap: String, librdkafka: Librdkafka = .system, expected: [String: Int64]) throws {
+        let text = try kcat(["-C", "-b", bootstrap, "-t", "\(group)-changelog", "-e", "-q", "-f", "%p\t%k\t%s\n"], librdkafka: librdkafka)
         var restorers = [Changelog.Restorer](repeating: Changelog.Restorer(), count: shards)
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: "\t", maxSplits: 2, omittingEmptySubsequences: false)
@@ -231,8 +233,8 @@ struct DistributedModeTests {
     }
 
     /// Every record of a topic as (key, value), in each partition's order.
-    static func keyedRecords(topic: String, bootstrap: String) throws -> [(String, String)] {
-        try kcat(["-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%k\t%s\n"]).split(separator: "\n").compactMap { line in
+    static func keyedRecords(topic: String, bootstrap: String, librdkafka: Librdkafka = .system) throws -> [(String, String)] {
+        try kcat(["-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%k\t%s\n"], librdkafka: librdkafka).split(separator: "\n").compactMap { line in
             let parts = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
             return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
         }
@@ -279,12 +281,18 @@ struct Runs {
 
     let environment: [String: String]
     let directory: String
+    /// The librdkafka of the instances and of the checks' clients (the bundled one for Tansu).
+    let librdkafka: Librdkafka
     private var running: [String: SluiceProcess] = [:]
     private var finished: [(name: String, result: ProcessResult, killedAt: Int64?)] = []
+    /// Stops (SIGSTOP to SIGCONT) past the session timeout, by instance name: the group gave the shards away
+    /// at the stop, and the stopped instance wrote nothing more for them (its checks fence it).
+    private var pauses: [String: [(from: Int64, to: Int64)]] = [:]
 
-    init(environment: [String: String], directory: String) {
+    init(environment: [String: String], directory: String, librdkafka: Librdkafka = .system) {
         self.environment = environment
         self.directory = directory
+        self.librdkafka = librdkafka
     }
 
     /// Starts an instance, armed to kill itself at a crash point (`POINT:COUNT`) if one is given.
@@ -292,7 +300,17 @@ struct Runs {
         // Each instance its own data directory, kept over its restarts, as a pod's volume.
         var environment = environment.merging(["SLUICE_INSTANCE_ID": name, "SLUICE_CHECKPOINT_DIR": "\(directory)/data-\(name)"]) { $1 }
         if let point { environment["SLUICE_TEST_CRASH_AT"] = point }
-        running[name] = try SluiceProcess(environment: environment, logDirectory: directory)
+        running[name] = try SluiceProcess(environment: environment, librdkafka: librdkafka, logDirectory: directory)
+    }
+
+    /// Stops the running instance of that name (SIGSTOP) for `duration`, then lets it go on (SIGCONT).
+    mutating func pause(_ name: String, for duration: Duration) {
+        guard let process = running[name] else { return }
+        let from = StreamingClock.now
+        process.signal(SIGSTOP)
+        Thread.sleep(forTimeInterval: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+        process.signal(SIGCONT)
+        pauses[name, default: []].append((from, StreamingClock.now))
     }
 
     /// Waits for an instance armed with a crash point to kill itself; whether it did.
@@ -365,6 +383,11 @@ struct Runs {
             for (shard, start) in open {
                 spans.append(Ownership(shard: shard, process: "\(run.name)#\(index)", start: start, end: run.killedAt ?? .max))
             }
+        }
+        // A span across a stop ends at the stop (the instance learns it only later, and writes nothing meanwhile).
+        for (position, span) in spans.enumerated() {
+            let name = String(span.process.prefix { $0 != "#" })
+            if let pause = pauses[name]?.first(where: { span.start < $0.from && $0.from < span.end }) { spans[position].end = pause.from }
         }
         print("DistributedModeTests: \(finished.count) runs (\(finished.filter { $0.killedAt != nil }.count) killed), \(acquisitions) shard acquisitions, \(restoredRecords) changelog records restored")
         var overlaps: [String] = []

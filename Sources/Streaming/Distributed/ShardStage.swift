@@ -17,6 +17,14 @@ import Synchronization
 /// cycle, checkpointed and dropped. Checkpoints are written at most every ``checkpointInterval`` per shard, and on
 /// release. Ownership changes are logged with the time, for audits.
 ///
+/// A stage stopped for longer than half the session timeout (a paused process, SIGSTOP) may have lost its shards
+/// without knowing it yet. At least once nothing fences it, so before it writes anything more it confirms that it
+/// still owns them: its commit of the partials offsets is checked against the group generation. A commit the group
+/// refuses drops the owned shards (their uncommitted changes with them) and waits for the rebalance; any other
+/// failure leaves them and tries again at the next cycle. The same check runs after each delivery wait within a
+/// cycle, so a stop there writes no commit record and no output. (A stop between a check and the writes it allows,
+/// a window of microseconds, is not covered; exactly-once output fences a stale owner whenever it stops.)
+///
 /// With exactly-once output (``StageTransactions``), a cycle's changelog records, counts and windows go in one
 /// transaction with the partials offsets; read_committed readers (the restore among them) see whole cycles only, so
 /// a restore publishes nothing again. An aborted cycle reloads its shards (checkpoint and changelog) and rewinds
@@ -40,6 +48,10 @@ final class ShardStage: @unchecked Sendable {
     /// The cycle and time of each owned shard's last checkpoint.
     private var checkpointed: [Int32: (cycle: Int64, at: ContinuousClock.Instant)] = [:]
     static let checkpointInterval = Duration.seconds(30)
+    /// A stop longer than this (half the session timeout) may have cost the shards: see ``confirmOwnership(since:)``.
+    private let stallLimit: Duration
+    /// A stall was seen and ownership is not confirmed yet: nothing is written until it is.
+    private var mustConfirmOwnership = false
     /// Every partition of the input topics, read at start: each holds the shards' watermarks back until heard from.
     private var inputPartitions: Set<KafkaPartition> = []
     let status = Mutex(StageStatus())
@@ -61,6 +73,7 @@ final class ShardStage: @unchecked Sendable {
         self.metrics = metrics
         self.crashTrigger = crashTrigger
         checkpoints = ShardCheckpoints(directory: configuration.checkpointDirectory)
+        stallLimit = .milliseconds(configuration.sessionTimeoutMilliseconds / 2)
     }
 
     func requestStop() {
@@ -88,6 +101,7 @@ final class ShardStage: @unchecked Sendable {
         var nextCycle = ContinuousClock.now + interval
         while !stopRequested.load(ordering: .acquiring) {
             let wait = min(max(nextCycle - .now, .zero), .milliseconds(100))
+            let tick = ContinuousClock.now
             let events = try consumer.poll(timeout: wait) { event in
                 guard case .message(let message) = event, let shard = states.index(forKey: message.partition) else { return }
                 guard let record = ExchangeRecord(key: message.key.map { Array($0) }, value: Array(message.value)) else {
@@ -113,6 +127,10 @@ final class ShardStage: @unchecked Sendable {
             let caughtUp = events == 0 && states.values.contains { $0.changes.batchTime != nil }
                 && consumer.lag().values.allSatisfy { $0 == 0 }
             if caughtUp || ContinuousClock.now >= nextCycle {
+                guard try confirmOwnership(since: tick) == .owned else {
+                    nextCycle = .now + interval
+                    continue
+                }
                 try writeCycle(of: Array(states.keys))
                 try writeCheckpoints(of: Array(states.keys), due: .now - Self.checkpointInterval)
                 status.withLock { $0.lastWork = .now }
@@ -129,6 +147,8 @@ final class ShardStage: @unchecked Sendable {
         var startOffsets: [KafkaPartition: Int64] = [:]
         switch event {
         case .assigned(let partitions):
+            // A new generation: what was not confirmed before is moot (dropped shards are restored here).
+            mustConfirmOwnership = false
             let shards = partitions.filter { $0.topic == setup.partialsTopic }.map(\.partition).sorted()
             // With transactions, the committed offsets before the restore: a cycle committed in between is in the
             // restored state (its partials read again are skipped as applied); read after it, such a cycle's
@@ -275,12 +295,13 @@ final class ShardStage: @unchecked Sendable {
         }
         var written: [Int32] = []
         if let transactions {
-            guard try transactions.run(offsets: offsets, { try produceCycle(of: shards, written: &written) }) == .committed else {
+            guard try transactions.run(offsets: offsets, { _ = try produceCycle(of: shards, written: &written) }) == .committed else {
                 try reload(written)
                 return
             }
         } else {
-            try produceCycle(of: shards, written: &written)
+            // Not written whole (ownership lost or unconfirmed on the way): nothing is committed.
+            guard try produceCycle(of: shards, written: &written) else { return }
             do {
                 try metrics.commitDuration.measure { try consumer.commit(offsets) }
             } catch {
@@ -294,8 +315,11 @@ final class ShardStage: @unchecked Sendable {
     }
 
     /// Produces a cycle of the shards that changed, adding each to `written` as its changes are taken: changelog
-    /// records, then (once delivered) commit records, then counts and closed windows.
-    private func produceCycle(of shards: [Int32], written: inout [Int32]) throws {
+    /// records, then (once delivered) commit records, then counts and closed windows. Whether it wrote them all:
+    /// a stop on the way that cost the shards leaves them dropped, one whose ownership is not confirmed yet leaves
+    /// them as of their last committed cycle (``reload(_:)``).
+    private func produceCycle(of shards: [Int32], written: inout [Int32]) throws -> Bool {
+        let start = ContinuousClock.now
         var cycles: [(shard: Int32, cycle: Int64, batchTime: Int64, changes: ShardState.Changes)] = []
         var changelog = KafkaOutput.Batch()
         for shard in shards.sorted() {
@@ -312,6 +336,8 @@ final class ShardStage: @unchecked Sendable {
             CrashPoint.reach(.midChangelog, armed: crashTrigger)
         }
         try output.complete(changelog)
+        // Stopped while they were delivered: uncommitted records, which a restore passes over; nothing more.
+        guard try ownershipHolds(since: start, written: written) else { return false }
         var commits = KafkaOutput.Batch()
         for (shard, cycle, batchTime, _) in cycles {
             try output.send(Changelog.commitRecord(of: states[shard]!, cycle: cycle, batchTime: batchTime, topic: setup.changelogTopic), in: &commits)
@@ -319,6 +345,7 @@ final class ShardStage: @unchecked Sendable {
         }
         // Output only once the cycle is committed: a restore never goes back behind a published total.
         try output.complete(commits)
+        guard try ownershipHolds(since: start, written: written) else { return false }
         var published = KafkaOutput.Batch()
         for (shard, _, batchTime, changes) in cycles {
             let state = states[shard]!
@@ -333,7 +360,64 @@ final class ShardStage: @unchecked Sendable {
             }
         }
         try output.complete(published)
+        return true
     }
+
+    /// What a check of ownership found.
+    private enum Ownership {
+        /// The shards may be written.
+        case owned
+        /// The group moved on: the shards are dropped, until the rebalance gives this instance its new ones.
+        case lost
+        /// Not known yet (the check could not be made): write nothing, try again.
+        case unconfirmed
+    }
+
+    /// Whether the owned shards may be written: always after a stop no longer than ``stallLimit`` since `since`
+    /// (and no earlier stall unconfirmed); else once the group accepts a commit of their partials offsets (at
+    /// least once; exactly-once output is fenced by its transactions). A refusal by the group drops the shards.
+    private func confirmOwnership(since: ContinuousClock.Instant) throws -> Ownership {
+        guard transactions == nil, mustConfirmOwnership || ContinuousClock.now - since > stallLimit else { return .owned }
+        mustConfirmOwnership = true
+        var offsets: [KafkaPartition: Int64] = [:]
+        for (shard, state) in states {
+            if let offset = state.committableOffset { offsets[KafkaPartition(topic: setup.partialsTopic, partition: shard)] = offset }
+        }
+        do {
+            try consumer.commit(offsets)
+        } catch let error as KafkaError where Self.groupRefusals.contains(error.codeName) {
+            logger.warning("stopped past the session timeout, and the group moved on: the owned shards are dropped unwritten", metadata: [
+                "shard.ids": "\(states.keys.sorted().map(String.init).joined(separator: ","))", "kafka.error": "\(error)",
+            ])
+            states = [:]
+            checkpointed = [:]
+            publishTotals()
+            return .lost
+        } catch {
+            logger.warning("stopped past the session timeout; ownership not confirmed yet", metadata: ["kafka.error": "\(error)"])
+            return .unconfirmed
+        }
+        mustConfirmOwnership = false
+        logger.info("stopped past the session timeout; the shards are still owned")
+        return .owned
+    }
+
+    /// ``confirmOwnership(since:)`` within a cycle: unconfirmed, the shards written so far go back to their last
+    /// committed cycle.
+    private func ownershipHolds(since: ContinuousClock.Instant, written: [Int32]) throws -> Bool {
+        switch try confirmOwnership(since: since) {
+        case .owned: return true
+        case .lost: return false
+        case .unconfirmed:
+            try reload(written)
+            return false
+        }
+    }
+
+    /// Commit errors by which the group says this member no longer owns what it holds.
+    private static let groupRefusals: Set<String> = [
+        "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID", "REBALANCE_IN_PROGRESS", "FENCED_INSTANCE_ID", "_ASSIGNMENT_LOST",
+    ]
 
     /// After an aborted cycle: the shards as of their last committed cycle (checkpoint and changelog), their
     /// partials read again from the committed offsets (what the restored state applied already is skipped).

@@ -310,9 +310,18 @@ final class SourceStage: @unchecked Sendable {
         // that shards may have applied. Without the plan, nothing is sent; the records are taken again (here at the
         // next tick, or by the next owner from the committed offset).
         if let plans {
+            let planning = ContinuousClock.now
             guard commit(Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.start) }), by: consumer, what: "batch starts"),
                 commit(Dictionary(uniqueKeysWithValues: batches.map { ($0.partition, $0.plan.end) }), by: plans, what: "batch plans")
             else { return }
+            // Stopped past half the session timeout while planning: the partitions may be someone else's by now.
+            // Sent, the batches would still be the ones planned (the next owner cuts them again exactly), but a
+            // fresh start checks that: the next tick commits the starts again, which the group refuses if so.
+            guard ContinuousClock.now - planning <= .milliseconds(configuration.sessionTimeoutMilliseconds / 2) else {
+                logger.warning("stopped past the session timeout while planning batches: taking their records again")
+                try rewindCut()
+                return
+            }
             CrashPoint.reach(.afterPlanCommit, armed: crashTrigger)
         }
         handOverRecords()
