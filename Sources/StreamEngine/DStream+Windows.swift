@@ -56,11 +56,11 @@ extension DStream {
         fold: @escaping (inout Accumulator?, Input) -> Void,
         foldRepeated: ((inout Accumulator?, Input, Int64) -> Void)? = nil
     ) -> DStream<(Key, Windowed<Accumulator>)> {
-        let store = StateStore<[Int64: [Key: Accumulator]]>(name: name, value: [:])
+        let store = StateStore<WindowState<Key, Accumulator>>(name: name, value: WindowState())
         let stream = deriveFromSource(stateful: true) { batch, context in
             let idCount = batch.ids?.count == batch.count ? batch.idCount : 0
             var pending = TouchedWindows { start in
-                PendingWindow<Key, Accumulator>(idCount: idCount) { store.value[start]?.removeValue(forKey: $0) }
+                PendingWindow<Key, Accumulator>(idCount: idCount) { store.value.windows[start]?.removeValue(forKey: $0) }
             }
             var open = OpenWindows(spec: spec, watermark: context.previousWatermark)
             if let dictionary = batch.dictionary, let ids = batch.ids {
@@ -93,13 +93,16 @@ extension DStream {
                 if let foldRepeated {
                     // Each (window, id) count is folded straight into the stored window: one key lookup each.
                     for (start, window) in counted.touched() {
-                        var totals = store.value.removeValue(forKey: start) ?? [:]
+                        store.value.noteChanged(start) { changed in
+                            for id in window.ids { changed.insert(keys[Int(id)]) }
+                        }
+                        var totals = store.value.windows.removeValue(forKey: start) ?? [:]
                         // A new window is sized once; a stored one grows only by the keys it did not hold.
                         if totals.isEmpty { totals.reserveCapacity(window.ids.count) }
                         for id in window.ids.lazy.map(Int.init) {
                             foldRepeated(&totals[keys[id]], inputs[id], window.counts[id])
                         }
-                        if !totals.isEmpty { store.value[start] = totals }
+                        if !totals.isEmpty { store.value.windows[start] = totals }
                     }
                 }
             } else {
@@ -127,20 +130,71 @@ extension DStream {
                 }
             }
             for (start, window) in pending.touched() {
-                store.value[start, default: [:]].merge(window)
+                store.value.noteChanged(start) { $0.formUnion(window.keys) }
+                store.value.windows[start, default: [:]].merge(window)
             }
             var result = Elements<(Key, Windowed<Accumulator>)>()
-            for start in store.value.keys.sorted() where spec.isClosed(start: start, watermark: context.watermark) {
+            for start in store.value.windows.keys.sorted() where spec.isClosed(start: start, watermark: context.watermark) {
                 let window = spec.window(startingAt: start)
-                let totals = store.value.removeValue(forKey: start) ?? [:]
-                for (key, total) in totals.sorted(by: { $0.key < $1.key }) {
+                let totals = store.value.windows.removeValue(forKey: start) ?? [:]
+                // Emitted by a flush at the end of an earlier input: only what changed since goes out again.
+                let changed = store.value.changedSinceFlush.removeValue(forKey: start)
+                for (key, total) in totals.sorted(by: { $0.key < $1.key }) where changed?.contains(key) ?? true {
                     result.append((key, Windowed(window: window, value: total)), at: window.end - 1)
                 }
             }
             return result
         }
-        graph.register(store, evaluating: stream)
+        graph.register(store, evaluating: stream) {
+            let before = store.value.changedSinceFlush
+            store.value.markFlushed()
+            return { store.value.changedSinceFlush = before }
+        }
         return stream
+    }
+}
+
+/// The state of one windowed operator: the accumulators of each open window by start, and, for the windows that a
+/// flush at the end of an input emitted (``StreamGraph/checkpointAsFlushed()``), the keys changed since: when such a
+/// window closes (or is flushed again), only those go out again, so a restart over finished input publishes no
+/// window twice.
+///
+/// Encoded as the windows' dictionary, then (only if a window was flushed) the count of flushed windows and per
+/// window its start and its changed keys, sorted: a state without flushed windows encodes as the dictionary alone.
+struct WindowState<Key: StateKey, Accumulator: StateCodable>: StateCodable {
+    var windows: [Int64: [Key: Accumulator]] = [:]
+    var changedSinceFlush: [Int64: Set<Key>] = [:]
+
+    init() {}
+
+    /// Runs `body` on the changed keys of the window starting at `start`, if a flush emitted it.
+    mutating func noteChanged(_ start: Int64, _ body: (inout Set<Key>) -> Void) {
+        guard changedSinceFlush[start] != nil else { return }
+        body(&changedSinceFlush[start]!)
+    }
+
+    /// Every open window is emitted as it is now.
+    mutating func markFlushed() {
+        changedSinceFlush = windows.mapValues { _ in [] }
+    }
+
+    func encode(to writer: inout StateWriter) {
+        windows.encode(to: &writer)
+        guard !changedSinceFlush.isEmpty else { return }
+        writer.writeUnsigned(UInt64(changedSinceFlush.count))
+        for (start, keys) in changedSinceFlush.sorted(by: { $0.key < $1.key }) {
+            writer.writeSigned(start)
+            keys.sorted().encode(to: &writer)
+        }
+    }
+
+    init(from reader: inout StateReader) throws(StreamEngineError) {
+        windows = try [Int64: [Key: Accumulator]](from: &reader)
+        guard !reader.isAtEnd else { return }
+        for _ in 0..<(try reader.readUnsigned()) {
+            let start = try reader.readSigned()
+            changedSinceFlush[start] = Set(try [Key](from: &reader))
+        }
     }
 }
 

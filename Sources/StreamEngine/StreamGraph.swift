@@ -15,6 +15,8 @@ public final class StreamGraph {
     private struct StatefulOperator {
         let store: any AnyStateStore
         let evaluate: (BatchContext) -> Void
+        /// A windowed operator: marks its open windows emitted by a flush, returning what undoes that.
+        let markFlushed: (() -> () -> Void)?
     }
 
     /// The event-time watermark (`Int64.max` after ``flushWindows()``), or `nil` before the first record.
@@ -144,6 +146,15 @@ public final class StreamGraph {
         run(BatchContext(time: watermark ?? 0, blocks: [], previousWatermark: watermark, watermark: .max))
     }
 
+    /// The checkpoint of the state as ``flushWindows()`` is about to leave it for a later run: the windows still
+    /// open (with the real watermark), each marked as emitted with its current values, so that a later run emits a
+    /// window again only for the keys that change. Take it just before ``flushWindows()``; the state is unchanged.
+    public func checkpointAsFlushed() -> [UInt8] {
+        let undo = stateful.compactMap { $0.markFlushed?() }
+        defer { for step in undo { step() } }
+        return checkpoint()
+    }
+
     /// Serializes the watermark and every stateful operator's state, in registration order.
     ///
     /// Layout: version byte, then varint watermark presence (0/1) and zigzag watermark, the
@@ -190,9 +201,12 @@ public final class StreamGraph {
         sinks.append(sink)
     }
 
-    /// Registers a stateful stream so it is checkpointed and computed in every batch.
-    func register<Value, Element>(_ store: StateStore<Value>, evaluating stream: DStream<Element>) {
-        stateful.append(StatefulOperator(store: store) { _ = stream.elements(in: $0) })
+    /// Registers a stateful stream so it is checkpointed and computed in every batch; a windowed one with what
+    /// marks its open windows flushed (see ``checkpointAsFlushed()``).
+    func register<Value, Element>(
+        _ store: StateStore<Value>, evaluating stream: DStream<Element>, markFlushed: (() -> () -> Void)? = nil
+    ) {
+        stateful.append(StatefulOperator(store: store, evaluate: { _ = stream.elements(in: $0) }, markFlushed: markFlushed))
     }
 
     private func run(_ context: BatchContext) -> BatchOutput {

@@ -182,8 +182,8 @@ final class BatchDriver: @unchecked Sendable {
     ///   - schedulingDelay: How late the batch started, in ms (nil: replayed from the log).
     ///   - flushingWindows: Whether the batch ends the input: every open window's records follow its own output, in
     ///     its transaction, and are delivered with it. The checkpoint is encoded before, so it keeps those windows
-    ///     open with the real watermark, and a later run over new input completes them (and emits them again, with
-    ///     their final counts).
+    ///     open with the real watermark, marked emitted, and a later run over new input completes them (and emits
+    ///     again the keys that changed, with their final counts).
     private func runBatch(
         time: Int64, blocks: consuming [Block], assigned: [TopicPartition], coverage: LogCoverage?, checkpoint: Checkpointer.Rule,
         schedulingDelay: Int64?, flushingWindows: Bool = false
@@ -219,8 +219,11 @@ final class BatchDriver: @unchecked Sendable {
             } catch { sendError = error }
         }
         if let sendError { throw sendError }
+        // A flush is always checkpointed, with its windows marked emitted: a later run emits them again only for
+        // the keys that change (with exactly-once output, a restart over finished input publishes none twice).
         let pendingCheckpoint = checkpointer.prepare(
-            hadData: blockCount > 0 || !assigned.isEmpty || result.recordsOut > 0, rule: checkpoint, state: graph.checkpoint)
+            hadData: blockCount > 0 || !assigned.isEmpty || result.recordsOut > 0, rule: flushingWindows && emits ? .always : checkpoint,
+            state: flushingWindows && emits ? graph.checkpointAsFlushed : graph.checkpoint)
         let watermark = graph.watermark
         if emits {
             if flushingWindows {

@@ -29,6 +29,52 @@ import Testing
         }
     }
 
+    /// A flush at the end of an input leaves, in the checkpoint taken just before it, its windows open and marked
+    /// emitted: a run restored from it emits such a window again only for the keys that change, whether the window
+    /// closes on the watermark or at the next flush, and a run over no new input emits nothing. Both fold paths: a
+    /// keyed reduce (per element) and a count by value (per dictionary id).
+    @Test func windowsFlushedAtTheEndAreEmittedAgainOnlyForTheKeysThatChange() throws {
+        let spec = try WindowSpec(length: 10_000)
+        func graphs() -> (StreamGraph, () -> [String]) {
+            let graph = StreamGraph()
+            var emitted: [String] = []
+            let words = graph.input().flatMapWords()
+            words.map { ($0, Int64(1)) }.reduceByKeyAndWindow(name: "reduce", spec, +)
+                .foreachBatch { _, counts in emitted += counts.map { "r \($0.1.window.start) \($0.0)=\($0.1.value)" } }
+            words.countByValueAndWindow(name: "count", spec)
+                .foreachBatch { _, counts in emitted += counts.map { "c \($0.1.window.start) \($0.0)=\($0.1.value)" } }
+            return (graph, { defer { emitted = [] }; return emitted.sorted() })
+        }
+        let (first, firstOutput) = graphs()
+        _ = first.runBatch(time: 0, blocks: [lines(("a b", 11_000), ("a", 12_000))])
+        #expect(firstOutput() == [])
+        let flushed = first.checkpointAsFlushed()
+        _ = first.flushWindows()
+        #expect(firstOutput() == ["c 10000 a=2", "c 10000 b=1", "r 10000 a=2", "r 10000 b=1"])
+
+        // Over no new input: nothing again.
+        let (idle, idleOutput) = graphs()
+        try idle.restore(from: flushed)
+        _ = idle.flushWindows()
+        #expect(idleOutput() == [])
+
+        // A new record for b in the flushed window, which the watermark then closes, and one for c in a new window.
+        let (second, secondOutput) = graphs()
+        try second.restore(from: flushed)
+        _ = second.runBatch(time: 0, blocks: [lines(("b", 13_000), ("c", 25_000))])
+        #expect(secondOutput() == ["c 10000 b=2", "r 10000 b=2"])
+        let again = second.checkpointAsFlushed()
+        _ = second.flushWindows()
+        #expect(secondOutput() == ["c 20000 c=1", "r 20000 c=1"])
+
+        // A plain checkpoint (no flush) keeps the marks of the flushes before it; restored twice, the same.
+        let (third, thirdOutput) = graphs()
+        try third.restore(from: again)
+        #expect(third.checkpoint() == again)
+        _ = third.flushWindows()
+        #expect(thirdOutput() == [])
+    }
+
     @Test func tumblingWindowsEmitWhenTheWatermarkPassesTheirEnd() throws {
         let counts = WindowedCounts(try WindowSpec(length: 10_000))
         #expect(counts.run(lines(("a", 1_000), ("b", 2_000), ("a", 9_999), ("a", 12_000), ("z", -1))) == [
