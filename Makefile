@@ -30,8 +30,9 @@ page: ## The streaming page in headless Chromium under load; the screenshot goes
 	scripts/deps.sh test
 	$(SWIFT) test $(SWIFT_FLAGS) --filter StreamingPageTests
 
-soak: ## Longer crash-recovery runs (more kill points, more input).
-	SLUICE_SOAK=1 $(SWIFT) test $(SWIFT_FLAGS) --filter Recovery
+soak: ## Longer crash-recovery runs (more kill points, more input), distributed faults on five seeds and both brokers, ten exactly-once runs over finished input.
+	scripts/test-brokers.sh
+	SLUICE_SOAK=1 $(SWIFT) test $(SWIFT_FLAGS) --filter "Recovery|DistributedFaultsTests|ExactlyOnceTests/runsOverFinished"
 
 bench: release ## Micro-benchmarks, end-to-end throughput against kcat (lz4 and uncompressed input on the mock), the four input shapes (Tansu, librdkafka 2.16), distributed mode on 1-3 instances against standalone, then exactly-once on versus off (noida-db).
 	.build/release/sluice-microbench

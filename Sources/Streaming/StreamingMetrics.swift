@@ -24,6 +24,8 @@ struct StreamingMetrics: Sendable {
     let backlogBytes = Gauge(label: "sluice_backlog_bytes")
     let heldInputBytes = Gauge(label: "sluice_held_input_bytes")
     let pausedPartitions = Gauge(label: "sluice_paused_partitions")
+    /// Distributed mode: pairs of stages replaced after a client's fatal error (see ``DistributedContext``).
+    let clientReplacements = Counter(label: "sluice_client_replacements_total")
     /// Distributed mode: owned shards stopped on a hole in their input (see ``ShardState``).
     let failedShards = Gauge(label: "sluice_shards_failed")
     let consumerErrors = Counter(label: "sluice_consumer_errors_total")

@@ -52,6 +52,33 @@ struct DistributedFaultsTests {
             "the stopped instance never found out that its shards moved")
     }
 
+    /// The same stop with exactly-once output and static membership on noida-db, as the probe that found that a
+    /// resumed instance can be fenced by the group (a fatal consumer error) and exited: it replaces its clients and
+    /// rejoins, alive at the end without a restart, and a read_committed reader sees each total once.
+    @Test(arguments: seeds)
+    func exactlyOnceThroughAPausePastTheSessionTimeout(seed: UInt64) throws {
+        var random = SplitMix64(seed: seed)
+        let pauseAt = 2 + Int(random.next() % 4)
+        let group = uniqueGroup()
+        let broker = try NoidaProcess(topics: ["lines": 6, "word-counts": 4, "word-counts-windowed": 4])
+        let directory = TemporaryDirectory()
+        var environment = DistributedModeTests.environment(broker: broker.bootstrap, group: group, directory: directory)
+        environment.merge([
+            "SLUICE_EXACTLY_ONCE": "true", "SLUICE_STATIC_MEMBERSHIP": "true",
+            "SLUICE_SESSION_TIMEOUT_MS": String(Self.sessionTimeoutMilliseconds), "SLUICE_BATCH_INTERVAL_MS": "300",
+        ]) { $1 }
+        var runs = Runs(environment: environment, directory: directory.path)
+        let input = Input(chunks: 12, lines: 500, partitions: 6, seed: seed)
+        for name in ["a", "b", "c"] { try runs.start(name) }
+        for (index, chunk) in input.chunks.enumerated() {
+            try pythonProduce(chunk, topic: "lines", bootstrap: broker.bootstrap)
+            Thread.sleep(forTimeInterval: 0.3 + Double(random.next() % 1000) / 1000)
+            if index == pauseAt { runs.pause(["a", "b", "c"][Int(random.next() % 3)], for: .seconds(20)) }
+        }
+        try DistributedModeTests.finish(input, runs: &runs, group: group, broker: broker)
+        try ExactlyOnceTests().checkOnce(input, bootstrap: broker.bootstrap, countsKey: "count", ignoring: "sentinel")
+    }
+
     static let sessionTimeoutMilliseconds = 6000
 
     /// Starts three instances, produces 16 chunks of input with a pause of 0.3-1.3 s after each, calls `fault` after

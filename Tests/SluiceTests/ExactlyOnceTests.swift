@@ -133,7 +133,7 @@ final class NoidaProcess: TestBroker {
         var environment = DistributedModeTests.environment(broker: broker.bootstrap, group: group, directory: directory)
         environment.merge([
             "SLUICE_EXACTLY_ONCE": "true", "SLUICE_STATIC_MEMBERSHIP": "true", "SLUICE_SESSION_TIMEOUT_MS": "6000",
-            "SLUICE_BATCH_INTERVAL_MS": "300", "SLUICE_MAX_RATE_PER_PARTITION": "400",
+            "SLUICE_BATCH_INTERVAL_MS": "300",
         ]) { $1 }
         var runs = Runs(environment: environment, directory: directory.path)
         var chunk = 0
@@ -167,21 +167,26 @@ final class NoidaProcess: TestBroker {
     }
 
     /// A second process that takes the transactional id (standalone: the group; distributed: the instance's stage 2
-    /// in its first incarnation, `<group>-<instance>-shards-0`) fences the running one: its next commit fails with `_FENCED`, it exits non-zero,
-    /// and no batch it started after the fence is visible to a read_committed reader.
+    /// in its first incarnation, `<group>-<instance>-shards-0`) fences the running one: its next commit fails with
+    /// `_FENCED`. Standalone, that is another instance of the group: it exits non-zero, and no batch it started
+    /// after the fence is visible to a read_committed reader. Distributed, the instance replaces its clients (a new
+    /// incarnation) and rejoins: it stays alive, and a read_committed reader sees exact output, each total once.
     @Test(arguments: ["standalone", "distributed"])
     func aSecondProducerWithTheTransactionalIDFencesTheFirst(mode: String) throws {
         let broker = try NoidaProcess(topics: ["lines": 2, "word-counts": 2, "word-counts-windowed": 2])
         let directory = TemporaryDirectory()
         let group = uniqueGroup()
-        let input = Input(chunks: 1, lines: 3_000, partitions: 2, seed: 22)
+        let input = Input(chunks: 2, lines: 1_500, partitions: 2, seed: 22)
         try pythonProduce(input.chunks[0], topic: "lines", bootstrap: broker.bootstrap)
-        let first = try SluiceProcess(
-            environment: [
-                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_EXACTLY_ONCE": "true", "SLUICE_GROUP_ID": group,
-                "SLUICE_BATCH_INTERVAL_MS": "200", "SLUICE_MAX_RATE_PER_PARTITION": "300", "SLUICE_HTTP_PORT": "0",
-                "SLUICE_CHECKPOINT_DIR": directory.path + "/data", "SLUICE_MODE": mode, "SLUICE_SHARDS": "4", "SLUICE_INSTANCE_ID": "one",
-            ], logDirectory: directory.path)
+        var environment = [
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_EXACTLY_ONCE": "true", "SLUICE_GROUP_ID": group,
+            "SLUICE_BATCH_INTERVAL_MS": "200", "SLUICE_HTTP_PORT": "0", "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
+            "SLUICE_MODE": mode, "SLUICE_SHARDS": "4", "SLUICE_INSTANCE_ID": "one", "SLUICE_WINDOW_MS": "1000",
+            "SLUICE_ALLOWED_LATENESS_MS": "3600000", "SLUICE_SESSION_TIMEOUT_MS": "6000",
+        ]
+        // Standalone: slow enough that batches still run when the fence comes.
+        if mode == "standalone" { environment["SLUICE_MAX_RATE_PER_PARTITION"] = "300" }
+        let first = try SluiceProcess(environment: environment, logDirectory: directory.path)
         #expect(first.waitForLog(mode == "standalone" ? "earlier transactions fenced" : "shards acquired", timeout: .seconds(30)))
         Thread.sleep(forTimeInterval: 2)
         let fence = try runTool(brokerTools.appendingPathComponent("venv/bin/python").path, ["-c", """
@@ -193,14 +198,35 @@ final class NoidaProcess: TestBroker {
             """, broker.bootstrap, mode == "standalone" ? group : "\(group)-one-shards-0"])
         #expect(fence.status == 0, "\(fence.output)")
         let fencedAt = try #require(Int64(fence.output.split(separator: "\n").last ?? ""))
-        let result = first.wait(timeout: .seconds(60))
-        #expect(result.exitCode != 0 && !result.timedOut)
-        #expect(result.standardError.contains("_FENCED"), "\(result.standardError.suffix(1500))")
-        let late = try committedRecords(topic: "word-counts", bootstrap: broker.bootstrap).filter { _, value in
-            (value.firstMatch(of: /"batch_time":(\d+)/).flatMap { Int64($0.1) } ?? 0) > fencedAt
+        guard mode == "distributed" else {
+            let result = first.wait(timeout: .seconds(60))
+            #expect(result.exitCode != 0 && !result.timedOut)
+            #expect(result.standardError.contains("_FENCED"), "\(result.standardError.suffix(1500))")
+            let late = try committedRecords(topic: "word-counts", bootstrap: broker.bootstrap).filter { _, value in
+                (value.firstMatch(of: /"batch_time":(\d+)/).flatMap { Int64($0.1) } ?? 0) > fencedAt
+            }
+            #expect(late.isEmpty, "\(late.count) records of batches after the fence are visible")
+            #expect(try !committedRecords(topic: "word-counts", bootstrap: broker.bootstrap).isEmpty, "nothing committed before the fence")
+            return
         }
-        #expect(late.isEmpty, "\(late.count) records of batches after the fence are visible")
-        #expect(try !committedRecords(topic: "word-counts", bootstrap: broker.bootstrap).isEmpty, "nothing committed before the fence")
+        // A cycle after the fence, to meet it.
+        try pythonProduce(input.chunks[1], topic: "lines", bootstrap: broker.bootstrap)
+        #expect(first.waitForLog("a client failed for good: replacing both stages' clients", timeout: .seconds(60)))
+        try pythonProduce(
+            (0..<input.partitions).map { (Int32($0), input.start + 2 * 3_600_000, "sentinel") }, topic: "lines", bootstrap: broker.bootstrap)
+        let deadline = ContinuousClock.now + .seconds(90)
+        while ContinuousClock.now < deadline, try windowCount(bootstrap: broker.bootstrap) < input.windows.count {
+            Thread.sleep(forTimeInterval: 1)
+        }
+        first.signal(SIGTERM)
+        let result = first.wait(timeout: .seconds(60))
+        #expect(result.exitCode == 0 && !result.wasKilled, "\(result.standardError.suffix(1500))")
+        try checkOnce(input, bootstrap: broker.bootstrap, countsKey: "count", ignoring: "sentinel")
+    }
+
+    /// How many (window, word) records a read_committed reader sees, sentinels aside.
+    func windowCount(bootstrap: String) throws -> Int {
+        try committedRecords(topic: "word-counts-windowed", bootstrap: bootstrap).filter { $0.0 != "sentinel" }.count
     }
 
     /// Exactly-once output in standalone mode needs the WAL (replays must cut the same batches), and a real broker:

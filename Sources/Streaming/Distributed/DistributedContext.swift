@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import KafkaIO
 import Logging
@@ -45,12 +46,24 @@ public struct DistributedSetup: Sendable {
 ///
 /// Every instance of the group runs both stages; Kafka's consumer groups spread the input partitions over the
 /// instances for stage 1, and the shards (partitions of the partials topic) for stage 2.
+///
+/// A client that fails for good (a fatal consumer error, such as a static member fenced by the group, or a fenced
+/// transactional producer) costs the stages, not the process: both stages stop, dropping their uncommitted work,
+/// and a new pair with new clients (and, with exactly-once output, a new transactional incarnation) joins the groups
+/// as fresh members, as Kafka Streams replaces a stream thread. Any other error stops the instance.
 public final class DistributedContext: StreamingRuntime {
-    private let sources: SourceStage
-    private let shards: ShardStage
+    /// One pair of stages with their clients.
+    private struct Stages: Sendable {
+        let sources: SourceStage
+        let shards: ShardStage
+    }
+
+    private let current: Mutex<Stages>
+    private let makeStages: @Sendable () throws -> Stages
     private let control = ContextControl()
     private let probe: BrokerProbe
     private let logger: Logger
+    private let metrics: StreamingMetrics
     /// One process per data directory (the shard checkpoints), as in standalone mode.
     private let lock: DirectoryLock
 
@@ -61,57 +74,65 @@ public final class DistributedContext: StreamingRuntime {
         logger[metadataKey: "instance.id"] = "\(setup.instanceID)"
         self.logger = logger
         let metrics = StreamingMetrics()
+        self.metrics = metrics
         let control = control
-        let makeOutput = { (producer: KafkaProducer) in
-            KafkaOutput(
-                producer: producer, deadLetterTopic: configuration.deadLetterTopic,
-                maxRecordBytes: (configuration.kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000) - 1024,
-                metrics: metrics, logger: logger,
-                reportWaiting: { reason in control.state.withLock { $0.failure = reason } },
-                isStoppingNow: { control.stopRequest == false })
-        }
-        let consumerConfig = { (group: String, member: String?) in
-            KafkaConsumerConfig(
-                common: configuration.kafka, groupID: group, sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds,
-                groupInstanceID: member)
-        }
-        // Static membership: the same instance id in both groups (they are different groups).
-        let sourceConsumer = try KafkaConsumer(config: consumerConfig(configuration.groupID, configuration.groupInstanceID), logger: logger)
-        var shardConfig = consumerConfig(setup.shardGroupID, configuration.groupInstanceID)
-        // Room for 64 partials records (each up to about partialsRecordBytes).
-        shardConfig.prefetchKilobytes = 64 * ExchangeRecord.partialsRecordBytes / 1024
-        let shardConsumer = try KafkaConsumer(config: shardConfig, logger: logger)
-        // With exactly-once output each stage has its own transactional producer (a transaction is one thread's).
-        let producer = { (stage: String, consumer: KafkaConsumer) throws -> (KafkaProducer, StageTransactions?) in
-            guard configuration.isExactlyOnce else {
-                return (try KafkaProducer(config: KafkaProducerConfig(common: configuration.kafka, deliveryTimeoutMilliseconds: 0), logger: logger), nil)
-            }
-            let incarnation = try StageTransactions.Incarnation(
-                groupID: configuration.groupID, setup: setup, stage: stage, directory: configuration.checkpointDirectory)
-            let producer = try KafkaProducer(
-                config: BatchTransactions.producerConfig(configuration, transactionalID: incarnation.transactionalID), logger: logger)
-            return (producer, StageTransactions(
-                producer: producer, consumer: consumer, incarnation: incarnation, metrics: metrics, logger: logger, crashTrigger: crashTrigger))
-        }
-        let (sourceProducer, sourceTransactions) = try producer("sources", sourceConsumer)
-        let (shardProducer, shardTransactions) = try producer("shards", shardConsumer)
-        try InternalTopics.ensure(InternalTopics.distributed(setup), producer: sourceProducer, logger: logger) { topic, count in
+        // For metadata only (the internal topics, the broker probe): outlives every pair of stages.
+        let metadataProducer = try KafkaProducer(config: KafkaProducerConfig(common: configuration.kafka), logger: logger)
+        try InternalTopics.ensure(InternalTopics.distributed(setup), producer: metadataProducer, logger: logger) { topic, count in
             "SLUICE_SHARDS is \(topic.partitions) but \(topic.name) has \(count) partitions: the shard count is fixed for the life of the group's state (set SLUICE_SHARDS=\(count), or use a new SLUICE_GROUP_ID)"
         }
         var settings = configuration.stateSettings
         settings["SLUICE_SHARDS"] = String(setup.shards.count)
         try PinnedSettings.pin(
             settings, topic: setup.configTopic, kafka: configuration.kafka, groupID: "\(setup.shardGroupID)-restore", logger: logger)
-        // At least once, batch plans are committed in a group of their own (exactly once, nothing is planned).
-        let plans = configuration.isExactlyOnce ? nil : try KafkaConsumer(config: consumerConfig(setup.plansGroupID, nil), logger: logger)
-        sources = SourceStage(
-            consumer: sourceConsumer, plans: plans, output: makeOutput(sourceProducer), setup: setup, configuration: configuration,
-            logger: logger, metrics: metrics, crashTrigger: crashTrigger, transactions: sourceTransactions)
-        shards = ShardStage(
-            consumer: shardConsumer, restoreConsumer: try KafkaConsumer(config: consumerConfig("\(setup.shardGroupID)-restore", nil), logger: logger),
-            output: makeOutput(shardProducer), setup: setup, configuration: configuration, logger: logger, metrics: metrics,
-            crashTrigger: crashTrigger, transactions: shardTransactions)
-        probe = BrokerProbe(producer: sourceProducer, bootstrapServers: configuration.kafka.bootstrapServers)
+        probe = BrokerProbe(producer: metadataProducer, bootstrapServers: configuration.kafka.bootstrapServers)
+        makeStages = { [logger] in
+            let makeOutput = { (producer: KafkaProducer) in
+                KafkaOutput(
+                    producer: producer, deadLetterTopic: configuration.deadLetterTopic,
+                    maxRecordBytes: (configuration.kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000) - 1024,
+                    metrics: metrics, logger: logger,
+                    reportWaiting: { reason in control.state.withLock { $0.failure = reason } },
+                    isStoppingNow: { control.stopRequest == false })
+            }
+            let consumerConfig = { (group: String, member: String?) in
+                KafkaConsumerConfig(
+                    common: configuration.kafka, groupID: group, sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds,
+                    groupInstanceID: member)
+            }
+            // Static membership: the same instance id in both groups (they are different groups).
+            let sourceConsumer = try KafkaConsumer(config: consumerConfig(configuration.groupID, configuration.groupInstanceID), logger: logger)
+            var shardConfig = consumerConfig(setup.shardGroupID, configuration.groupInstanceID)
+            // Room for 64 partials records (each up to about partialsRecordBytes).
+            shardConfig.prefetchKilobytes = 64 * ExchangeRecord.partialsRecordBytes / 1024
+            let shardConsumer = try KafkaConsumer(config: shardConfig, logger: logger)
+            // With exactly-once output each stage has its own transactional producer (a transaction is one thread's).
+            let producer = { (stage: String, consumer: KafkaConsumer) throws -> (KafkaProducer, StageTransactions?) in
+                guard configuration.isExactlyOnce else {
+                    return (try KafkaProducer(config: KafkaProducerConfig(common: configuration.kafka, deliveryTimeoutMilliseconds: 0), logger: logger), nil)
+                }
+                let incarnation = try StageTransactions.Incarnation(
+                    groupID: configuration.groupID, setup: setup, stage: stage, directory: configuration.checkpointDirectory)
+                let producer = try KafkaProducer(
+                    config: BatchTransactions.producerConfig(configuration, transactionalID: incarnation.transactionalID), logger: logger)
+                return (producer, StageTransactions(
+                    producer: producer, consumer: consumer, incarnation: incarnation, metrics: metrics, logger: logger, crashTrigger: crashTrigger))
+            }
+            let (sourceProducer, sourceTransactions) = try producer("sources", sourceConsumer)
+            let (shardProducer, shardTransactions) = try producer("shards", shardConsumer)
+            // At least once, batch plans are committed in a group of their own (exactly once, nothing is planned).
+            let plans = configuration.isExactlyOnce ? nil : try KafkaConsumer(config: consumerConfig(setup.plansGroupID, nil), logger: logger)
+            return Stages(
+                sources: SourceStage(
+                    consumer: sourceConsumer, plans: plans, output: makeOutput(sourceProducer), setup: setup, configuration: configuration,
+                    logger: logger, metrics: metrics, crashTrigger: crashTrigger, transactions: sourceTransactions),
+                shards: ShardStage(
+                    consumer: shardConsumer,
+                    restoreConsumer: try KafkaConsumer(config: consumerConfig("\(setup.shardGroupID)-restore", nil), logger: logger),
+                    output: makeOutput(shardProducer), setup: setup, configuration: configuration, logger: logger, metrics: metrics,
+                    crashTrigger: crashTrigger, transactions: shardTransactions))
+        }
+        current = Mutex(try makeStages())
     }
 
     public func start() throws {
@@ -121,28 +142,63 @@ public final class DistributedContext: StreamingRuntime {
             control.isRecovered = true
         }
         probe.start()
+        run(current.withLock { $0 })
+    }
+
+    /// Runs a pair of stages on a thread each; once both have finished, replaces them after a client's fatal error
+    /// (unless a stop was requested), or else ends the context with their result.
+    private func run(_ stages: Stages) {
         let completion = StageCompletion(stages: 2)
-        let stages: [(String, @Sendable () throws -> Void)] = [
-            ("sluice-sources", { [sources] in try sources.run() }), ("sluice-shards", { [shards] in try shards.run() }),
+        let threads: [(String, @Sendable () throws -> Void)] = [
+            ("sluice-sources", { try stages.sources.run() }), ("sluice-shards", { try stages.shards.run() }),
         ]
-        for (name, stage) in stages {
-            let thread = Thread { [control, sources, shards, probe, logger] in
+        for (name, stage) in threads {
+            let thread = Thread { [self] in
                 let result = Result { try stage() }
                 if case .failure(let error) = result {
                     logger.error("a stage stopped on an error", metadata: ["stage": "\(name)", "stream.error": "\(error)"])
                     // Reported by /healthz while the other stage finishes (a fenced producer names `_FENCED` here).
                     control.state.withLock { $0.failure = $0.failure ?? "\(name): \(error)" }
-                    // One stage failing stops the other: the instance leaves both groups and exits.
-                    sources.requestStop()
-                    shards.requestStop()
+                    // One stage failing stops the other: both leave their groups.
+                    stages.sources.requestStop()
+                    stages.shards.requestStop()
                 }
                 guard let result = completion.finish(with: result) else { return }
+                if case .failure(let error) = result, Self.isClientFailure(error), control.stopRequest == nil {
+                    do {
+                        try replace(after: error)
+                        return
+                    } catch {
+                        logger.error("the stages could not be replaced", metadata: ["stream.error": "\(error)"])
+                    }
+                }
                 probe.stop()
                 control.finish(with: result)
             }
             thread.name = name
             thread.start()
         }
+    }
+
+    /// Builds and starts new stages with new clients in place of the ones a fatal client error ended.
+    private func replace(after error: any Error) throws {
+        logger.warning("a client failed for good: replacing both stages' clients, the instance rejoins as a new member", metadata: [
+            "stream.error": "\(error)",
+        ])
+        metrics.clientReplacements.increment()
+        let stages = try makeStages()
+        current.withLock { $0 = stages }
+        control.state.withLock { $0.failure = nil }
+        // A stop requested while they were built reaches them here.
+        if let graceful = control.stopRequest { stop(graceful: graceful) }
+        run(stages)
+    }
+
+    /// Whether `error` is, or wraps, a client's fatal error, which a new client does not have.
+    static func isClientFailure(_ error: any Error) -> Bool {
+        if let kafka = error as? KafkaError { return kafka.isFatal }
+        if let streaming = error as? StreamingError, let underlying = streaming.underlying { return isClientFailure(underlying) }
+        return false
     }
 
     public func awaitTermination() async throws {
@@ -152,14 +208,16 @@ public final class DistributedContext: StreamingRuntime {
     /// Stops both stages: stage 1 sends what it took, stage 2 writes a last cycle, both leave their groups.
     public func stop(graceful: Bool) {
         control.requestStop(graceful: graceful)
-        sources.requestStop()
-        shards.requestStop()
+        let stages = current.withLock { $0 }
+        stages.sources.requestStop()
+        stages.shards.requestStop()
     }
 
     public var status: StreamingStatus {
-        let source = sources.status.withLock { $0 }
-        let shard = shards.status.withLock { $0 }
-        let state = shards.totals.withLock { $0 }
+        let stages = current.withLock { $0 }
+        let source = stages.sources.status.withLock { $0 }
+        let shard = stages.shards.status.withLock { $0 }
+        let state = stages.shards.totals.withLock { $0 }
         return control.state.withLock { control in
             var status = StreamingStatus(
                 // Ready once both stages have joined their groups: input taken earlier waits for stage 2.
