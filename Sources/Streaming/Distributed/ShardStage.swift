@@ -52,6 +52,8 @@ final class ShardStage: @unchecked Sendable {
     private let stallLimit: Duration
     /// A stall was seen and ownership is not confirmed yet: nothing is written until it is.
     private var mustConfirmOwnership = false
+    /// When the current poll started: a rebalance callback inside it that comes after a stop checks ownership too.
+    private var pollStarted = ContinuousClock.now
     /// Every partition of the input topics, read at start: each holds the shards' watermarks back until heard from.
     private var inputPartitions: Set<KafkaPartition> = []
     let status = Mutex(StageStatus())
@@ -101,7 +103,8 @@ final class ShardStage: @unchecked Sendable {
         var nextCycle = ContinuousClock.now + interval
         while !stopRequested.load(ordering: .acquiring) {
             let wait = min(max(nextCycle - .now, .zero), .milliseconds(100))
-            let tick = ContinuousClock.now
+            pollStarted = .now
+            let tick = pollStarted
             let events = try consumer.poll(timeout: wait) { event in
                 guard case .message(let message) = event, let shard = states.index(forKey: message.partition) else { return }
                 guard let record = ExchangeRecord(key: message.key.map { Array($0) }, value: Array(message.value)) else {
@@ -165,6 +168,11 @@ final class ShardStage: @unchecked Sendable {
             if consumer.isAssignmentLost {
                 // Already someone else's: the next owner restores the last committed cycle and applies the rest.
                 logger.warning("shards lost: their uncommitted changes are dropped", metadata: [
+                    "shard.ids": "\(shards.map(String.init).joined(separator: ","))",
+                ])
+            } else if try confirmOwnership(since: pollStarted) != .owned {
+                // Revoked after a stop: the last cycle is not written (the next owner applies its partials again).
+                logger.warning("shards revoked after a stop: their uncommitted changes are dropped", metadata: [
                     "shard.ids": "\(shards.map(String.init).joined(separator: ","))",
                 ])
             } else {
