@@ -11,8 +11,23 @@ enum ServiceRoutes {
     /// How many of the largest totals `/api/top` may return (`n` beyond it is a bad request).
     static let maximumTop = 1000
 
+    /// Where state queries are answered from.
+    enum Totals: Sendable {
+        /// The standalone job's state: every word.
+        case standalone(StateView<String, Int64>)
+        /// The shards a distributed instance owns now; a word of another shard is answered with 503 naming it.
+        case distributed(DistributedContext)
+
+        var distinctWords: Int {
+            switch self {
+            case .standalone(let view): view.keyCount
+            case .distributed(let context): context.shardTotals.wordCount
+            }
+        }
+    }
+
     static func make(
-        context: any StreamingRuntime, totals: StateView<String, Int64>, registry: PrometheusCollectorRegistry,
+        context: any StreamingRuntime, totals: Totals, registry: PrometheusCollectorRegistry,
         configuration: ServiceConfiguration
     ) -> HTTPEndpoint.Routes {
         let interval = configuration.streaming.batchIntervalMilliseconds
@@ -36,7 +51,7 @@ enum ServiceRoutes {
                 return .init(status: .ok, body: String(decoding: buffer, as: UTF8.self), contentType: "text/plain; version=0.0.4")
             },
             "/api/status": { _ in
-                json(StatusDocument(context.status, recent: context.recentBatches, configuration: configuration, distinctWords: totals.keyCount))
+                json(StatusDocument(context.status, recent: context.recentBatches, configuration: configuration, distinctWords: totals.distinctWords))
             },
             "/api/batches": { _ in json(BatchesDocument(batchIntervalMs: interval, batches: context.recentBatches)) },
             "/api/top": { request in top(request, totals: totals) },
@@ -45,7 +60,7 @@ enum ServiceRoutes {
     }
 
     /// `GET /api/counts/<word>`: the word (percent-encoded; normalized as the tokenizer does) and its total.
-    private static func count(_ request: HTTPEndpoint.Request, totals: StateView<String, Int64>) -> HTTPEndpoint.Response {
+    private static func count(_ request: HTTPEndpoint.Request, totals: Totals) -> HTTPEndpoint.Response {
         let encoded = request.path.dropFirst("/api/counts/".count)
         guard let text = PercentDecoding.string(encoded, plusIsSpace: false) else {
             return .error(.badRequest, "the word is not valid percent-encoded UTF-8")
@@ -54,17 +69,46 @@ enum ServiceRoutes {
         guard words.count == 1, let word = words.first else {
             return .error(.badRequest, "expected exactly one word, found \(words.count)")
         }
-        return json(WordCount(word: word, count: totals.state(of: word) ?? 0))
+        switch totals {
+        case .standalone(let view):
+            return json(WordCount(word: word, count: view.state(of: word) ?? 0))
+        case .distributed(let context):
+            let shards = context.shardTotals
+            switch shards.total(of: word) {
+            case .total(let total):
+                return json(WordCount(word: word, count: total))
+            case .notOwned(let shard):
+                return .error(
+                    .serviceUnavailable,
+                    "\(word) is in shard \(shard), which this instance does not own now (it owns \(describe(shards.ownedShards))): "
+                        + "ask the instance whose /api/status lists shard \(shard)")
+            }
+        }
+    }
+
+    private static func describe(_ shards: [Int32]) -> String {
+        shards.isEmpty ? "none" : "shards " + shards.map(String.init).joined(separator: ",")
     }
 
     /// `GET /api/top?n=20`: the largest totals, largest first (ties by word).
-    private static func top(_ request: HTTPEndpoint.Request, totals: StateView<String, Int64>) -> HTTPEndpoint.Response {
+    private static func top(_ request: HTTPEndpoint.Request, totals: Totals) -> HTTPEndpoint.Response {
         let text = request.query["n"] ?? "20"
         guard let n = Int(text), (1...maximumTop).contains(n) else {
             return .error(.badRequest, "n must be an integer from 1 to \(maximumTop), got \(text.prefix(40))")
         }
-        let largest = totals.largest(n).map { WordCount(word: $0.key, count: $0.state) }
-        return json(TopDocument(distinctWords: totals.keyCount, top: largest))
+        switch totals {
+        case .standalone(let view):
+            let largest = view.largest(n).map { WordCount(word: $0.key, count: $0.state) }
+            return json(TopDocument(distinctWords: view.keyCount, top: largest))
+        case .distributed(let context):
+            let shards = context.shardTotals
+            guard let largest = shards.largest(n) else {
+                return .error(
+                    .serviceUnavailable,
+                    "the largest totals need all \(shards.shards.count) shards, and this instance owns \(describe(shards.ownedShards)) now")
+            }
+            return json(TopDocument(distinctWords: shards.wordCount, top: largest.map { WordCount(word: $0.word, count: $0.total) }))
+        }
     }
 
     private static func json(_ document: some Encodable) -> HTTPEndpoint.Response {

@@ -91,7 +91,7 @@ enum Sluice {
             allowedLateness: configuration.allowedLatenessMilliseconds
         )
         // Start-up blocks (broker round trips, WAL and checkpoint reads): keep it off the concurrency pool.
-        let (context, totals, embedded) = try await onDedicatedThread { () throws -> (any StreamingRuntime, StateView<String, Int64>, MockCluster?) in
+        let (context, totals, embedded) = try await onDedicatedThread { () throws -> (any StreamingRuntime, ServiceRoutes.Totals, MockCluster?) in
             var streamingConfiguration = configuration.streaming
             if let shards = configuration.shards {
                 try checkReachable(streamingConfiguration.kafka, logger: logger)
@@ -99,8 +99,7 @@ enum Sluice {
                     groupID: streamingConfiguration.groupID, shards: shards, instanceID: configuration.instanceID, job: job)
                 let context = try DistributedContext(
                     configuration: streamingConfiguration, setup: setup, logger: logger, crashTrigger: configuration.crashTrigger)
-                // State queries answer from the standalone state only (the shards' totals are spread over the group).
-                return (context, StateView<String, Int64>(), nil)
+                return (context, .distributed(context), nil)
             }
             var embedded: MockCluster?
             if configuration.bootstrapServers == nil {
@@ -117,7 +116,7 @@ enum Sluice {
             ) { graph in
                 totals = try WordCountJob.build(on: graph, configuration: job)
             }
-            return (context, totals!, embedded)
+            return (context, .standalone(totals!), embedded)
         }
         // The context (and its Kafka clients) goes before the embedded broker does: no disconnect noise at the end.
         try await serve(context, totals: totals, configuration: configuration, registry: registry, logger: logger)
@@ -130,7 +129,7 @@ enum Sluice {
 
     /// Runs the context and the HTTP endpoint as a service group until the context stops or a signal arrives.
     private static func serve(
-        _ context: any StreamingRuntime, totals: StateView<String, Int64>, configuration: ServiceConfiguration,
+        _ context: any StreamingRuntime, totals: ServiceRoutes.Totals, configuration: ServiceConfiguration,
         registry: PrometheusCollectorRegistry, logger: Logger
     ) async throws {
         let streaming = StreamingService(context: context, logger: logger)

@@ -152,6 +152,64 @@ struct DistributedModeTests {
         #expect(!accepted.wait(timeout: .seconds(10)).standardError.contains("does not honour"))
     }
 
+    /// State queries in distributed mode answer what the instance knows, never a made-up zero: with two instances,
+    /// each word's total from the instance that owns its shard, and from the other a 503 naming the shard; the
+    /// largest totals only from an instance that owns every shard (503 before). Once one instance is left, it
+    /// answers every word, and the top 20, exactly.
+    @Test func stateQueriesAnswerForOwnedShardsAndNameTheOthers() throws {
+        let group = uniqueGroup()
+        let broker = try BrokerProcess(topics: Self.topics(group: group, inputPartitions: 2))
+        let directory = TemporaryDirectory()
+        let input = Input(chunks: 1, lines: 2_000, partitions: 2, seed: 31)
+        var environment = Self.environment(broker: broker.bootstrap, group: group, directory: directory)
+        environment["SLUICE_SESSION_TIMEOUT_MS"] = "3000"
+        var instances: [(port: Int, process: SluiceProcess)] = []
+        for name in ["a", "b"] {
+            let port = try freePort()
+            instances.append((port, try SluiceProcess(
+                environment: environment.merging([
+                    "SLUICE_INSTANCE_ID": name, "SLUICE_HTTP_PORT": String(port), "SLUICE_CHECKPOINT_DIR": "\(directory.path)/data-\(name)",
+                ]) { $1 }, logDirectory: directory.path)))
+        }
+        try pythonProduce(input.chunks[0], topic: "lines", bootstrap: broker.bootstrap)
+        BrokerMatrixTests.check(try BrokerMatrixTests.awaitTotals(input.words, broker: broker, librdkafka: .system), input.words)
+        func owned(_ port: Int) throws -> [Int] { try json(port, "/api/status")["ownedShards"] as? [Int] ?? [] }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try instances.contains(where: { try owned($0.port).isEmpty }), ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.5) }
+        let map = ShardMap(count: Int32(Self.shards))
+        var random = SplitMix64(seed: 31)
+        let words = input.words.keys.sorted()
+        let sample = (0..<30).map { _ in words[Int(random.next() % UInt64(words.count))] } + ["never-seen-word"]
+        for word in sample {
+            let shard = Int(map.shard(of: word.utf8))
+            for (port, _) in instances {
+                let (status, body) = try httpGet(port: port, path: "/api/counts/\(word)")
+                if try owned(port).contains(shard) {
+                    #expect(status == 200 && body.contains("\"count\":\(input.words[word] ?? 0)"), "\(word) on \(port): \(status) \(body)")
+                } else {
+                    #expect(status == 503 && body.contains("shard \(shard)"), "\(word) on \(port): \(status) \(body)")
+                }
+            }
+        }
+        for (port, _) in instances {
+            let (status, body) = try httpGet(port: port, path: "/api/top?n=20")
+            #expect(status == 503 && body.contains("need all \(Self.shards) shards"), "\(status) \(body)")
+        }
+        instances[1].process.signal(SIGTERM)
+        #expect(instances[1].process.wait(timeout: .seconds(30)).exitCode == 0)
+        let port = instances[0].port
+        let alone = ContinuousClock.now + .seconds(30)
+        while try owned(port).count < Self.shards, ContinuousClock.now < alone { Thread.sleep(forTimeInterval: 0.5) }
+        for word in sample {
+            #expect(try json(port, "/api/counts/\(word)")["count"] as? Int == Int(input.words[word] ?? 0), "\(word)")
+        }
+        let top = try json(port, "/api/top?n=20")["top"] as? [[String: Any]] ?? []
+        let truth = input.words.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(20)
+        #expect(top.map { "\($0["word"] ?? "")=\($0["count"] ?? "")" } == truth.map { "\($0.key)=\($0.value)" })
+        instances[0].process.signal(SIGTERM)
+        #expect(instances[0].process.wait(timeout: .seconds(30)).exitCode == 0)
+    }
+
     static func topics(group: String, inputPartitions: Int) -> [String: Int] {
         ["lines": inputPartitions, "word-counts": 4, "word-counts-windowed": 4, "\(group)-partials": shards, "\(group)-changelog": shards,
          "\(group)-config": 1]

@@ -217,12 +217,12 @@ public final class DistributedContext: StreamingRuntime {
         let stages = current.withLock { $0 }
         let source = stages.sources.status.withLock { $0 }
         let shard = stages.shards.status.withLock { $0 }
-        let state = stages.shards.totals.withLock { $0 }
+        let watermark = stages.shards.totals.watermark
         return control.state.withLock { control in
             var status = StreamingStatus(
                 // Ready once both stages have joined their groups: input taken earlier waits for stage 2.
                 isRecovered: control.isRecovered && source.hasJoined && shard.hasJoined, assigned: source.owned + shard.owned, lag: [:], backlogBytes: 0, logBytes: nil,
-                lastCheckpoint: nil, watermark: state.watermark, totals: StreamingTotals(),
+                lastCheckpoint: nil, watermark: watermark, totals: StreamingTotals(),
                 sinceLastPoll: [source.lastPoll, shard.lastPoll].compactMap { $0 }.min().map { .now - $0 },
                 sinceLastBatch: [source.lastWork, shard.lastWork].compactMap { $0 }.max().map { .now - $0 },
                 failure: control.failure ?? source.failure ?? shard.failure ?? shard.failedShards.first ?? probe.failure,
@@ -233,6 +233,9 @@ public final class DistributedContext: StreamingRuntime {
     }
 
     public var recentBatches: [BatchInfo] { [] }
+
+    /// The totals of the shards this instance owns now, for state queries.
+    public var shardTotals: ShardTotals { current.withLock { $0.shards.totals } }
 }
 
 /// Joins the stages' results: the first error, once every stage has finished.

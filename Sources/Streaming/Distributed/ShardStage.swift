@@ -57,8 +57,8 @@ final class ShardStage: @unchecked Sendable {
     /// Every partition of the input topics, read at start: each holds the shards' watermarks back until heard from.
     private var inputPartitions: Set<KafkaPartition> = []
     let status = Mutex(StageStatus())
-    /// The owned shards' totals and watermark, for queries and the status page.
-    let totals = Mutex<(words: Int, watermark: Int64?)>((0, nil))
+    /// The owned shards' totals and watermark, for state queries and the status page.
+    let totals: ShardTotals
 
     init(
         consumer: KafkaConsumer, restoreConsumer: KafkaConsumer, output: KafkaOutput, setup: DistributedSetup,
@@ -75,6 +75,7 @@ final class ShardStage: @unchecked Sendable {
         self.metrics = metrics
         self.crashTrigger = crashTrigger
         checkpoints = ShardCheckpoints(directory: configuration.checkpointDirectory)
+        totals = ShardTotals(shards: setup.shards)
         stallLimit = .milliseconds(configuration.sessionTimeoutMilliseconds / 2)
     }
 
@@ -251,6 +252,7 @@ final class ShardStage: @unchecked Sendable {
                     word: key.word, count: count, window: setup.window.window(startingAt: key.start), topic: setup.windowsTopic), in: &republished)
             }
             states[shard] = state
+            totals.replace(shard, with: state.totals)
             logger.info("shard restored", metadata: [
                 "shard.id": "\(shard)", "changelog.records": "\(restorers[shard]!.records)", "shard.words": "\(state.totals.count)",
                 "shard.cycle": "\(state.cycle)", "shard.checkpoint": "\(checkpointed[shard].map { "cycle \($0.cycle)" } ?? "none")",
@@ -368,6 +370,10 @@ final class ShardStage: @unchecked Sendable {
             }
         }
         try output.complete(published)
+        for (shard, _, _, changes) in cycles {
+            let state = states[shard]!
+            totals.update(shard, changes.totalsOrder.lazy.compactMap { word in state.totals[word].map { (word, $0) } })
+        }
         return true
     }
 
@@ -439,9 +445,7 @@ final class ShardStage: @unchecked Sendable {
 
     /// Publishes the owned shards' totals and watermark, and which of them failed (``ShardState/failure``).
     private func publishTotals() {
-        let words = states.values.reduce(0) { $0 + $1.totals.count }
-        let watermark = states.values.compactMap(\.watermark).min()
-        totals.withLock { $0 = (words, watermark) }
+        totals.keep(only: Set(states.keys), watermark: states.values.compactMap(\.watermark).min())
         let failed = states.filter { $0.value.failure != nil }.sorted { $0.key < $1.key }
         metrics.failedShards.record(failed.count)
         status.withLock { status in
