@@ -191,6 +191,22 @@ struct DistributedModeTests {
                 }
             }
         }
+        // The status tells each instance's input partitions with their lag, and what it took and published.
+        var records = 0
+        var published = 0
+        var inputPartitions = 0
+        for (port, _) in instances {
+            let status = try json(port, "/api/status")
+            let totals = status["totals"] as? [String: Any] ?? [:]
+            records += totals["records"] as? Int ?? 0
+            published += totals["outputRecords"] as? Int ?? 0
+            let inputs = (status["partitions"] as? [[String: Any]] ?? []).filter { $0["topic"] as? String == "lines" }
+            #expect(inputs.allSatisfy { $0["lag"] as? Int == 0 }, "\(inputs)")
+            inputPartitions += inputs.count
+        }
+        #expect(inputPartitions == 2)
+        #expect(records >= 2_000, "records taken: \(records)")
+        #expect(published >= input.words.count, "records published: \(published)")
         for (port, _) in instances {
             let (status, body) = try httpGet(port: port, path: "/api/top?n=20")
             #expect(status == 503 && body.contains("need all \(Self.shards) shards"), "\(status) \(body)")

@@ -221,8 +221,10 @@ public final class DistributedContext: StreamingRuntime {
         return control.state.withLock { control in
             var status = StreamingStatus(
                 // Ready once both stages have joined their groups: input taken earlier waits for stage 2.
-                isRecovered: control.isRecovered && source.hasJoined && shard.hasJoined, assigned: source.owned + shard.owned, lag: [:], backlogBytes: 0, logBytes: nil,
-                lastCheckpoint: nil, watermark: watermark, totals: StreamingTotals(),
+                isRecovered: control.isRecovered && source.hasJoined && shard.hasJoined, assigned: source.owned + shard.owned,
+                lag: source.lag.merging(shard.lag) { $1 }, backlogBytes: 0, logBytes: nil, lastCheckpoint: nil, watermark: watermark,
+                // Batches: stage 1's sent batches (one per input partition and cut); output: stage 2's records.
+                totals: StreamingTotals(batches: source.batches, records: source.records, outputRecords: shard.outputRecords),
                 sinceLastPoll: [source.lastPoll, shard.lastPoll].compactMap { $0 }.min().map { .now - $0 },
                 sinceLastBatch: [source.lastWork, shard.lastWork].compactMap { $0 }.max().map { .now - $0 },
                 failure: control.failure ?? source.failure ?? shard.failure ?? shard.failedShards.first ?? probe.failure,

@@ -137,7 +137,11 @@ final class ShardStage: @unchecked Sendable {
                 }
                 try writeCycle(of: Array(states.keys))
                 try writeCheckpoints(of: Array(states.keys), due: .now - Self.checkpointInterval)
-                status.withLock { $0.lastWork = .now }
+                let lag = consumer.lag()
+                status.withLock { status in
+                    status.lastWork = .now
+                    status.lag = lag
+                }
                 nextCycle = .now + interval
             }
         }
@@ -370,6 +374,7 @@ final class ShardStage: @unchecked Sendable {
             }
         }
         try output.complete(published)
+        status.withLock { [count = published.sent] in $0.outputRecords += count }
         for (shard, _, _, changes) in cycles {
             let state = states[shard]!
             totals.update(shard, changes.totalsOrder.lazy.compactMap { word in state.totals[word].map { (word, $0) } })

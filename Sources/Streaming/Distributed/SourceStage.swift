@@ -139,8 +139,11 @@ final class SourceStage: @unchecked Sendable {
             try consumer.poll(timeout: wait) { event in try handle(event) }
             endRun()
             metrics.recordsReceived.increment(by: recordsTaken)
+            status.withLock { [recordsTaken] status in
+                status.lastPoll = .now
+                status.records += recordsTaken
+            }
             recordsTaken = 0
-            status.withLock { $0.lastPoll = .now }
             if (isBehind && !slots.isEmpty && isCaughtUp()) || ContinuousClock.now >= nextBatch {
                 if !slots.isEmpty {
                     let held = sources.values.reduce(Int64(0)) { $0 + ($1.next ?? 0) - ($1.start ?? 0) }
@@ -148,7 +151,11 @@ final class SourceStage: @unchecked Sendable {
                 }
                 try sendCut()
                 try sendIdleMarkers()
-                status.withLock { $0.lastWork = .now }
+                let lag = consumer.lag()
+                status.withLock { status in
+                    status.lastWork = .now
+                    status.lag = lag
+                }
                 nextBatch = .now + interval
             }
         }
@@ -350,6 +357,7 @@ final class SourceStage: @unchecked Sendable {
             _ = commit(ends, by: consumer, what: "batch ends")
         }
         metrics.batchesCompleted.increment(by: cut.batches.count)
+        status.withLock { $0.batches += cut.batches.count }
         return true
     }
 
@@ -560,4 +568,10 @@ struct StageStatus: Sendable {
     var failure: String?
     /// Stage 2: owned shards stopped on a hole in their input, each with why.
     var failedShards: [String] = []
+    /// Records behind the end of each owned partition, as of the last batch or cycle.
+    var lag: [KafkaPartition: Int64] = [:]
+    /// Since start: stage 1's records taken and batches sent; stage 2's records published.
+    var records = 0
+    var batches = 0
+    var outputRecords = 0
 }
