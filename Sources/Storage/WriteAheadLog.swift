@@ -82,6 +82,8 @@ public final class WriteAheadLog: Sendable {
         var size: UInt64
         /// The numbers of all segment files on disk, ascending; the last is the current one.
         var segments: [UInt64]
+        /// The sizes of the segments before the current one.
+        var sealedSizes: [UInt64: UInt64] = [:]
         var directoryNeedsSync = true
         /// Set when the log became unusable; thrown by every later call.
         var failure: StorageError?
@@ -95,13 +97,24 @@ public final class WriteAheadLog: Sendable {
     private let options: Options
     private let createSegmentFile: SegmentCreator
     private let state: Mutex<State>
+    /// ``bytesOnDisk``, kept as the log changes: read without the lock, which a sync holds across `fdatasync`.
+    private let diskBytes = Atomic<Int>(0)
 
     private init(directory: String, logID: UInt64, options: Options, createSegmentFile: @escaping SegmentCreator, state: State) {
         self.directory = directory
         self.logID = logID
         self.options = options
         self.createSegmentFile = createSegmentFile
+        diskBytes.store(Self.bytes(of: state), ordering: .relaxed)
         self.state = Mutex(state)
+    }
+
+    private static func bytes(of state: borrowing State) -> Int {
+        Int(state.sealedSizes.values.reduce(state.size, +))
+    }
+
+    private func publishSize(_ state: borrowing State) {
+        diskBytes.store(Self.bytes(of: state), ordering: .relaxed)
     }
 
     deinit {
@@ -141,12 +154,16 @@ public final class WriteAheadLog: Sendable {
         let recovery = try recover(directory: directory, segments: &segments, options: options)
         let logID = recovery.logID ?? UInt64.random(in: 1...UInt64.max)
         let descriptor = try createSegment(number, logID: logID, in: directory, using: createSegmentFile)
-        let state = State(
+        var state = State(
             descriptor: descriptor,
             segment: number,
             size: UInt64(WALFormat.fileHeaderSize),
             segments: segments + [number]
         )
+        for segment in segments {
+            var info = stat()
+            if stat(path(of: segment, in: directory), &info) == 0 { state.sealedSizes[segment] = UInt64(info.st_size) }
+        }
         let log = WriteAheadLog(directory: directory, logID: logID, options: options, createSegmentFile: createSegmentFile, state: state)
         return (log, recovery)
     }
@@ -165,13 +182,9 @@ public final class WriteAheadLog: Sendable {
         state.withLock { $0.segments }
     }
 
-    /// The bytes the log's segment files take on disk (their sizes, read now).
-    public var bytesOnDisk: Int {
-        segmentNumbers.reduce(0) { total, segment in
-            var info = stat()
-            return total + (stat(path(of: segment), &info) == 0 ? Int(info.st_size) : 0)
-        }
-    }
+    /// The bytes the log's segment files take on disk: kept as entries are appended and segments are started and
+    /// deleted, and read without waiting for a running append or sync.
+    public var bytesOnDisk: Int { diskBytes.load(ordering: .relaxed) }
 
     /// Appends a payload and returns the position of its entry.
     ///
@@ -220,6 +233,7 @@ public final class WriteAheadLog: Sendable {
                 }
             }
             state.size += frameSize
+            publishSize(state)
             return position
         }
     }
@@ -275,7 +289,9 @@ public final class WriteAheadLog: Sendable {
             for number in obsolete {
                 try FileSystem.remove(path(of: number))
                 state.segments.removeFirst()
+                state.sealedSizes[number] = nil
             }
+            publishSize(state)
             state.directoryNeedsSync = true
             do throws(StorageError) {
                 try syncDirectoryIfNeeded(&state)
@@ -320,6 +336,7 @@ public final class WriteAheadLog: Sendable {
             FileSystem.close(state.descriptor)
             state.descriptor = -1
             let number = state.segment + 1
+            state.sealedSizes[state.segment] = state.size
             state.descriptor = try Self.createSegment(number, logID: logID, in: directory, using: createSegmentFile)
             state.segment = number
             state.size = UInt64(WALFormat.fileHeaderSize)

@@ -37,6 +37,11 @@ final class ReceivedBlockTracker: Sendable {
 
     private let log: (any BlockLog)?
     private let state = Mutex(State())
+    /// ``State/pendingBytes`` as of its last change, read without the lock (which an append holds across its write):
+    /// probes never wait on storage.
+    private let backlog = Atomic<Int>(0)
+    /// When each sync of the log now running started, by a number of its own (held only to note a start or an end).
+    private let syncs = Mutex<(next: Int, started: [Int: ContinuousClock.Instant])>((0, [:]))
     private let metrics: StreamingMetrics
     private let held: HeldInput
 
@@ -56,7 +61,7 @@ final class ReceivedBlockTracker: Sendable {
     var logBytesOnDisk: Int? { log?.bytesOnDisk }
 
     /// The bytes of blocks received but not yet in a batch.
-    var backlogBytes: Int { state.withLock { $0.pendingBytes } }
+    var backlogBytes: Int { backlog.load(ordering: .relaxed) }
 
     /// The bytes of received blocks still in memory: the backlog and the blocks of a running batch that it has not
     /// yet read (a batch releases each block once read).
@@ -93,7 +98,7 @@ final class ReceivedBlockTracker: Sendable {
     func syncLog() throws -> Int {
         guard let log else { return 0 }
         let logged = state.withLock { $0.blocksLogged }
-        try metrics.walFsyncDuration.measure { try log.sync() }
+        try timedSync(log)
         return logged
     }
 
@@ -120,6 +125,7 @@ final class ReceivedBlockTracker: Sendable {
         held.hold(&block)
         state.pending.append(block)
         state.pendingBytes += block.bytes.count
+        backlog.store(state.pendingBytes, ordering: .relaxed)
     }
 
     /// Waits until a batch releases a block it has read, or `milliseconds` pass (for the receiver while its input is
@@ -154,14 +160,36 @@ final class ReceivedBlockTracker: Sendable {
         let allocation = try state.withLock { state -> Allocation in
             guard !state.pending.isEmpty || !state.assigned.isEmpty else { return Allocation(blocks: [], assigned: [], position: nil) }
             let position = try log?.append(.batchAllocated(time: time)).position
-            defer { state = State(blocksLogged: state.blocksLogged) }
+            defer {
+                state = State(blocksLogged: state.blocksLogged)
+                backlog.store(0, ordering: .relaxed)
+            }
             return Allocation(blocks: state.pending, assigned: state.assigned, position: position)
         }
         if let log, allocation.position != nil {
-            try metrics.walFsyncDuration.measure { try log.sync() }
+            try timedSync(log)
             metrics.backlogBytes.record(0)
         }
         return allocation
+    }
+
+    /// Syncs the log, timed, noting the sync as running meanwhile (see ``stalledSync(after:)``).
+    private func timedSync(_ log: any BlockLog) throws {
+        let id = syncs.withLock { syncs in
+            defer { syncs.next += 1 }
+            syncs.started[syncs.next] = .now
+            return syncs.next
+        }
+        defer { _ = syncs.withLock { $0.started.removeValue(forKey: id) } }
+        try metrics.walFsyncDuration.measure { try log.sync() }
+    }
+
+    /// Why storage looks hung, when a sync of the log has been running for longer than `limit`; nil otherwise.
+    /// Read without waiting for the sync (or an append) to return.
+    func stalledSync(after limit: Duration) -> String? {
+        guard let oldest = syncs.withLock({ $0.started.values.min() }), ContinuousClock.now - oldest > limit else { return nil }
+        let seconds = (ContinuousClock.now - oldest) / .seconds(1)
+        return "a write-ahead log sync has not returned for \(Int(seconds)) s: the storage may be hung"
     }
 
     /// Deletes log segments wholly covered by a checkpoint at `position`.

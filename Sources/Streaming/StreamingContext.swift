@@ -132,6 +132,10 @@ public final class StreamingContext: Sendable {
     }
 
     /// A snapshot of progress and health.
+    /// A log sync that takes longer makes the status unhealthy, naming the storage (``ReceivedBlockTracker/stalledSync(after:)``).
+    static let syncStallLimit = Duration.seconds(5)
+
+    /// Read by every probe: it takes no lock that storage or a running batch holds across slow calls.
     public var status: StreamingStatus {
         let receiverStatus = receiver.status.withLock { $0 }
         // Not the recent batches: status is read by every probe request.
@@ -147,7 +151,7 @@ public final class StreamingContext: Sendable {
                 lastCheckpoint: progress.lastCheckpoint, watermark: progress.watermark, totals: progress.totals,
                 sinceLastPoll: receiverStatus.lastPoll.map { .now - $0 },
                 sinceLastBatch: control.lastBatch.map { .now - $0 },
-                failure: control.failure ?? receiverStatus.failure ?? probe.failure,
+                failure: control.failure ?? receiverStatus.failure ?? tracker.stalledSync(after: Self.syncStallLimit) ?? probe.failure,
                 isFinished: control.result != nil
             )
         }

@@ -14,6 +14,31 @@ import Testing
         return positions
     }
 
+    /// `bytesOnDisk` is kept as the log changes, so that probes read it without the lock a sync holds across
+    /// `fdatasync`: it equals the segment files' sizes after appends across segment starts, after a truncation,
+    /// and after a reopen.
+    @Test func bytesOnDiskFollowsTheFiles() throws {
+        try withTemporaryDirectory { directory in
+            func filesBytes() throws -> Int {
+                try fileNames(in: directory).reduce(0) { $0 + Int(try fileSize(directory + "/" + $1)) }
+            }
+            let options = WriteAheadLog.Options(segmentSizeLimit: 64 << 10)
+            let (log, _) = try WriteAheadLog.open(directory: directory, options: options)
+            #expect(try filesBytes() == log.bytesOnDisk)
+            var last = log.nextPosition
+            for payload in makePayloads(count: 500) { last = try log.append(payload) }
+            try log.sync()
+            #expect(log.segmentNumbers.count > 2)
+            #expect(try filesBytes() == log.bytesOnDisk)
+            #expect(try log.truncate(before: last) > 0)
+            #expect(try filesBytes() == log.bytesOnDisk)
+            log.close()
+            let (reopened, _) = try WriteAheadLog.open(directory: directory, options: options)
+            #expect(try filesBytes() == reopened.bytesOnDisk)
+            reopened.close()
+        }
+    }
+
     @Test func roundTripAcrossSegments() throws {
         try withTemporaryDirectory { directory in
             let limit = 256 << 10
