@@ -97,6 +97,7 @@ struct ServiceConfiguration {
     ///
     /// - Throws: ``ConfigurationError`` for the first bad value.
     init(environment: [String: String]) throws {
+        try Self.refuseUnknownVariables(in: environment)
         let reader = EnvironmentReader(environment, defaults: Self.defaults)
         bootstrapServers = try reader.string("KAFKA_BOOTSTRAP_SERVERS")
         let inputTopics = try reader.list("SLUICE_INPUT_TOPICS")
@@ -209,6 +210,37 @@ struct ServiceConfiguration {
             "SLUICE_WINDOW_MS": String(windowMilliseconds), "SLUICE_SLIDE_MS": String(slideMilliseconds),
             "SLUICE_ALLOWED_LATENESS_MS": String(allowedLatenessMilliseconds),
         ]
+    }
+
+    /// The variables read beside the table: a test-only one.
+    private static let unlistedVariables: Set<String> = ["SLUICE_TEST_CRASH_AT"]
+
+    /// A `SLUICE_` variable that names no setting (a typo, or one this version does not have) stops start-up,
+    /// naming the nearest setting, rather than leave its intent silently unapplied. `SLUICE_KAFKA_<PROP>` passes
+    /// properties to librdkafka, which names an unknown one itself.
+    private static func refuseUnknownVariables(in environment: [String: String]) throws {
+        let known = Set(variables.map(\.name)).union(unlistedVariables)
+        for (name, value) in environment.sorted(by: { $0.key < $1.key })
+        where name.hasPrefix("SLUICE_") && !name.hasPrefix("SLUICE_KAFKA_") && !known.contains(name) {
+            let nearest = variables.map(\.name).filter { !$0.hasSuffix("<PROP>") }.min { distance($0, name) < distance($1, name) }
+            throw ConfigurationError(
+                variable: name, value: value,
+                accepted: "a setting sluice has: there is no \(name)\(nearest.map { "; did you mean \($0)?" } ?? "") (--help lists them all)")
+        }
+    }
+
+    /// The edit distance of two names (insertions, deletions and substitutions of one character).
+    private static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a.utf8), b = Array(b.utf8)
+        var previous = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var current = [i + 1]
+            for (j, y) in b.enumerated() {
+                current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1)))
+            }
+            previous = current
+        }
+        return previous[b.count]
     }
 
     /// The effective configuration, one `NAME=value` per line, with secrets masked.

@@ -159,6 +159,16 @@ struct ConfigurationErrorTests {
         #expect(result.standardError.contains(value))
     }
 
+    /// A `SLUICE_` variable that is no setting (a typo, or one that does not exist) exits 2 naming it and the nearest
+    /// setting, where it used to start the word count with the defaults and no word of warning.
+    @Test(arguments: [("SLUICE_WINDOWMS", "5000", "SLUICE_WINDOW_MS"), ("SLUICE_STOP_AT_ENDS", "true", "SLUICE_STOP_AT_END")])
+    func anUnknownVariableExitsWithCode2NamingTheNearest(variable: String, value: String, nearest: String) throws {
+        let directory = TemporaryDirectory()
+        let result = try SluiceProcess.run([variable: value, "SLUICE_CHECKPOINT_DIR": directory.path + "/data"], logDirectory: directory.path, timeout: .seconds(30))
+        #expect(result.exitCode == 2)
+        #expect(result.standardError.contains("there is no \(variable); did you mean \(nearest)?"), "\(result.standardError.suffix(600))")
+    }
+
     @Test func anUnknownKafkaPropertyIsNamed() throws {
         let directory = TemporaryDirectory()
         let broker = try BrokerProcess(topics: ["lines": 1])
