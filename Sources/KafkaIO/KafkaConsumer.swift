@@ -368,14 +368,14 @@ public final class KafkaConsumer: Sendable {
 
     /// Raises a fabricated fatal error in this client (librdkafka's `rd_kafka_test_fatal_error`), which the next
     /// poll reports as `_FATAL`: for tests of fatal-error handling, like ``MockCluster``'s fault injection.
-    public func injectFatalError(reason: String) {
+    @_spi(Testing) public func injectFatalError(reason: String) {
         _ = rd_kafka_test_fatal_error(client.handle, RD_KAFKA_RESP_ERR__INVALID_ARG, reason)
     }
 
     /// For tests: the records of `partition` at `offsets` are dropped before any handler sees them, the first
     /// `times` times they are fetched, the way librdkafka 2.0.2 can skip offsets after a pause and resume with batch
     /// consumption (#4208).
-    public func injectSkip(_ offsets: Range<Int64>, of partition: KafkaPartition, times: Int = 1) {
+    @_spi(Testing) public func injectSkip(_ offsets: Range<Int64>, of partition: KafkaPartition, times: Int = 1) {
         injectedSkips.withLock { $0[partition] = (offsets, times) }
         hasInjectedSkips.store(true, ordering: .relaxed)
     }

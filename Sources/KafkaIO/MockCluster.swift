@@ -38,12 +38,12 @@ public final class MockCluster: Sendable {
     }
 
     /// Takes a broker down: its connections close and it refuses new ones until ``setBrokerUp(_:)``.
-    public func setBrokerDown(_ brokerID: Int32) throws {
+    @_spi(Testing) public func setBrokerDown(_ brokerID: Int32) throws {
         try check(rd_kafka_mock_broker_set_down(cluster.pointer, brokerID), "broker \(brokerID) down")
     }
 
     /// Brings a broker back up.
-    public func setBrokerUp(_ brokerID: Int32) throws {
+    @_spi(Testing) public func setBrokerUp(_ brokerID: Int32) throws {
         try check(rd_kafka_mock_broker_set_up(cluster.pointer, brokerID), "broker \(brokerID) up")
     }
 
@@ -54,7 +54,7 @@ public final class MockCluster: Sendable {
 
     /// Makes the next `count` requests of a Kafka API (by API key, e.g. 0 = Produce, 8 = OffsetCommit) fail with
     /// the librdkafka error code `code`.
-    public func failNextRequests(apiKey: Int16, code: Int32, count: Int = 1) {
+    @_spi(Testing) public func failNextRequests(apiKey: Int16, code: Int32, count: Int = 1) {
         for _ in 0..<count {
             sluice_mock_push_request_error(cluster.pointer, apiKey, rd_kafka_resp_err_t(code))
         }

@@ -1,4 +1,4 @@
-import KafkaIO
+@_spi(Testing) import KafkaIO
 import Testing
 
 @Suite(.serialized, .timeLimit(.minutes(2)))

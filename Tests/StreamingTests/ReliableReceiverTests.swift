@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import KafkaIO
+@_spi(Testing) import KafkaIO
 import Logging
 import StreamEngine
 import Synchronization
