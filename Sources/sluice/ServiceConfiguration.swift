@@ -87,8 +87,22 @@ struct ServiceConfiguration {
     var logFormat: String
     /// A test-only crash point, `POINT` or `POINT:COUNT` (`SLUICE_TEST_CRASH_AT`).
     var crashTrigger: CrashTrigger?
-    /// Distributed mode (`SLUICE_MODE=distributed`): the shard count; nil in standalone mode.
-    var shards: Int32?
+    /// How the job runs (`SLUICE_MODE`).
+    enum Mode: Equatable {
+        /// One instance per group, the receiver's local WAL and checkpoints.
+        case standalone
+        /// N instances of one group, state in `shards` shards over Kafka (`SLUICE_SHARDS`).
+        case distributed(shards: Int32)
+
+        var name: String {
+            switch self {
+            case .standalone: "standalone"
+            case .distributed: "distributed"
+            }
+        }
+    }
+
+    var mode: Mode
     var instanceID: String
     /// Distributed mode: static group membership with the instance id (`SLUICE_STATIC_MEMBERSHIP`).
     var staticMembership: Bool
@@ -122,12 +136,12 @@ struct ServiceConfiguration {
         }
         allowedLatenessMilliseconds = Int64(try reader.integer("SLUICE_ALLOWED_LATENESS_MS", range: 0...Int(Int32.max)))
         let exactlyOnce = try reader.boolean("SLUICE_EXACTLY_ONCE")
-        let mode = try reader.choice("SLUICE_MODE", among: ["standalone", "distributed"])
         let shardCount = try reader.integer("SLUICE_SHARDS", range: 1...10_000)
-        shards = mode == "distributed" ? Int32(shardCount) : nil
+        mode = try reader.choice("SLUICE_MODE", among: ["standalone", "distributed"]) == "distributed"
+            ? .distributed(shards: Int32(shardCount)) : .standalone
         instanceID = try reader.string("SLUICE_INSTANCE_ID") ?? ProcessInfo.processInfo.hostName
         staticMembership = try reader.boolean("SLUICE_STATIC_MEMBERSHIP")
-        if shards != nil {
+        if mode != .standalone {
             for variable in Self.variables where !variable.isHonouredDistributed {
                 // Its default is what distributed mode does anyway ("false (true with ...)": false).
                 let neutral = [variable.defaultValue, String(variable.defaultValue.prefix { $0 != " " })]
@@ -136,8 +150,8 @@ struct ServiceConfiguration {
                     variable: variable.name, value: value, accepted: "unset (or its default) in distributed mode, which does not honour it")
             }
         }
-        if shards != nil, bootstrapServers == nil {
-            throw ConfigurationError(variable: "SLUICE_MODE", value: mode, accepted: "standalone without KAFKA_BOOTSTRAP_SERVERS (the embedded broker serves one instance)")
+        if mode != .standalone, bootstrapServers == nil {
+            throw ConfigurationError(variable: "SLUICE_MODE", value: mode.name, accepted: "standalone without KAFKA_BOOTSTRAP_SERVERS (the embedded broker serves one instance)")
         }
         demoLines = try reader.integer("SLUICE_DEMO_LINES", range: 1...10_000_000)
         httpPort = try reader.integer("SLUICE_HTTP_PORT", range: 0...65535)
@@ -195,7 +209,7 @@ struct ServiceConfiguration {
                     accepted: "false without KAFKA_BOOTSTRAP_SERVERS (the embedded broker's transactions are not real)")
             }
             // Distributed mode needs no log: the partials topic is its log, and a transaction covers each step.
-            guard streaming.isWriteAheadLogEnabled || mode == "distributed" else {
+            guard streaming.isWriteAheadLogEnabled || mode != .standalone else {
                 throw ConfigurationError(variable: "SLUICE_WAL", value: "false", accepted: "true with SLUICE_EXACTLY_ONCE (replays must cut the same batches)")
             }
             streaming.isExactlyOnce = true
@@ -243,6 +257,11 @@ struct ServiceConfiguration {
         return previous[b.count]
     }
 
+    /// Distributed mode's shard count; nil in standalone mode.
+    var shardCount: Int32? {
+        if case .distributed(let shards) = mode { shards } else { nil }
+    }
+
     /// The effective configuration, one `NAME=value` per line, with secrets masked.
     var printable: String {
         var lines = [
@@ -261,8 +280,8 @@ struct ServiceConfiguration {
             "SLUICE_CHECKPOINT_EVERY_BATCHES=\(streaming.checkpointEveryBatches)",
             "SLUICE_WAL=\(streaming.isWriteAheadLogEnabled)",
             "SLUICE_WAL_SKIP_CORRUPT=\(streaming.skipsCorruptWriteAheadLog)",
-            "SLUICE_MODE=\(shards == nil ? "standalone" : "distributed")",
-            "SLUICE_SHARDS=\(shards.map(String.init) ?? Self.defaults["SLUICE_SHARDS"]!)",
+            "SLUICE_MODE=\(mode.name)",
+            "SLUICE_SHARDS=\(shardCount.map(String.init) ?? Self.defaults["SLUICE_SHARDS"]!)",
             "SLUICE_INSTANCE_ID=\(instanceID)",
             "SLUICE_STATIC_MEMBERSHIP=\(staticMembership)",
             "SLUICE_EXACTLY_ONCE=\(streaming.isExactlyOnce)",

@@ -93,7 +93,7 @@ enum Sluice {
         // Start-up blocks (broker round trips, WAL and checkpoint reads): keep it off the concurrency pool.
         let (context, totals, embedded) = try await onDedicatedThread { () throws -> (any StreamingRuntime, ServiceRoutes.Totals, MockCluster?) in
             var streamingConfiguration = configuration.streaming
-            if let shards = configuration.shards {
+            if case .distributed(let shards) = configuration.mode {
                 try checkReachable(streamingConfiguration.kafka, logger: logger)
                 let setup = try DistributedSetup(
                     groupID: streamingConfiguration.groupID, shards: shards, instanceID: configuration.instanceID, job: job)
