@@ -361,6 +361,7 @@ def main() -> int:
                 topics[f"{group}-partials"] = SHARDS
                 topics[f"{group}-changelog"] = SHARDS
                 topics[f"{group}-config"] = 1
+                topics[f"{group}-members"] = 1
         broker = bench.Broker(broker_binary, topics, work / "broker.log")
         offsets = Offsets(broker.bootstrap)
         try:

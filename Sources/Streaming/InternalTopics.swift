@@ -3,7 +3,7 @@ import KafkaIO
 import Logging
 
 /// The topics sluice owns beside the user's: in distributed mode `<group>-partials` and `<group>-changelog`
-/// (compacted), one partition per shard each, and `<group>-config` (one partition); with exactly-once output `<group>-progress` (compacted, one
+/// (compacted), one partition per shard each, `<group>-config` and `<group>-members` (one partition each); with exactly-once output `<group>-progress` (compacted, one
 /// partition). At start-up they are created through the admin API when missing (Kafka Streams creates its internal
 /// topics the same way), and a partition count other than the one needed is refused.
 enum InternalTopics {
@@ -14,6 +14,7 @@ enum InternalTopics {
             KafkaNewTopic(name: setup.changelogTopic, partitions: setup.shards.count, settings: ["cleanup.policy": "compact"]),
             // Kept for ever and not compacted: its first record is the group's pinned settings (``PinnedSettings``).
             KafkaNewTopic(name: setup.configTopic, partitions: 1, settings: ["retention.ms": "-1"]),
+            KafkaNewTopic(name: setup.membersTopic, partitions: 1, settings: ["cleanup.policy": "compact"]),
         ]
     }
 

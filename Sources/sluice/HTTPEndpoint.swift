@@ -25,11 +25,12 @@ final class HTTPEndpoint: Service {
         var query: [String: String]
     }
 
-    /// A response: status, body and content type.
+    /// A response: status, body and content type, and where to look instead (a redirect's `Location`).
     struct Response: Sendable {
         var status: HTTPResponseStatus
         var body: String
         var contentType = "text/plain; charset=utf-8"
+        var location: String?
 
         /// A plain-text error with its reason.
         static func error(_ status: HTTPResponseStatus, _ reason: String) -> Response {
@@ -128,6 +129,7 @@ private final class RouteHandler: ChannelInboundHandler, @unchecked Sendable {
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: response.contentType)
             headers.add(name: "Content-Length", value: String(response.body.utf8.count))
+            if let location = response.location { headers.add(name: "Location", value: location) }
             if !keepAlive { headers.add(name: "Connection", value: "close") }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers))), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: response.body)))), promise: nil)

@@ -23,9 +23,25 @@ struct ServiceConfiguration {
         var name: String
         var defaultValue: String
         var meaning: String
-        /// False for a setting only standalone mode reads (the receiver, its WAL, the batch engine): distributed mode
-        /// refuses it with exit 2 when it is set to anything but its default, rather than ignore it.
-        var isHonouredDistributed = true
+        /// The modes that read it: the other one refuses it with exit 2 when it is set to anything but its
+        /// default, rather than ignore it.
+        var modes: Modes = .both
+    }
+
+    /// Which modes read a setting.
+    enum Modes {
+        case both
+        /// The receiver, its WAL, the batch engine.
+        case standalone
+        /// The shards and the directory of instances.
+        case distributed
+
+        func include(_ mode: Mode) -> Bool {
+            switch (self, mode) {
+            case (.both, _), (.standalone, .standalone), (.distributed, .distributed): true
+            default: false
+            }
+        }
     }
 
     /// Every variable the service reads, with its default and meaning: the source of `--help` and the README table.
@@ -36,24 +52,25 @@ struct ServiceConfiguration {
         Variable(name: "SLUICE_COUNTS_TOPIC", defaultValue: "word-counts", meaning: "running totals topic"),
         Variable(name: "SLUICE_WINDOWS_TOPIC", defaultValue: "word-counts-windowed", meaning: "windowed counts topic"),
         Variable(name: "SLUICE_BATCH_INTERVAL_MS", defaultValue: "1000", meaning: "batch interval"),
-        Variable(name: "SLUICE_BLOCK_INTERVAL_MS", defaultValue: "200", meaning: "standalone mode: block interval (WAL write + commit cadence), at most the batch interval", isHonouredDistributed: false),
+        Variable(name: "SLUICE_BLOCK_INTERVAL_MS", defaultValue: "200", meaning: "standalone mode: block interval (WAL write + commit cadence), at most the batch interval", modes: .standalone),
         Variable(name: "SLUICE_WINDOW_MS", defaultValue: "60000", meaning: "event-time window length"),
         Variable(name: "SLUICE_SLIDE_MS", defaultValue: "= window", meaning: "window slide; the window must be a multiple of it"),
         Variable(name: "SLUICE_ALLOWED_LATENESS_MS", defaultValue: "0", meaning: "how late an event may be after its window's end passed the watermark"),
         Variable(name: "SLUICE_MAX_EVENT_AHEAD_MS", defaultValue: "3600000", meaning: "how far an event time may be ahead of its batch time; later records neither move the watermark nor enter windows"),
         Variable(name: "SLUICE_CHECKPOINT_DIR", defaultValue: "./sluice-data (a fresh temporary directory with the embedded broker)", meaning: "WAL and checkpoints"),
-        Variable(name: "SLUICE_CHECKPOINT_EVERY_BATCHES", defaultValue: "1", meaning: "standalone mode: write a checkpoint every N batches, at most a tenth of the time", isHonouredDistributed: false),
-        Variable(name: "SLUICE_WAL", defaultValue: "true", meaning: "standalone mode: receiver write-ahead log", isHonouredDistributed: false),
-        Variable(name: "SLUICE_WAL_SKIP_CORRUPT", defaultValue: "false", meaning: "standalone mode: skip (and lose) a corrupt middle part of the WAL instead of refusing to start", isHonouredDistributed: false),
+        Variable(name: "SLUICE_CHECKPOINT_EVERY_BATCHES", defaultValue: "1", meaning: "standalone mode: write a checkpoint every N batches, at most a tenth of the time", modes: .standalone),
+        Variable(name: "SLUICE_WAL", defaultValue: "true", meaning: "standalone mode: receiver write-ahead log", modes: .standalone),
+        Variable(name: "SLUICE_WAL_SKIP_CORRUPT", defaultValue: "false", meaning: "standalone mode: skip (and lose) a corrupt middle part of the WAL instead of refusing to start", modes: .standalone),
         Variable(name: "SLUICE_MODE", defaultValue: "standalone", meaning: "standalone (one instance per group, local WAL) or distributed (N instances in one group, state sharded over Kafka)"),
-        Variable(name: "SLUICE_SHARDS", defaultValue: "32", meaning: "distributed mode: state shards (partitions of <group>-partials and <group>-changelog); fixed for the life of the group's state"),
+        Variable(name: "SLUICE_SHARDS", defaultValue: "32", meaning: "distributed mode: state shards (partitions of <group>-partials and <group>-changelog); fixed for the life of the group's state", modes: .distributed),
+        Variable(name: "SLUICE_ADVERTISED_URL", defaultValue: "http://<SLUICE_INSTANCE_ID>:<SLUICE_HTTP_PORT>", meaning: "distributed mode: where other instances send a state query for a shard this instance owns (announced in <group>-members)", modes: .distributed),
         Variable(name: "SLUICE_INSTANCE_ID", defaultValue: "the host name", meaning: "this instance's stable name: in logs and shard ownership records, and its group.instance.id with static membership"),
         Variable(name: "SLUICE_STATIC_MEMBERSHIP", defaultValue: "false", meaning: "static group membership (group.instance.id = SLUICE_INSTANCE_ID): a restart within the session timeout keeps its partitions without a rebalance, and replaces a killed member at once"),
         Variable(name: "SLUICE_EXACTLY_ONCE", defaultValue: "false", meaning: "each batch's output in one Kafka transaction with its progress (read_committed readers see each batch once); needs a broker with transactions, and the WAL in standalone mode"),
-        Variable(name: "SLUICE_MAX_RATE_PER_PARTITION", defaultValue: "0", meaning: "standalone mode: records/s per partition, 0 unlimited", isHonouredDistributed: false),
-        Variable(name: "SLUICE_MAX_BACKLOG_MB", defaultValue: "48", meaning: "standalone mode: received input held in memory (blocks not yet read by a batch) above which the receiver stops taking records", isHonouredDistributed: false),
-        Variable(name: "SLUICE_ENGINE_THREADS", defaultValue: "the cores less one, at least 1", meaning: "standalone mode: threads that read one batch's input blocks at once; the output does not depend on it", isHonouredDistributed: false),
-        Variable(name: "SLUICE_STOP_AT_END", defaultValue: "false (true with the embedded broker)", meaning: "standalone mode: process the input present at start-up, flush windows, checkpoint, commit, exit 0", isHonouredDistributed: false),
+        Variable(name: "SLUICE_MAX_RATE_PER_PARTITION", defaultValue: "0", meaning: "standalone mode: records/s per partition, 0 unlimited", modes: .standalone),
+        Variable(name: "SLUICE_MAX_BACKLOG_MB", defaultValue: "48", meaning: "standalone mode: received input held in memory (blocks not yet read by a batch) above which the receiver stops taking records", modes: .standalone),
+        Variable(name: "SLUICE_ENGINE_THREADS", defaultValue: "the cores less one, at least 1", meaning: "standalone mode: threads that read one batch's input blocks at once; the output does not depend on it", modes: .standalone),
+        Variable(name: "SLUICE_STOP_AT_END", defaultValue: "false (true with the embedded broker)", meaning: "standalone mode: process the input present at start-up, flush windows, checkpoint, commit, exit 0", modes: .standalone),
         Variable(name: "SLUICE_DEAD_LETTER_TOPIC", defaultValue: "(unset)", meaning: "where malformed records are copied before they are skipped"),
         Variable(name: "SLUICE_SESSION_TIMEOUT_MS", defaultValue: "10000", meaning: "consumer group session timeout"),
         Variable(name: "SLUICE_HTTP_PORT", defaultValue: "9400", meaning: "the streaming page, its JSON API, state queries, /healthz, /readyz, /metrics; 0 disables"),
@@ -104,6 +121,8 @@ struct ServiceConfiguration {
 
     var mode: Mode
     var instanceID: String
+    /// Distributed mode: where this instance's state queries are answered; nil with HTTP off.
+    var advertisedURL: String?
     /// Distributed mode: static group membership with the instance id (`SLUICE_STATIC_MEMBERSHIP`).
     var staticMembership: Bool
 
@@ -141,20 +160,27 @@ struct ServiceConfiguration {
             ? .distributed(shards: Int32(shardCount)) : .standalone
         instanceID = try reader.string("SLUICE_INSTANCE_ID") ?? ProcessInfo.processInfo.hostName
         staticMembership = try reader.boolean("SLUICE_STATIC_MEMBERSHIP")
-        if mode != .standalone {
-            for variable in Self.variables where !variable.isHonouredDistributed {
-                // Its default is what distributed mode does anyway ("false (true with ...)": false).
-                let neutral = [variable.defaultValue, String(variable.defaultValue.prefix { $0 != " " })]
-                guard let value = try reader.string(variable.name), !neutral.contains(value) else { continue }
-                throw ConfigurationError(
-                    variable: variable.name, value: value, accepted: "unset (or its default) in distributed mode, which does not honour it")
-            }
+        for variable in Self.variables where !variable.modes.include(mode) {
+            // Its default is what the mode does anyway ("false (true with ...)": false).
+            let neutral = [variable.defaultValue, String(variable.defaultValue.prefix { $0 != " " })]
+            guard let value = try reader.string(variable.name), !neutral.contains(value) else { continue }
+            throw ConfigurationError(
+                variable: variable.name, value: value, accepted: "unset (or its default) in \(mode.name) mode, which does not honour it")
         }
         if mode != .standalone, bootstrapServers == nil {
             throw ConfigurationError(variable: "SLUICE_MODE", value: mode.name, accepted: "standalone without KAFKA_BOOTSTRAP_SERVERS (the embedded broker serves one instance)")
         }
         demoLines = try reader.integer("SLUICE_DEMO_LINES", range: 1...10_000_000)
         httpPort = try reader.integer("SLUICE_HTTP_PORT", range: 0...65535)
+        if let url = try reader.string("SLUICE_ADVERTISED_URL") {
+            guard url.hasPrefix("http://") || url.hasPrefix("https://"), url.count > "https://".count, !url.contains(" ") else {
+                throw ConfigurationError(
+                    variable: "SLUICE_ADVERTISED_URL", value: url, accepted: "an http:// or https:// URL without spaces, such as http://sluice-1:9400")
+            }
+            advertisedURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+        } else {
+            advertisedURL = httpPort == 0 ? nil : "http://\(instanceID):\(httpPort)"
+        }
         httpHost = try reader.text("SLUICE_HTTP_HOST")
         shutdownTimeoutMilliseconds = try reader.integer("SLUICE_SHUTDOWN_TIMEOUT_MS", range: 1...3_600_000)
         logLevel = try reader.choice("SLUICE_LOG_LEVEL", among: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
@@ -283,6 +309,7 @@ struct ServiceConfiguration {
             "SLUICE_MODE=\(mode.name)",
             "SLUICE_SHARDS=\(shardCount.map(String.init) ?? Self.defaults["SLUICE_SHARDS"]!)",
             "SLUICE_INSTANCE_ID=\(instanceID)",
+            "SLUICE_ADVERTISED_URL=\(advertisedURL ?? "")",
             "SLUICE_STATIC_MEMBERSHIP=\(staticMembership)",
             "SLUICE_EXACTLY_ONCE=\(streaming.isExactlyOnce)",
             "SLUICE_MAX_RATE_PER_PARTITION=\(streaming.maxRatePerPartition)",

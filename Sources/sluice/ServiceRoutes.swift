@@ -78,10 +78,20 @@ enum ServiceRoutes {
             case .total(let total):
                 return json(WordCount(word: word, count: total))
             case .notOwned(let shard):
-                return .error(
-                    .serviceUnavailable,
-                    "\(word) is in shard \(shard), which this instance does not own now (it owns \(describe(shards.ownedShards))): "
-                        + "ask the instance whose /api/status lists shard \(shard)")
+                // A query redirected here by an instance whose directory was behind: no second redirect (no loops).
+                guard request.query["redirected"] == nil, let owner = context.owner(of: shard) else {
+                    return .error(
+                        .serviceUnavailable,
+                        "\(word) is in shard \(shard), which this instance does not own and no other instance has announced "
+                            + "(it is being restored or moved): try again")
+                }
+                guard owner.address != "-" else {
+                    return .error(.serviceUnavailable, "\(word) is in shard \(shard), owned by \(owner.instanceID), which serves no HTTP")
+                }
+                var response = HTTPEndpoint.Response.error(
+                    .temporaryRedirect, "\(word) is in shard \(shard), owned by \(owner.instanceID): \(owner.address)\(request.path)")
+                response.location = owner.address + request.path + "?redirected=1"
+                return response
             }
         }
     }

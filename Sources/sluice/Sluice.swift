@@ -96,7 +96,8 @@ enum Sluice {
             if case .distributed(let shards) = configuration.mode {
                 try checkReachable(streamingConfiguration.kafka, logger: logger)
                 let setup = try DistributedSetup(
-                    groupID: streamingConfiguration.groupID, shards: shards, instanceID: configuration.instanceID, job: job)
+                    groupID: streamingConfiguration.groupID, shards: shards, instanceID: configuration.instanceID,
+                    advertisedURL: configuration.advertisedURL, job: job)
                 let context = try DistributedContext(
                     configuration: streamingConfiguration, setup: setup, logger: logger, crashTrigger: configuration.crashTrigger)
                 return (context, .distributed(context), nil)

@@ -152,45 +152,50 @@ struct DistributedModeTests {
         #expect(!accepted.wait(timeout: .seconds(10)).standardError.contains("does not honour"))
     }
 
-    /// State queries in distributed mode answer what the instance knows, never a made-up zero: with two instances,
-    /// each word's total from the instance that owns its shard, and from the other a 503 naming the shard; the
-    /// largest totals only from an instance that owns every shard (503 before). Once one instance is left, it
-    /// answers every word, and the top 20, exactly.
-    @Test func stateQueriesAnswerForOwnedShardsAndNameTheOthers() throws {
+    /// State queries in distributed mode answer for any word on any instance, never a made-up zero: the instance
+    /// that owns the word's shard answers, the others redirect (307) to it, as announced in `<group>-members`
+    /// (three instances, 100 random words each, following the redirect as `curl -L` does); a redirected query is
+    /// not redirected again. The largest totals come only from an instance that owns every shard (503 before);
+    /// once one instance is left, it answers them exactly. The status shows each instance's input partitions with
+    /// their lag, and what it took and published.
+    @Test func stateQueriesAnswerAnyWordOnAnyInstance() throws {
         let group = uniqueGroup()
-        let broker = try BrokerProcess(topics: Self.topics(group: group, inputPartitions: 2))
+        let broker = try BrokerProcess(topics: Self.topics(group: group, inputPartitions: 3))
         let directory = TemporaryDirectory()
-        let input = Input(chunks: 1, lines: 2_000, partitions: 2, seed: 31)
+        let input = Input(chunks: 1, lines: 3_000, partitions: 3, seed: 31)
         var environment = Self.environment(broker: broker.bootstrap, group: group, directory: directory)
         environment["SLUICE_SESSION_TIMEOUT_MS"] = "3000"
         var instances: [(port: Int, process: SluiceProcess)] = []
-        for name in ["a", "b"] {
+        for name in ["a", "b", "c"] {
             let port = try freePort()
             instances.append((port, try SluiceProcess(
                 environment: environment.merging([
                     "SLUICE_INSTANCE_ID": name, "SLUICE_HTTP_PORT": String(port), "SLUICE_CHECKPOINT_DIR": "\(directory.path)/data-\(name)",
+                    "SLUICE_ADVERTISED_URL": "http://127.0.0.1:\(port)",
                 ]) { $1 }, logDirectory: directory.path)))
         }
         try pythonProduce(input.chunks[0], topic: "lines", bootstrap: broker.bootstrap)
         BrokerMatrixTests.check(try BrokerMatrixTests.awaitTotals(input.words, broker: broker, librdkafka: .system), input.words)
         func owned(_ port: Int) throws -> [Int] { try json(port, "/api/status")["ownedShards"] as? [Int] ?? [] }
+        // Every shard owned and announced (an announcement follows an ownership change within a second).
         let deadline = ContinuousClock.now + .seconds(30)
-        while try instances.contains(where: { try owned($0.port).isEmpty }), ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.5) }
-        let map = ShardMap(count: Int32(Self.shards))
+        while try instances.reduce(0, { $0 + (try owned($1.port)).count }) < Self.shards, ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        Thread.sleep(forTimeInterval: 2)
         var random = SplitMix64(seed: 31)
         let words = input.words.keys.sorted()
-        let sample = (0..<30).map { _ in words[Int(random.next() % UInt64(words.count))] } + ["never-seen-word"]
-        for word in sample {
-            let shard = Int(map.shard(of: word.utf8))
-            for (port, _) in instances {
-                let (status, body) = try httpGet(port: port, path: "/api/counts/\(word)")
-                if try owned(port).contains(shard) {
-                    #expect(status == 200 && body.contains("\"count\":\(input.words[word] ?? 0)"), "\(word) on \(port): \(status) \(body)")
-                } else {
-                    #expect(status == 503 && body.contains("shard \(shard)"), "\(word) on \(port): \(status) \(body)")
-                }
+        let sample = (0..<100).map { _ in words[Int(random.next() % UInt64(words.count))] } + ["never-seen-word"]
+        for (port, _) in instances {
+            let answers = try curlFollowing(port: port, paths: sample.map { "/api/counts/\($0)" })
+            for (word, answer) in zip(sample, answers) {
+                #expect(answer.status == 200 && answer.body.contains("\"count\":\(input.words[word] ?? 0),"), "\(word) on \(port): \(answer)")
             }
         }
+        let map = ShardMap(count: Int32(Self.shards))
+        let foreign = try #require(sample.first { !(try owned(instances[0].port)).contains(Int(map.shard(of: $0.utf8))) })
+        let (status, body) = try httpGet(port: instances[0].port, path: "/api/counts/\(foreign)?redirected=1")
+        #expect(status == 503, "a redirected query for a shard not owned here: \(status) \(body)")
         // The status tells each instance's input partitions with their lag, and what it took and published.
         var records = 0
         var published = 0
@@ -204,19 +209,21 @@ struct DistributedModeTests {
             #expect(inputs.allSatisfy { $0["lag"] as? Int == 0 }, "\(inputs)")
             inputPartitions += inputs.count
         }
-        #expect(inputPartitions == 2)
-        #expect(records >= 2_000, "records taken: \(records)")
+        #expect(inputPartitions == 3)
+        #expect(records >= 3_000, "records taken: \(records)")
         #expect(published >= input.words.count, "records published: \(published)")
         for (port, _) in instances {
             let (status, body) = try httpGet(port: port, path: "/api/top?n=20")
             #expect(status == 503 && body.contains("need all \(Self.shards) shards"), "\(status) \(body)")
         }
-        instances[1].process.signal(SIGTERM)
-        #expect(instances[1].process.wait(timeout: .seconds(30)).exitCode == 0)
+        for instance in instances.dropFirst() {
+            instance.process.signal(SIGTERM)
+            #expect(instance.process.wait(timeout: .seconds(30)).exitCode == 0)
+        }
         let port = instances[0].port
         let alone = ContinuousClock.now + .seconds(30)
         while try owned(port).count < Self.shards, ContinuousClock.now < alone { Thread.sleep(forTimeInterval: 0.5) }
-        for word in sample {
+        for word in sample.prefix(20) {
             #expect(try json(port, "/api/counts/\(word)")["count"] as? Int == Int(input.words[word] ?? 0), "\(word)")
         }
         let top = try json(port, "/api/top?n=20")["top"] as? [[String: Any]] ?? []
@@ -226,9 +233,18 @@ struct DistributedModeTests {
         #expect(instances[0].process.wait(timeout: .seconds(30)).exitCode == 0)
     }
 
+    /// GETs each path with curl, following redirects; each final status and body.
+    func curlFollowing(port: Int, paths: [String]) throws -> [(status: Int, body: String)] {
+        try paths.map { path in
+            let output = try runTool("/usr/bin/curl", ["-sL", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"]).output
+            let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
+            return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+        }
+    }
+
     static func topics(group: String, inputPartitions: Int) -> [String: Int] {
         ["lines": inputPartitions, "word-counts": 4, "word-counts-windowed": 4, "\(group)-partials": shards, "\(group)-changelog": shards,
-         "\(group)-config": 1]
+         "\(group)-config": 1, "\(group)-members": 1]
     }
 
     static func environment(broker: String, group: String, directory: TemporaryDirectory) -> [String: String] {

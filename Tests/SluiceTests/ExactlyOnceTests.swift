@@ -181,11 +181,11 @@ final class NoidaProcess: TestBroker {
         var environment = [
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SLUICE_EXACTLY_ONCE": "true", "SLUICE_GROUP_ID": group,
             "SLUICE_BATCH_INTERVAL_MS": "200", "SLUICE_HTTP_PORT": "0", "SLUICE_CHECKPOINT_DIR": directory.path + "/data",
-            "SLUICE_MODE": mode, "SLUICE_SHARDS": "4", "SLUICE_INSTANCE_ID": "one", "SLUICE_WINDOW_MS": "1000",
+            "SLUICE_MODE": mode, "SLUICE_INSTANCE_ID": "one", "SLUICE_WINDOW_MS": "1000",
             "SLUICE_ALLOWED_LATENESS_MS": "3600000", "SLUICE_SESSION_TIMEOUT_MS": "6000",
         ]
         // Standalone: slow enough that batches still run when the fence comes.
-        if mode == "standalone" { environment["SLUICE_MAX_RATE_PER_PARTITION"] = "300" }
+        if mode == "standalone" { environment["SLUICE_MAX_RATE_PER_PARTITION"] = "300" } else { environment["SLUICE_SHARDS"] = "4" }
         let first = try SluiceProcess(environment: environment, logDirectory: directory.path)
         #expect(first.waitForLog(mode == "standalone" ? "earlier transactions fenced" : "shards acquired", timeout: .seconds(30)))
         Thread.sleep(forTimeInterval: 2)

@@ -24,10 +24,18 @@ public struct DistributedSetup: Sendable {
     public var shardGroupID: String
     /// `<group>-config`: the settings the group's state was built with (``PinnedSettings``).
     public var configTopic: String
+    /// `<group>-members`: each instance's owned shards and HTTP address (``ShardDirectory``), compacted.
+    public var membersTopic: String
+    /// Where this instance's state queries are answered (`SLUICE_ADVERTISED_URL`); nil: nowhere (HTTP is off).
+    public var advertisedURL: String?
     /// `<group>-plans`: a group without members whose committed offsets are stage 1's planned batch ends.
     public var plansGroupID: String
 
-    public init(groupID: String, shards: Int32, instanceID: String, job: WordCountJob.Configuration) throws(StreamEngineError) {
+    public init(
+        groupID: String, shards: Int32, instanceID: String, advertisedURL: String? = nil, job: WordCountJob.Configuration
+    ) throws(StreamEngineError) {
+        self.advertisedURL = advertisedURL
+        membersTopic = "\(groupID)-members"
         self.shards = ShardMap(count: shards)
         self.instanceID = instanceID
         countsTopic = job.countsTopic
@@ -58,7 +66,21 @@ public final class DistributedContext: StreamingRuntime {
         let shards: ShardStage
     }
 
-    private let current: Mutex<Stages>
+    /// The stages running now, in a box of their own, which the shard directory reads too.
+    private final class CurrentStages: Sendable {
+        let stages: Mutex<Stages>
+
+        init(_ stages: Stages) {
+            self.stages = Mutex(stages)
+        }
+
+        func withLock<Result>(_ body: (inout Stages) -> Result) -> Result {
+            stages.withLock { body(&$0) }
+        }
+    }
+
+    private let current: CurrentStages
+    private let directory: ShardDirectory
     private let makeStages: @Sendable () throws -> Stages
     private let control = ContextControl()
     private let probe: BrokerProbe
@@ -132,7 +154,12 @@ public final class DistributedContext: StreamingRuntime {
                     output: makeOutput(shardProducer), setup: setup, configuration: configuration, logger: logger, metrics: metrics,
                     crashTrigger: crashTrigger, transactions: shardTransactions))
         }
-        current = Mutex(try makeStages())
+        let current = CurrentStages(try makeStages())
+        self.current = current
+        directory = try ShardDirectory(
+            topic: setup.membersTopic, instanceID: setup.instanceID, address: setup.advertisedURL ?? "-", kafka: configuration.kafka,
+            groupID: "\(setup.shardGroupID)-restore", producer: metadataProducer, logger: logger
+        ) { current.withLock { $0.shards.totals.ownedShards } }
     }
 
     public func start() throws {
@@ -142,6 +169,7 @@ public final class DistributedContext: StreamingRuntime {
             control.isRecovered = true
         }
         probe.start()
+        try directory.start()
         run(current.withLock { $0 })
     }
 
@@ -173,6 +201,7 @@ public final class DistributedContext: StreamingRuntime {
                     }
                 }
                 probe.stop()
+                directory.stop()
                 control.finish(with: result)
             }
             thread.name = name
@@ -238,6 +267,12 @@ public final class DistributedContext: StreamingRuntime {
 
     /// The totals of the shards this instance owns now, for state queries.
     public var shardTotals: ShardTotals { current.withLock { $0.shards.totals } }
+
+    /// The instance that announced owning `shard` (not this one), with the address of its state queries ("-": it
+    /// serves none); nil if no other instance has announced it.
+    public func owner(of shard: Int32) -> (instanceID: String, address: String)? {
+        directory.owner(of: shard).map { ($0.instanceID, $0.address) }
+    }
 }
 
 /// Joins the stages' results: the first error, once every stage has finished.
