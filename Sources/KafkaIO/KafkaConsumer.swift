@@ -477,6 +477,28 @@ public final class KafkaConsumer: Sendable {
 }
 
 extension KafkaConsumer {
+    /// Reads one partition outside any group, from its beginning to its end as of now, handing each record to
+    /// `body`, then unassigns it. Needs end-of-partition events (``KafkaConsumerConfig/reportsEndOfPartition``).
+    ///
+    /// - Throws: A ``KafkaError`` of kind `.timedOut` if the end is not reached within `timeout`, or what `body` throws.
+    public func readFromBeginning(_ partition: KafkaPartition, timeout: Duration, _ body: (KafkaMessageView) throws -> Void) throws {
+        try assign([partition: -2])  // -2: from the beginning
+        defer { try? assign([:]) }
+        var atEnd = false
+        let deadline = ContinuousClock.now + timeout
+        while !atEnd {
+            guard ContinuousClock.now < deadline else {
+                throw KafkaError(kind: .timedOut, message: "reading \(partition) to its end took over \(timeout)")
+            }
+            try poll(timeout: .milliseconds(100)) { event in
+                switch event {
+                case .message(let message): try body(message)
+                case .endOfPartition: atEnd = true
+                }
+            }
+        }
+    }
+
     /// Unsubscribes, then serves the queue (rebalance callbacks run, records are dropped) until the assignment has
     /// been empty for a whole poll, or `limit` has passed.
     ///

@@ -55,21 +55,8 @@ final class BatchTransactions {
         let reader = try KafkaConsumer(
             config: KafkaConsumerConfig(common: configuration.kafka, groupID: "\(configuration.groupID)-progress-reader"), logger: logger)
         defer { reader.close() }
-        try reader.assign([KafkaPartition(topic: progressTopic, partition: 0): -2])  // from the beginning
-        var atEnd = false
-        let deadline = ContinuousClock.now + .seconds(120)
-        while !atEnd {
-            guard ContinuousClock.now < deadline else {
-                throw StreamingError(.output, "reading \(progressTopic) to its end took over 120 s")
-            }
-            try reader.poll(timeout: .milliseconds(100)) { event in
-                switch event {
-                case .message(let message):
-                    if let time = Int64(String(decoding: message.value, as: UTF8.self)) { committedBatchTime = time }
-                case .endOfPartition:
-                    atEnd = true
-                }
-            }
+        try reader.readFromBeginning(KafkaPartition(topic: progressTopic, partition: 0), timeout: .seconds(120)) { message in
+            if let time = Int64(String(decoding: message.value, as: UTF8.self)) { committedBatchTime = time }
         }
         logger.info("exactly-once output: earlier transactions fenced", metadata: [
             "kafka.transactional_id": "\(configuration.groupID)",

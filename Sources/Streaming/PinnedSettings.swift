@@ -58,23 +58,9 @@ enum PinnedSettings {
 
     /// The settings in the first settings record of the partition, read to its end; nil if it holds none.
     private static func firstRecord(of partition: KafkaPartition, reader: KafkaConsumer) throws -> [String: String]? {
-        try reader.assign([partition: -2])  // -2: from the beginning
-        defer { try? reader.assign([:]) }
         var first: [String: String]?
-        var atEnd = false
-        let deadline = ContinuousClock.now + .seconds(60)
-        while !atEnd {
-            guard ContinuousClock.now < deadline else {
-                throw StreamingError(.invalidConfiguration, "reading the pinned settings in \(partition.topic) took over 60 s")
-            }
-            try reader.poll(timeout: .milliseconds(100)) { event in
-                switch event {
-                case .message(let message):
-                    if first == nil, message.key.map({ Array($0) }) == recordKey { first = decode(Array(message.value)) }
-                case .endOfPartition:
-                    atEnd = true
-                }
-            }
+        try reader.readFromBeginning(partition, timeout: .seconds(60)) { message in
+            if first == nil, message.key.map({ Array($0) }) == recordKey { first = decode(Array(message.value)) }
         }
         return first
     }
