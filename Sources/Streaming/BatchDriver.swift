@@ -97,7 +97,7 @@ final class BatchDriver: @unchecked Sendable {
         let batches = plan.replay
         plan.replay = []
         for batch in batches {
-            guard control.stopRequest == nil else { return false }
+            guard control.stopRequest == .none else { return false }
             logger.info("replaying a batch from the write-ahead log", metadata: [
                 "stream.batch_time": "\(batch.time)", "stream.blocks": "\(batch.blocks.count)",
             ])

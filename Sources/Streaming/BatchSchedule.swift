@@ -8,8 +8,7 @@
 struct BatchSchedule {
     /// What the driver saw since the last call.
     struct Observation: Equatable {
-        /// nil: no stop requested; true: a graceful stop; false: an immediate stop.
-        var stopRequest: Bool?
+        var stopRequest = StopRequest.none
         /// With `stopsAtEnd`: the receiver has reached the end offsets captured at start-up.
         var reachedEnd = false
         /// The receiver failed (it cannot store or commit).
@@ -63,9 +62,18 @@ struct BatchSchedule {
             phase = .finished
             return .fail(failure)
         }
-        if let graceful = observed.stopRequest ?? (stopsAtEnd && observed.reachedEnd ? true : nil) {
+        switch observed.stopRequest {
+        case .immediate:
             phase = .finished
-            return graceful ? .finish(time: nextTime) : .stop
+            return .stop
+        case .graceful:
+            phase = .finished
+            return .finish(time: nextTime)
+        case .none where stopsAtEnd && observed.reachedEnd:
+            phase = .finished
+            return .finish(time: nextTime)
+        case .none:
+            break
         }
         switch phase {
         case .waiting:

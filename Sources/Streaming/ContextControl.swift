@@ -2,13 +2,20 @@ import Dispatch
 import Foundation
 import Synchronization
 
+/// Whether a stop was asked for, and how: a graceful stop finishes the batch of what was received, an immediate
+/// one keeps only completed batches. An immediate request overrides a graceful one, never the other way round.
+enum StopRequest: Equatable, Sendable {
+    case none
+    case graceful
+    case immediate
+}
+
 /// What the public API and the two threads of a ``StreamingContext`` share: stop requests, progress, the result,
 /// and the wake-up the batch thread sleeps on, so that a stop or the end of input wakes it at once.
 final class ContextControl: Sendable {
     struct State {
         var isStarted = false
-        /// nil: running; true: a graceful stop; false: an immediate stop.
-        var stopRequest: Bool?
+        var stopRequest = StopRequest.none
         var isRecovered = false
         var lastBatch: ContinuousClock.Instant?
         /// Why output cannot be delivered right now, if it cannot.
@@ -25,12 +32,12 @@ final class ContextControl: Sendable {
     /// Requests a stop; an immediate stop overrides a graceful one, never the other way round.
     func requestStop(graceful: Bool) {
         state.withLock { state in
-            if state.stopRequest == nil || !graceful { state.stopRequest = graceful }
+            if state.stopRequest == .none || !graceful { state.stopRequest = graceful ? .graceful : .immediate }
         }
         wake()
     }
 
-    var stopRequest: Bool? { state.withLock { $0.stopRequest } }
+    var stopRequest: StopRequest { state.withLock { $0.stopRequest } }
 
     /// Wakes the batch thread if it sleeps in ``sleep(milliseconds:)``.
     func wake() {

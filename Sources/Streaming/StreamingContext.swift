@@ -92,7 +92,7 @@ public final class StreamingContext: Sendable {
             maxRecordBytes: (configuration.kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000) - 1024,
             metrics: metrics, logger: logger,
             reportWaiting: { reason in control.state.withLock { $0.failure = reason } },
-            isStoppingNow: { control.stopRequest == false }
+            isStoppingNow: { control.stopRequest == .immediate }
         )
         var transactions: BatchTransactions?
         if configuration.isExactlyOnce {

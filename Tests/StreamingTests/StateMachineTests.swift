@@ -60,12 +60,12 @@ import Testing
 
     @Test func stopsFailuresAndTheEndOfInputEndTheLoop() {
         var graceful = BatchSchedule(interval: 1_000, lastBatchTime: 0, now: 0, stopsAtEnd: false)
-        #expect(graceful.next(now: 0, observed: Observation(stopRequest: true)) == .finish(time: 1_000))
+        #expect(graceful.next(now: 0, observed: Observation(stopRequest: .graceful)) == .finish(time: 1_000))
         #expect(graceful.next(now: 0, observed: Observation()) == .stop)
         var immediate = BatchSchedule(interval: 1_000, lastBatchTime: 0, now: 0, stopsAtEnd: false)
-        #expect(immediate.next(now: 0, observed: Observation(stopRequest: false)) == .stop)
+        #expect(immediate.next(now: 0, observed: Observation(stopRequest: .immediate)) == .stop)
         var failing = BatchSchedule(interval: 1_000, lastBatchTime: 0, now: 0, stopsAtEnd: false)
-        #expect(failing.next(now: 0, observed: Observation(stopRequest: true, receiverFailure: "disk")) == .fail("disk"))
+        #expect(failing.next(now: 0, observed: Observation(stopRequest: .graceful, receiverFailure: "disk")) == .fail("disk"))
         var atEnd = BatchSchedule(interval: 1_000, lastBatchTime: 0, now: 0, stopsAtEnd: true)
         #expect(atEnd.next(now: 0, observed: Observation(reachedEnd: true)) == .finish(time: 1_000))
         var notAtEnd = BatchSchedule(interval: 1_000, lastBatchTime: 0, now: 0, stopsAtEnd: false)

@@ -115,7 +115,7 @@ public final class DistributedContext: StreamingRuntime {
                     maxRecordBytes: (configuration.kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000) - 1024,
                     metrics: metrics, logger: logger,
                     reportWaiting: { reason in control.state.withLock { $0.failure = reason } },
-                    isStoppingNow: { control.stopRequest == false })
+                    isStoppingNow: { control.stopRequest == .immediate })
             }
             let consumerConfig = { (group: String, member: String?) in
                 KafkaConsumerConfig(
@@ -192,7 +192,7 @@ public final class DistributedContext: StreamingRuntime {
                     stages.shards.requestStop()
                 }
                 guard let result = completion.finish(with: result) else { return }
-                if case .failure(let error) = result, Self.isClientFailure(error), control.stopRequest == nil {
+                if case .failure(let error) = result, Self.isClientFailure(error), control.stopRequest == .none {
                     do {
                         try replace(after: error)
                         return
@@ -219,7 +219,11 @@ public final class DistributedContext: StreamingRuntime {
         current.withLock { $0 = stages }
         control.state.withLock { $0.failure = nil }
         // A stop requested while they were built reaches them here.
-        if let graceful = control.stopRequest { stop(graceful: graceful) }
+        switch control.stopRequest {
+        case .none: break
+        case .graceful: stop(graceful: true)
+        case .immediate: stop(graceful: false)
+        }
         run(stages)
     }
 
