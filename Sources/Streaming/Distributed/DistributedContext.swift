@@ -64,6 +64,21 @@ public final class DistributedContext: StreamingRuntime {
     private struct Stages: Sendable {
         let sources: SourceStage
         let shards: ShardStage
+        /// Why each stage's output is not delivered yet, if it is not (each stage reports its own: one stage's
+        /// delivery must not clear the other's report).
+        let sourcesWaiting: DeliveryWait
+        let shardsWaiting: DeliveryWait
+    }
+
+    /// Why one stage's output is not delivered yet, if it is not (``KafkaOutput``'s report).
+    private final class DeliveryWait: Sendable {
+        private let reason = Mutex<String?>(nil)
+
+        var current: String? { reason.withLock { $0 } }
+
+        func report(_ reason: String?) {
+            self.reason.withLock { $0 = reason }
+        }
     }
 
     /// The stages running now, in a box of their own, which the shard directory reads too.
@@ -109,12 +124,13 @@ public final class DistributedContext: StreamingRuntime {
             settings, topic: setup.configTopic, kafka: configuration.kafka, groupID: "\(setup.shardGroupID)-restore", logger: logger)
         probe = BrokerProbe(producer: metadataProducer, bootstrapServers: configuration.kafka.bootstrapServers)
         makeStages = { [logger] in
-            let makeOutput = { (producer: KafkaProducer) in
+            let sourcesWaiting = DeliveryWait()
+            let shardsWaiting = DeliveryWait()
+            let makeOutput = { (producer: KafkaProducer, wait: DeliveryWait) in
                 KafkaOutput(
                     producer: producer, deadLetterTopic: configuration.deadLetterTopic,
                     maxRecordBytes: (configuration.kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000) - 1024,
-                    metrics: metrics, logger: logger,
-                    reportWaiting: { reason in control.state.withLock { $0.failure = reason } },
+                    metrics: metrics, logger: logger, reportWaiting: { wait.report($0) },
                     isStoppingNow: { control.stopRequest == .immediate })
             }
             let consumerConfig = { (group: String, member: String?) in
@@ -146,13 +162,14 @@ public final class DistributedContext: StreamingRuntime {
             let plans = configuration.isExactlyOnce ? nil : try KafkaConsumer(config: consumerConfig(setup.plansGroupID, nil), logger: logger)
             return Stages(
                 sources: SourceStage(
-                    consumer: sourceConsumer, plans: plans, output: makeOutput(sourceProducer), setup: setup, configuration: configuration,
+                    consumer: sourceConsumer, plans: plans, output: makeOutput(sourceProducer, sourcesWaiting), setup: setup, configuration: configuration,
                     logger: logger, metrics: metrics, crashTrigger: crashTrigger, transactions: sourceTransactions),
                 shards: ShardStage(
                     consumer: shardConsumer,
                     restoreConsumer: try KafkaConsumer(config: consumerConfig("\(setup.shardGroupID)-restore", nil), logger: logger),
-                    output: makeOutput(shardProducer), setup: setup, configuration: configuration, logger: logger, metrics: metrics,
-                    crashTrigger: crashTrigger, transactions: shardTransactions))
+                    output: makeOutput(shardProducer, shardsWaiting), setup: setup, configuration: configuration, logger: logger, metrics: metrics,
+                    crashTrigger: crashTrigger, transactions: shardTransactions),
+                sourcesWaiting: sourcesWaiting, shardsWaiting: shardsWaiting)
         }
         let current = CurrentStages(try makeStages())
         self.current = current
@@ -260,7 +277,8 @@ public final class DistributedContext: StreamingRuntime {
                 totals: StreamingTotals(batches: source.batches, records: source.records, outputRecords: shard.outputRecords),
                 sinceLastPoll: [source.lastPoll, shard.lastPoll].compactMap { $0 }.min().map { .now - $0 },
                 sinceLastBatch: [source.lastWork, shard.lastWork].compactMap { $0 }.max().map { .now - $0 },
-                failure: control.failure ?? source.failure ?? shard.failure ?? shard.failedShards.first ?? probe.failure,
+                failure: control.failure ?? source.failure ?? shard.failure ?? stages.sourcesWaiting.current ?? stages.shardsWaiting.current
+                    ?? shard.failedShards.first ?? probe.failure,
                 isFinished: control.result != nil)
             status.ownedShards = shard.owned.map(\.partition)
             return status
