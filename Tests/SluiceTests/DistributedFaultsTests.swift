@@ -1,5 +1,6 @@
 import Foundation
 import SampleData
+@testable import Streaming
 import Testing
 
 /// Distributed mode under the faults a probing user finds: seeded kill -9s of random instances, restarted on their
@@ -77,6 +78,37 @@ struct DistributedFaultsTests {
         }
         try DistributedModeTests.finish(input, runs: &runs, group: group, broker: broker)
         try ExactlyOnceTests().checkOnce(input, bootstrap: broker.bootstrap, countsKey: "count", ignoring: "sentinel")
+    }
+
+    /// A real hole in a shard's input (a marker whose batch starts past what the shard applied, written into the
+    /// partials topic by hand) stops that shard only: `/healthz` answers 503 naming it, `sluice_shards_failed` is 1,
+    /// and the instance goes on applying its other shards' input.
+    @Test func aHoleStopsItsShardOnlyAndIsReported() throws {
+        let group = uniqueGroup()
+        let broker = try BrokerProcess(topics: DistributedModeTests.topics(group: group, inputPartitions: 2))
+        let directory = TemporaryDirectory()
+        let port = try freePort()
+        var environment = DistributedModeTests.environment(broker: broker.bootstrap, group: group, directory: directory)
+        environment.merge(["SLUICE_SESSION_TIMEOUT_MS": "3000", "SLUICE_HTTP_PORT": String(port), "SLUICE_INSTANCE_ID": "one"]) { $1 }
+        let instance = try SluiceProcess(environment: environment, logDirectory: directory.path)
+        let input = Input(chunks: 2, lines: 1_000, partitions: 2, seed: 26)
+        try pythonProduce(input.chunks[0], topic: "lines", bootstrap: broker.bootstrap)
+        let first = Input(chunks: 1, lines: 1_000, partitions: 2, seed: 26)
+        BrokerMatrixTests.check(try BrokerMatrixTests.awaitTotals(first.words, broker: broker, librdkafka: .system), first.words)
+        // lines[0] holds offsets 0..<500, applied by every shard; a batch of 600..<700 leaves 500..<600 out.
+        let marker = "c 1 lines 0 9999999999999 600 700 \(WallClock.milliseconds()) -"
+        _ = try runTool("/bin/sh", ["-c", "printf '%s\\n' \"$1\" | kcat -P -b \(broker.bootstrap) -t \(group)-partials -p 0", "sh", marker])
+        #expect(try waitForHTTP(port: port, path: "/healthz", timeout: .seconds(30)) { $0.status == 503 && $0.body.contains("lost input") && $0.body.contains("shard 0") })
+        #expect(try metrics(port: port)["sluice_shards_failed"] == 1)
+        // The other shards go on: the second chunk's words of other shards reach their totals.
+        try pythonProduce(input.chunks[1], topic: "lines", bootstrap: broker.bootstrap)
+        let map = ShardMap(count: Int32(DistributedModeTests.shards))
+        let elsewhere = input.words.filter { map.shard(of: $0.key.utf8) != 0 }
+        BrokerMatrixTests.check(
+            try BrokerMatrixTests.awaitTotals(elsewhere, broker: broker, librdkafka: .system).filter { elsewhere[$0.key] != nil }, elsewhere)
+        instance.signal(SIGTERM)
+        let result = instance.wait(timeout: .seconds(30))
+        #expect(result.exitCode == 0 && !result.wasKilled, "\(result.standardError.suffix(1500))")
     }
 
     static let sessionTimeoutMilliseconds = 6000

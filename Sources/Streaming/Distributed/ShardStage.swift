@@ -454,7 +454,7 @@ final class ShardStage: @unchecked Sendable {
         let failed = states.filter { $0.value.failure != nil }.sorted { $0.key < $1.key }
         metrics.failedShards.record(failed.count)
         status.withLock { status in
-            status.failedShards = failed.map { "shard \($0.key): \($0.value.failure!.message)" }
+            status.failedShards = failed.map { "shard \($0.key) stopped: \($0.value.failure!)" }
         }
     }
 }
