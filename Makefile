@@ -20,6 +20,7 @@ run: ## The demo: embedded broker, sample text, counts printed at the end (insta
 
 test: ## Unit and integration tests, the broker matrix included (installs what is missing first).
 	scripts/deps.sh test
+	python3 scripts/check-docs.py
 	scripts/test-brokers.sh
 	$(SWIFT) test $(SWIFT_FLAGS)
 
