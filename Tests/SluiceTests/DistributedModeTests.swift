@@ -442,8 +442,14 @@ struct Runs {
         guard let process = running.removeValue(forKey: name) else { return }
         process.signal(SIGTERM)
         let result = process.wait(timeout: .seconds(60))
-        #expect(result.exitCode == 0 && !result.wasKilled, "\(name) after SIGTERM: \(result.standardError.suffix(1500))")
+        #expect(result.exitCode == 0 && !result.wasKilled, "\(name) after SIGTERM: \(Self.crashReport(in: result.standardError))")
         finished.append((name, result, nil))
+    }
+
+    /// The start of a crash report in `log` (the crashed thread's frames), or else its end.
+    static func crashReport(in log: String) -> String {
+        guard let start = log.range(of: "Program crashed") ?? log.range(of: "Fatal error") else { return String(log.suffix(1500)) }
+        return String(log[start.lowerBound...].prefix(4000))
     }
 
     /// Stops every process with SIGTERM, and reads their ownership records: shards held by two at once, and how
