@@ -57,7 +57,7 @@ public final class StateView<Key: StateKey & Sendable, State: StateCodable & Com
         shared.withLock { shared in
             let updated = body()
             guard let store = shared.store else { return updated }
-            var top = TopSelection<Key, State>(capacity: rankingCapacity)
+            var top = TopSelection(capacity: rankingCapacity)
             var ranked: Set<Key> = []
             var kept = 0
             for (key, _) in shared.ranking {
@@ -71,7 +71,7 @@ public final class StateView<Key: StateKey & Sendable, State: StateCodable & Com
             // is passed over before it costs a lookup in `ranked`.
             let floor = kept == rankingCapacity ? shared.ranking.last : nil
             for (key, state) in updated.values {
-                if let floor, !TopSelection.ranksBefore((key, state), floor) { continue }
+                if let floor, !Self.ranksBefore((key, state), floor) { continue }
                 if !ranked.contains(key) { top.offer((key, state)) }
             }
             shared.ranking = top.result()
@@ -82,11 +82,44 @@ public final class StateView<Key: StateKey & Sendable, State: StateCodable & Com
     /// Rebuilds the ranking from the whole state, after a restore replaced it.
     private func restored() {
         shared.withLock { shared in
-            var top = TopSelection<Key, State>(capacity: rankingCapacity)
+            var top = TopSelection(capacity: rankingCapacity)
             for (key, state) in shared.store?.value ?? [:] {
                 top.offer((key, state))
             }
             shared.ranking = top.result()
         }
+    }
+
+    /// The `capacity` largest entries offered, largest first (ties by key), held in at most twice that many.
+    private struct TopSelection {
+        let capacity: Int
+        private var entries: [(key: Key, state: State)] = []
+        /// The smallest kept entry once `capacity` are kept: an entry that does not rank before it cannot enter.
+        private var floor: (key: Key, state: State)?
+
+        init(capacity: Int) {
+            self.capacity = capacity
+        }
+
+        mutating func offer(_ entry: (key: Key, state: State)) {
+            if let floor, !StateView.ranksBefore(entry, floor) { return }
+            entries.append(entry)
+            if entries.count >= 2 * capacity { prune() }
+        }
+
+        mutating func result() -> [(key: Key, state: State)] {
+            prune()
+            return entries
+        }
+
+        private mutating func prune() {
+            entries.sort(by: StateView.ranksBefore)
+            if entries.count > capacity { entries.removeLast(entries.count - capacity) }
+            if entries.count == capacity { floor = entries.last }
+        }
+    }
+
+    private static func ranksBefore(_ a: (key: Key, state: State), _ b: (key: Key, state: State)) -> Bool {
+        a.state != b.state ? a.state > b.state : a.key < b.key
     }
 }

@@ -39,14 +39,13 @@ enum PinnedSettings {
     /// on one of them, and the other one is refused.
     ///
     /// - Throws: ``StreamingError`` `.settingChanged` naming each changed setting and both values.
-    static func pin(
-        _ settings: [String: String], topic: String, kafka: KafkaConfig, groupID: String, producer: KafkaProducer, logger: Logger
-    ) throws {
+    static func pin(_ settings: [String: String], topic: String, kafka: KafkaConfig, groupID: String, logger: Logger) throws {
         let reader = try KafkaConsumer(config: KafkaConsumerConfig(common: kafka, groupID: groupID), logger: logger)
         defer { reader.close() }
         let partition = KafkaPartition(topic: topic, partition: 0)
         var pinned = try firstRecord(of: partition, reader: reader)
         if pinned == nil {
+            let producer = try KafkaProducer(config: KafkaProducerConfig(common: kafka), logger: logger)
             try producer.send(KafkaProducerRecord(topic: topic, partition: 0, key: recordKey, value: encode(settings)))
             try producer.flush(timeout: .seconds(30))
             pinned = try firstRecord(of: partition, reader: reader)

@@ -70,9 +70,6 @@ public struct StreamingConfiguration: Sendable {
     ///
     /// Default: 10000.
     public var sessionTimeoutMilliseconds: Int
-    /// A stop of a stage longer than this (half the session timeout) may have cost it its partitions or shards:
-    /// distributed mode checks that it still owns them before it writes again.
-    var stallLimit: Duration { .milliseconds(sessionTimeoutMilliseconds / 2) }
     /// How far a record's event time may be ahead of its batch time: a later record does not move the watermark and
     /// is left out of windows (counted), so one bad clock cannot close every window for good.
     ///

@@ -1,4 +1,3 @@
-import KafkaIO
 /// An error of the streaming runtime.
 public struct StreamingError: Error, Sendable, CustomStringConvertible {
     /// The kind of failure.
@@ -49,14 +48,5 @@ public struct StreamingError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         if let underlying { return "\(code): \(message): \(underlying)" }
         return "\(code): \(message)"
-    }
-}
-
-extension StreamingError {
-    /// The Kafka client's error in `error`: itself, or the one a ``StreamingError`` wraps (at any depth).
-    static func kafkaError(in error: any Error) -> KafkaError? {
-        if let kafka = error as? KafkaError { return kafka }
-        if let streaming = error as? StreamingError, let underlying = streaming.underlying { return kafkaError(in: underlying) }
-        return nil
     }
 }

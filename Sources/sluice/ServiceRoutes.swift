@@ -117,7 +117,7 @@ enum ServiceRoutes {
                     .serviceUnavailable,
                     "the largest totals need all \(shards.shards.count) shards, and this instance owns \(describe(shards.ownedShards)) now")
             }
-            return json(TopDocument(distinctWords: shards.wordCount, top: largest.map { WordCount(word: $0.key, count: $0.state) }))
+            return json(TopDocument(distinctWords: shards.wordCount, top: largest.map { WordCount(word: $0.word, count: $0.total) }))
         }
     }
 

@@ -113,8 +113,7 @@ public final class DistributedContext: StreamingRuntime {
         let metrics = StreamingMetrics()
         self.metrics = metrics
         let control = control
-        // For metadata and the group's own small records (internal topics, pinned settings, the broker probe, shard
-        // announcements): outlives every pair of stages.
+        // For metadata only (the internal topics, the broker probe): outlives every pair of stages.
         let metadataProducer = try KafkaProducer(config: KafkaProducerConfig(common: configuration.kafka), logger: logger)
         try InternalTopics.ensure(InternalTopics.distributed(setup), producer: metadataProducer, logger: logger) { topic, count in
             "SLUICE_SHARDS is \(topic.partitions) but \(topic.name) has \(count) partitions: the shard count is fixed for the life of the group's state (set SLUICE_SHARDS=\(count), or use a new SLUICE_GROUP_ID)"
@@ -122,8 +121,7 @@ public final class DistributedContext: StreamingRuntime {
         var settings = configuration.stateSettings
         settings["SLUICE_SHARDS"] = String(setup.shards.count)
         try PinnedSettings.pin(
-            settings, topic: setup.configTopic, kafka: configuration.kafka, groupID: "\(setup.shardGroupID)-restore",
-            producer: metadataProducer, logger: logger)
+            settings, topic: setup.configTopic, kafka: configuration.kafka, groupID: "\(setup.shardGroupID)-restore", logger: logger)
         probe = BrokerProbe(producer: metadataProducer, bootstrapServers: configuration.kafka.bootstrapServers)
         makeStages = { [logger] in
             let sourcesWaiting = DeliveryWait()
@@ -211,7 +209,7 @@ public final class DistributedContext: StreamingRuntime {
                     stages.shards.requestStop()
                 }
                 guard let result = completion.finish(with: result) else { return }
-                if case .failure(let error) = result, StreamingError.kafkaError(in: error)?.isFatal == true, control.stopRequest == .none {
+                if case .failure(let error) = result, Self.isClientFailure(error), control.stopRequest == .none {
                     do {
                         try replace(after: error)
                         return
@@ -244,6 +242,13 @@ public final class DistributedContext: StreamingRuntime {
         case .immediate: stop(graceful: false)
         }
         run(stages)
+    }
+
+    /// Whether `error` is, or wraps, a client's fatal error, which a new client does not have.
+    static func isClientFailure(_ error: any Error) -> Bool {
+        if let kafka = error as? KafkaError { return kafka.isFatal }
+        if let streaming = error as? StreamingError, let underlying = streaming.underlying { return isClientFailure(underlying) }
+        return false
     }
 
     public func awaitTermination() async throws {

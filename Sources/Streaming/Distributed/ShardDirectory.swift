@@ -56,6 +56,9 @@ final class ShardDirectory: Sendable {
         }.flatMap { $0.instanceID == instanceID ? nil : $0 }
     }
 
+    /// Every instance's latest announcement, by instance id.
+    var members: [Member] { state.withLock { $0.members.values.sorted { $0.instanceID < $1.instanceID } } }
+
     /// Reads and announces on a thread of its own, until ``stop()``.
     func start() throws {
         try reader.assign([KafkaPartition(topic: topic, partition: 0): -2])  // -2: from the beginning

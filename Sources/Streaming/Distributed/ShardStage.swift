@@ -48,6 +48,8 @@ final class ShardStage: @unchecked Sendable {
     /// The cycle and time of each owned shard's last checkpoint.
     private var checkpointed: [Int32: (cycle: Int64, at: ContinuousClock.Instant)] = [:]
     static let checkpointInterval = Duration.seconds(30)
+    /// A stop longer than this (half the session timeout) may have cost the shards: see ``confirmOwnership(since:)``.
+    private let stallLimit: Duration
     /// A stall was seen and ownership is not confirmed yet: nothing is written until it is.
     private var mustConfirmOwnership = false
     /// When the current poll started: a rebalance callback inside it that comes after a stop checks ownership too.
@@ -74,6 +76,7 @@ final class ShardStage: @unchecked Sendable {
         self.crashTrigger = crashTrigger
         checkpoints = ShardCheckpoints(directory: configuration.checkpointDirectory)
         totals = ShardTotals(shards: setup.shards)
+        stallLimit = .milliseconds(configuration.sessionTimeoutMilliseconds / 2)
     }
 
     func requestStop() {
@@ -102,6 +105,7 @@ final class ShardStage: @unchecked Sendable {
         while !stopRequested.load(ordering: .acquiring) {
             let wait = min(max(nextCycle - .now, .zero), .milliseconds(100))
             pollStarted = .now
+            let tick = pollStarted
             let events = try consumer.poll(timeout: wait) { event in
                 guard case .message(let message) = event, let shard = states.index(forKey: message.partition) else { return }
                 guard let record = ExchangeRecord(key: message.key.map { Array($0) }, value: Array(message.value)) else {
@@ -127,7 +131,7 @@ final class ShardStage: @unchecked Sendable {
             let caughtUp = events == 0 && states.values.contains { $0.changes.batchTime != nil }
                 && consumer.lag().values.allSatisfy { $0 == 0 }
             if caughtUp || ContinuousClock.now >= nextCycle {
-                guard try confirmOwnership(since: pollStarted) == .owned else {
+                guard try confirmOwnership(since: tick) == .owned else {
                     nextCycle = .now + interval
                     continue
                 }
@@ -297,7 +301,12 @@ final class ShardStage: @unchecked Sendable {
     /// Writes a cycle of the given shards: changelog records, commit records, output, then the partials offsets; with
     /// exactly-once output all in one transaction.
     private func writeCycle(of shards: [Int32]) throws {
-        let offsets = committableOffsets(of: shards)
+        var offsets: [KafkaPartition: Int64] = [:]
+        for shard in shards {
+            if let offset = states[shard]?.committableOffset {
+                offsets[KafkaPartition(topic: setup.partialsTopic, partition: shard)] = offset
+            }
+        }
         var written: [Int32] = []
         if let transactions {
             guard try transactions.run(offsets: offsets, { _ = try produceCycle(of: shards, written: &written) }) == .committed else {
@@ -373,17 +382,6 @@ final class ShardStage: @unchecked Sendable {
         return true
     }
 
-    /// The partials offsets the given owned shards may commit (``ShardState/committableOffset``).
-    private func committableOffsets(of shards: [Int32]) -> [KafkaPartition: Int64] {
-        var offsets: [KafkaPartition: Int64] = [:]
-        for shard in shards {
-            if let offset = states[shard]?.committableOffset {
-                offsets[KafkaPartition(topic: setup.partialsTopic, partition: shard)] = offset
-            }
-        }
-        return offsets
-    }
-
     /// What a check of ownership found.
     private enum Ownership {
         /// The shards may be written.
@@ -394,15 +392,18 @@ final class ShardStage: @unchecked Sendable {
         case unconfirmed
     }
 
-    /// Whether the owned shards may be written: always after a stop no longer than the configuration's stall limit
-    /// since `since`
+    /// Whether the owned shards may be written: always after a stop no longer than ``stallLimit`` since `since`
     /// (and no earlier stall unconfirmed); else once the group accepts a commit of their partials offsets (at
     /// least once; exactly-once output is fenced by its transactions). A refusal by the group drops the shards.
     private func confirmOwnership(since: ContinuousClock.Instant) throws -> Ownership {
-        guard transactions == nil, mustConfirmOwnership || ContinuousClock.now - since > configuration.stallLimit else { return .owned }
+        guard transactions == nil, mustConfirmOwnership || ContinuousClock.now - since > stallLimit else { return .owned }
         mustConfirmOwnership = true
+        var offsets: [KafkaPartition: Int64] = [:]
+        for (shard, state) in states {
+            if let offset = state.committableOffset { offsets[KafkaPartition(topic: setup.partialsTopic, partition: shard)] = offset }
+        }
         do {
-            try consumer.commit(committableOffsets(of: Array(states.keys)))
+            try consumer.commit(offsets)
         } catch let error as KafkaError where Self.groupRefusals.contains(error.codeName) {
             logger.warning("stopped past the session timeout, and the group moved on: the owned shards are dropped unwritten", metadata: [
                 "shard.ids": "\(states.keys.sorted().map(String.init).joined(separator: ","))", "kafka.error": "\(error)",

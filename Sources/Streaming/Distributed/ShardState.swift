@@ -194,7 +194,7 @@ struct ShardState {
         advanceWatermark()
     }
 
-    /// Records why the shard cannot go on (it stays failed and takes nothing more) and returns the error.
+    /// Records why the shard cannot go on (it stays failed: its next markers throw it again) and returns the error.
     private mutating func fail(_ message: String) -> StreamingError {
         let error = StreamingError(.lostInput, message)
         failure = error

@@ -1,12 +1,11 @@
-import StreamEngine
 import Synchronization
 
 /// The running totals of the shards this instance owns, for state queries (``ShardStage`` keeps it): a shard's
 /// totals as restored, then as of each cycle it writes; a shard that is released or lost leaves it.
 ///
 /// A query answers only what this instance knows: the total of a word whose shard it owns (absent there: 0, the
-/// truth), or which shard owns the word when it does not own that shard (the routes then redirect to its owner,
-/// found in ``ShardDirectory``). Answers are never made up.
+/// truth), or which shard owns the word when it does not own that shard. Answers are never made up. (Asking the
+/// owner instead is the one-runtime issue's work: it needs a directory of members and their endpoints.)
 public final class ShardTotals: Sendable {
     /// What this instance can say about a word's total.
     public enum Answer: Equatable, Sendable {
@@ -41,15 +40,23 @@ public final class ShardTotals: Sendable {
 
     /// The `n` largest totals (ties by word), when every shard is owned here; nil otherwise, as the largest of
     /// some shards are not the largest of all.
-    public func largest(_ n: Int) -> [(key: String, state: Int64)]? {
+    public func largest(_ n: Int) -> [(word: String, total: Int64)]? {
         state.withLock { state in
             guard state.totals.count == Int(shards.count) else { return nil }
-            var top = TopSelection<String, Int64>(capacity: max(1, n))
+            var best: [(word: String, total: Int64)] = []
             for totals in state.totals.values {
-                for (word, total) in totals { top.offer((word, total)) }
+                for (word, total) in totals where best.count < n || Self.ranksBefore((word, total), best[best.count - 1]) {
+                    let index = best.firstIndex { Self.ranksBefore((word, total), $0) } ?? best.count
+                    best.insert((word, total), at: index)
+                    if best.count > n { best.removeLast() }
+                }
             }
-            return top.result()
+            return best
         }
+    }
+
+    private static func ranksBefore(_ a: (word: String, total: Int64), _ b: (word: String, total: Int64)) -> Bool {
+        a.total != b.total ? a.total > b.total : a.word < b.word
     }
 
     /// A shard's totals, whole (after a restore).

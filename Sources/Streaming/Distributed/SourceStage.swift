@@ -324,7 +324,7 @@ final class SourceStage: @unchecked Sendable {
             // Stopped past half the session timeout while planning: the partitions may be someone else's by now.
             // Sent, the batches would still be the ones planned (the next owner cuts them again exactly), but a
             // fresh start checks that: the next tick commits the starts again, which the group refuses if so.
-            guard ContinuousClock.now - planning <= configuration.stallLimit else {
+            guard ContinuousClock.now - planning <= .milliseconds(configuration.sessionTimeoutMilliseconds / 2) else {
                 logger.warning("stopped past the session timeout while planning batches: taking their records again")
                 try rewindCut()
                 return
