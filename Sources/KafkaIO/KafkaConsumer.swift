@@ -271,8 +271,14 @@ public final class KafkaConsumer: Sendable {
     ///
     /// - Throws: A ``KafkaError`` if the broker refused the commit or a partition's commit failed.
     public func commit(_ offsets: [KafkaPartition: Int64]) throws {
+        try commit(offsets, metadata: [:])
+    }
+
+    /// Commits like ``commit(_:)``; `metadata` (ASCII, under 4 KB: librdkafka 2.0.2 cuts binary metadata at a NUL) is stored with the offsets of
+    /// the partitions it names, for whichever member owns them next (``committedEntries(_:timeout:)``).
+    public func commit(_ offsets: [KafkaPartition: Int64], metadata: [KafkaPartition: String]) throws {
         guard !offsets.isEmpty else { return }
-        let list = RDKafkaPartitionList(offsets)
+        let list = RDKafkaPartitionList(offsets, metadata: metadata)
         let err = rd_kafka_commit(client.handle, list.pointer, 0)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET else {
             throw KafkaError.rdkafka(err, "commit \(offsets.count) partition offsets")
@@ -294,14 +300,20 @@ public final class KafkaConsumer: Sendable {
 
     /// The group's committed offsets for the given partitions; partitions without a commit are absent.
     public func committed(_ partitions: [KafkaPartition], timeout: Duration) throws -> [KafkaPartition: Int64] {
+        try committedEntries(partitions, timeout: timeout).mapValues(\.offset)
+    }
+
+    /// The group's committed offsets with their commit metadata; partitions without a commit are absent.
+    public func committedEntries(_ partitions: [KafkaPartition], timeout: Duration) throws -> [KafkaPartition: (offset: Int64, metadata: String)] {
         let list = RDKafkaPartitionList(partitions)
         let err = rd_kafka_committed(client.handle, list.pointer, timeout.milliseconds)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
             throw KafkaError.rdkafka(err, "read committed offsets")
         }
-        var result: [KafkaPartition: Int64] = [:]
+        let metadata = list.metadata
+        var result: [KafkaPartition: (offset: Int64, metadata: String)] = [:]
         for (partition, offset, _) in list.entries where offset >= 0 {
-            result[partition] = offset
+            result[partition] = (offset, metadata[partition] ?? "")
         }
         return result
     }

@@ -239,20 +239,21 @@ public final class KafkaProducer: Sendable {
         }
     }
 
-    /// Adds the consumer's "next to read" offsets to the current transaction, so they commit with its records.
+    /// Adds the consumer's "next to read" offsets to the current transaction, so they commit with its records;
+    /// `metadata` (ASCII) is stored with the offsets of the partitions it names, as ``KafkaConsumer/commit(_:metadata:)`` does.
     ///
     /// librdkafka can ignore this call's timeout while the group coordinator is down (#5456), so the call runs on
     /// its own thread under a watchdog: past `timeout` and a grace of as long again, it is reported as a fatal
     /// error (the caller must end the process; the blocked call cannot be taken back).
     public func sendOffsetsToTransaction(
-        _ offsets: [KafkaPartition: Int64], consumer: KafkaConsumer, timeout: Duration
+        _ offsets: [KafkaPartition: Int64], metadata: [KafkaPartition: String] = [:], consumer: KafkaConsumer, timeout: Duration
     ) throws {
         let outcome = Mutex<(any Error)?>(nil)
         let done = DispatchSemaphore(value: 0)
         let call = Thread { [client] in
             let result: (any Error)?
             do {
-                let list = RDKafkaPartitionList(offsets)
+                let list = RDKafkaPartitionList(offsets, metadata: metadata)
                 let group = try consumer.groupMetadata()
                 let error = rd_kafka_send_offsets_to_transaction(client.handle, list.pointer, group.pointer, timeout.milliseconds)
                 result = error.map { KafkaError.consuming($0, "send offsets to transaction") }

@@ -79,22 +79,22 @@ final class StageTransactions {
         ])
     }
 
-    /// Runs `produce` in one transaction with the consumer's `offsets`, and commits.
+    /// Runs `produce` in one transaction with the consumer's `offsets` (and their commit `metadata`), and commits.
     ///
     /// - Throws: A fatal error (`_FENCED` among them): the stage must end; or an error of `produce` that is not
     ///   the producer's. An abortable failure is aborted and reported as ``Outcome/aborted``.
-    func run(offsets: [KafkaPartition: Int64], _ produce: () throws -> Void) throws -> Outcome {
+    func run(offsets: [KafkaPartition: Int64], metadata: [KafkaPartition: String] = [:], _ produce: () throws -> Void) throws -> Outcome {
         let started = ContinuousClock.now
         do {
             try producer.beginTransaction()
             try produce()
             if !offsets.isEmpty {
-                try producer.sendOffsetsToTransaction(offsets, consumer: consumer, timeout: .seconds(60))
+                try producer.sendOffsetsToTransaction(offsets, metadata: metadata, consumer: consumer, timeout: .seconds(60))
             }
             CrashPoint.reach(.beforeTransactionCommit, armed: crashTrigger)
             try producer.commitTransaction()
         } catch {
-            guard let kafka = StreamingError.kafkaError(in: error), !kafka.isFatal else { throw error }
+            guard let kafka = Self.kafkaError(in: error), !kafka.isFatal else { throw error }
             metrics.transactionsAborted.increment()
             do {
                 try producer.abortTransaction()
@@ -110,5 +110,12 @@ final class StageTransactions {
         metrics.transactionCommitDuration.record(duration: .now - started)
         CrashPoint.reach(.afterTransactionCommit, armed: crashTrigger)
         return .committed
+    }
+
+    /// The producer's error in `error`, itself or the one it wraps.
+    private static func kafkaError(in error: any Error) -> KafkaError? {
+        if let kafka = error as? KafkaError { return kafka }
+        if let streaming = error as? StreamingError, let underlying = streaming.underlying { return kafkaError(in: underlying) }
+        return nil
     }
 }
